@@ -1,0 +1,109 @@
+"""Backend fixtures shared by every test.
+
+Each test that takes ``xp`` runs once per backend below. A backend whose
+library is not installed, or whose hardware is absent, is skipped with a
+reason, never failed. ``array_api_strict`` runs twice: on its default device
+and on ``Device("device1")``, which refuses to mix devices and to convert to
+numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
+CPU-only machine just as they would on a GPU.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+import pytest
+
+
+class Backend(enum.Enum):
+    NUMPY = "numpy"
+    ARRAY_API_STRICT = "array_api_strict"
+    ARRAY_API_STRICT_DEVICE1 = "array_api_strict-device1"
+    TORCH = "torch"
+    TORCH_CUDA = "torch-cuda"
+    CUPY = "cupy"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self in (Backend.TORCH_CUDA, Backend.CUPY)
+
+
+def _backend_params():
+    for backend in Backend:
+        marks = [pytest.mark.gpu] if backend.is_gpu else []
+        yield pytest.param(backend, id=backend.value, marks=marks)
+
+
+def _load(backend: Backend):
+    """Return ``(xp, device)`` for a backend, or skip the test with a reason."""
+    if backend is Backend.NUMPY:
+        import array_api_compat.numpy as xp
+
+        return xp, "cpu"
+    if backend in (Backend.ARRAY_API_STRICT, Backend.ARRAY_API_STRICT_DEVICE1):
+        xp = pytest.importorskip("array_api_strict")
+        if backend is Backend.ARRAY_API_STRICT:
+            return xp, xp.Device("CPU_DEVICE")
+        return xp, xp.Device("device1")
+    if backend in (Backend.TORCH, Backend.TORCH_CUDA):
+        torch = pytest.importorskip("torch")
+        import array_api_compat.torch as xp
+
+        if backend is Backend.TORCH:
+            return xp, torch.device("cpu")
+        if not torch.cuda.is_available():
+            pytest.skip("torch is installed but no CUDA device is available")
+        return xp, torch.device("cuda", 0)
+    if backend is Backend.CUPY:
+        cupy = pytest.importorskip("cupy")
+        try:
+            n_devices = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDA driver missing or broken
+            pytest.skip(f"cupy is installed but CUDA is unusable: {exc}")
+        if n_devices == 0:
+            pytest.skip("cupy is installed but no CUDA device is present")
+        import array_api_compat.cupy as xp
+
+        return xp, cupy.cuda.Device(0)
+    raise AssertionError(f"unhandled backend {backend}")
+
+
+@pytest.fixture(params=list(_backend_params()))
+def backend(request) -> Backend:
+    """The backend under test; parametrised over every member of Backend."""
+    return request.param
+
+
+@pytest.fixture
+def xp(backend):
+    """The array namespace of the backend under test."""
+    return _load(backend)[0]
+
+
+@pytest.fixture
+def device(backend):
+    """The device the backend's arrays live on (non-default where possible)."""
+    return _load(backend)[1]
+
+
+@pytest.fixture
+def to_xp(xp, device):
+    """Convert a numpy array (or nested list) to the backend under test.
+
+    The dtype is kept, except that a backend without float64 support would
+    need the caller to choose float32 explicitly.
+    """
+
+    def convert(a, dtype=None):
+        a = np.asarray(a)
+        if dtype is None:
+            dtype = getattr(xp, a.dtype.name)
+        return xp.asarray(a, dtype=dtype, device=device)
+
+    return convert
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,111 @@
+"""The delegation layer: which namespace, which device, which fast path.
+
+This is the only module (with ``_kernels``) that asks which library an array
+comes from. Backend libraries are imported inside the branches that need
+them, so ``import kmeans_xp`` never imports torch or cupy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    device as device_of,
+    is_array_api_obj,
+    is_cupy_namespace,
+    is_dask_namespace,
+    is_numpy_namespace,
+    is_torch_namespace,
+)
+
+__all__ = [
+    "array_namespace",
+    "device_of",
+    "is_array_api_obj",
+    "is_numpy_namespace",
+    "is_torch_namespace",
+    "is_cupy_namespace",
+    "is_dask_namespace",
+    "namespace_name",
+    "default_float_dtype",
+    "supports_float64",
+    "is_gpu_device",
+    "oom_errors",
+    "host_workers",
+]
+
+
+def namespace_name(xp) -> str:
+    """A short human name for a namespace: 'numpy', 'torch', 'cupy', ..."""
+    return getattr(xp, "__name__", repr(xp)).removeprefix("array_api_compat.")
+
+
+def supports_float64(xp, device) -> bool:
+    """Whether ``device`` can hold float64 arrays (Apple MPS cannot)."""
+    if is_torch_namespace(xp):
+        return getattr(device, "type", str(device)) != "mps"
+    return True
+
+
+def default_float_dtype(xp, device):
+    """The namespace's default real floating dtype on ``device``.
+
+    Integer and bool input is converted to this dtype, as the standard's
+    ``mean`` would do; on a device without float64 it is float32.
+    """
+    if is_torch_namespace(xp):
+        import torch
+
+        dtype = torch.get_default_dtype()
+    else:
+        info = xp.__array_namespace_info__()
+        try:
+            dtype = info.default_dtypes(device=device)["real floating"]
+        except TypeError:  # older compat layers take no device
+            dtype = info.default_dtypes()["real floating"]
+    if dtype == xp.float64 and not supports_float64(xp, device):
+        return xp.float32
+    return dtype
+
+
+def is_gpu_device(xp, device) -> bool:
+    """True for CUDA/ROCm/MPS devices, where large blocks pay off."""
+    if is_cupy_namespace(xp):
+        return True
+    if is_torch_namespace(xp):
+        return getattr(device, "type", "cpu") != "cpu"
+    return False
+
+
+def oom_errors(xp) -> tuple[type[BaseException], ...]:
+    """Exceptions that mean 'this block did not fit in memory' for ``xp``."""
+    errors: list[type[BaseException]] = [MemoryError]
+    if is_torch_namespace(xp):
+        import torch
+
+        errors.append(getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+    elif is_cupy_namespace(xp):
+        import cupy
+
+        errors.append(cupy.cuda.memory.OutOfMemoryError)
+    return tuple(errors)
+
+
+def host_workers() -> int:
+    """Threads to spread CPU chunks over: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def as_host_scalar(x) -> float:
+    """One scalar from the device to the host (a sync, never a data copy)."""
+    return float(x)
+
+
+def to_device_array(values, xp, *, dtype, device):
+    """Send a small host array (random draws, indices) to ``device``."""
+    return xp.asarray(np.asarray(values), dtype=dtype, device=device)

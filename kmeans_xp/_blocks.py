@@ -1,0 +1,112 @@
+"""Row blocks under a memory budget: the in-memory driver of the kernels.
+
+Every pass over the data (a Lloyd step, k-means++ potentials, the final
+assignment, predict) walks ``X`` in blocks of rows, so no (n_samples x
+n_clusters) array is ever built. Each block is shifted by a fixed vector
+(the data mean) before any product: distances are translation invariant,
+and float32 data far from the origin keep their precision this way
+without a centred copy of ``X``.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+from ._array_api import oom_errors
+from .exceptions import MemoryRetryWarning
+
+
+class BlockRunner:
+    """Walks the rows of ``X`` in blocks and reduces per-block results.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    shift : array of shape (n_features,)
+        Subtracted from every block before it is handed to ``step``.
+    rows : int
+        Rows per block; halved (with one warning) when a block runs out of
+        memory, so a fit on a nearly full GPU finishes with the same result.
+    n_workers : int
+        Threads for CPU backends whose kernels release the GIL.
+    """
+
+    def __init__(self, X, shift, *, xp, rows: int, n_workers: int = 1):
+        self.X = X
+        self.shift = shift
+        self.xp = xp
+        self.rows = max(1, int(rows))
+        self.n_workers = max(1, int(n_workers))
+        self._oom = oom_errors(xp)
+        self._lock = threading.Lock()
+        self._warned = False
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    def block(self, start: int, stop: int):
+        """Rows ``start:stop`` of X, shifted."""
+        return self.X[start:stop, :] - self.shift
+
+    def map(self, step, make_acc=None):
+        """Run ``step(Xb, start, stop, acc) -> (acc, out)`` over all blocks.
+
+        Blocks are split into ``n_workers`` contiguous ranges; each range has
+        its own accumulator from ``make_acc()`` (or None). Returns the list of
+        accumulators and the list of per-block outputs in row order.
+        """
+        n = self.n_samples
+        if self.n_workers == 1 or n <= self.rows:
+            acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)
+            return [acc], outs
+        n_blocks = -(-n // self.rows)
+        workers = min(self.n_workers, n_blocks)
+        bounds = [self.rows * (n_blocks * i // workers) for i in range(workers)] + [n]
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [
+                pool.submit(
+                    self._run_range, step, bounds[i], bounds[i + 1],
+                    make_acc() if make_acc else None,
+                )
+                for i in range(workers)
+            ]
+            results = [f.result() for f in futures]
+        accs = [acc for acc, _ in results]
+        outs = [out for _, block_outs in results for out in block_outs]
+        return accs, outs
+
+    def _run_range(self, step, start: int, stop: int, acc):
+        outs = []
+        while start < stop:
+            end = min(start + self.rows, stop)
+            try:
+                acc, out = step(self.block(start, end), start, end, acc)
+            except self._oom:
+                if end - start <= 1:
+                    raise
+                self._halve(end - start)
+                continue
+            outs.append(out)
+            start = end
+        return acc, outs
+
+    def _halve(self, failed_rows: int) -> None:
+        with self._lock:
+            self.rows = min(self.rows, max(1, failed_rows // 2))
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"out of memory on a block of {failed_rows} rows; retrying with "
+                    f"blocks of {self.rows} rows. Results are unchanged.",
+                    MemoryRetryWarning,
+                    stacklevel=4,
+                )
+
+
+def block_rows(n_samples: int, width: int, itemsize: int, budget_bytes: int) -> int:
+    """Rows per block so that a (rows x width) array fits ``budget_bytes``."""
+    rows = budget_bytes // max(1, width * itemsize)
+    return int(max(1, min(n_samples, max(rows, 16))))

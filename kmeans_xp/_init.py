@@ -1,0 +1,98 @@
+"""Initial centres: greedy k-means++, random rows, arrays and callables.
+
+Random numbers are drawn on the host from a ``numpy.random.Generator`` and
+only the draws (a few floats or indices) are sent to the device; sampling
+itself (cumulative sums and searchsorted over the data) runs where the data
+are, so X never leaves its device and the same seed picks the same rows on
+every backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._array_api import to_device_array
+from ._lloyd import Problem, distances_to
+
+
+def _weighted_draws(problem: Problem, cumulative, rng, size: int):
+    """Indices drawn with probability proportional to the increments of
+    ``cumulative`` (a cumulative sum over the samples), on the device."""
+    xp = problem.xp
+    u = to_device_array(rng.uniform(size=size), xp, dtype=cumulative.dtype, device=problem.device)
+    targets = u * cumulative[-1]
+    indices = xp.searchsorted(cumulative, targets)
+    # Round-off can put a target past the last sum.
+    return xp.clip(indices, max=problem.X.shape[0] - 1)
+
+
+def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int | None = None):
+    """Greedy k-means++ (Arthur & Vassilvitskii, with scikit-learn's local
+    trials): each new centre is the best of ``2 + ln k`` candidates drawn
+    with probability proportional to weight x squared distance.
+
+    Returns centres in shifted coordinates and the chosen row indices.
+    """
+    xp, runner = problem.xp, problem.runner
+    n_samples = problem.X.shape[0]
+    if n_local_trials is None:
+        n_local_trials = 2 + int(math.log(n_clusters))
+    weights = problem.weights
+    if weights is None:
+        weights = xp.ones((n_samples,), dtype=problem.dtype, device=problem.device)
+
+    first = _weighted_draws(problem, xp.cumulative_sum(weights), rng, 1)
+    chosen = [first]
+    centers = [xp.take(problem.X, first, axis=0) - runner.shift]
+
+    def closest_to(points):
+        distances = distances_to(problem, points)
+
+        def step(Xb, start, stop, acc):
+            return acc, distances(Xb)[:, 0]
+
+        _, parts = runner.map(step)
+        return parts[0] if len(parts) == 1 else xp.concat(parts)
+
+    closest = closest_to(centers[0])
+    for _ in range(1, n_clusters):
+        candidates = _weighted_draws(
+            problem, xp.cumulative_sum(weights * closest), rng, n_local_trials
+        )
+        candidate_points = xp.take(problem.X, candidates, axis=0) - runner.shift
+        distances = distances_to(problem, candidate_points)
+
+        def potentials(Xb, start, stop, acc):
+            d2 = xp.minimum(distances(Xb), closest[start:stop, None])
+            return acc + xp.sum(weights[start:stop, None] * d2, axis=0), None
+
+        accs, _ = runner.map(potentials, lambda: problem.zeros((n_local_trials,)))
+        best = xp.argmin(sum(accs[1:], accs[0]))
+        best_point = xp.take(candidate_points, best[None], axis=0)
+        closest = xp.minimum(closest, closest_to(best_point))
+        chosen.append(xp.take(candidates, best[None]))
+        centers.append(best_point)
+    return xp.concat(centers), xp.concat(chosen)
+
+
+def _random_rows(problem: Problem, n_clusters: int, rng):
+    """``n_clusters`` distinct rows, drawn with probability proportional to
+    their weight (uniformly without weights)."""
+    xp = problem.xp
+    n_samples = problem.X.shape[0]
+    if problem.weights is None:
+        picks = rng.choice(n_samples, size=n_clusters, replace=False)
+        indices = to_device_array(picks, xp, dtype=xp.int64, device=problem.device)
+    else:
+        # Efraimidis-Spirakis: the k largest log(u) / w are a weighted sample
+        # without replacement; u comes from the host generator.
+        u = to_device_array(
+            rng.uniform(size=n_samples), xp, dtype=problem.dtype, device=problem.device
+        )
+        w = problem.weights
+        positive = w > 0
+        keys = xp.where(
+            positive, xp.log(u) / xp.where(positive, w, xp.ones_like(w)), -xp.inf
+        )
+        indices = xp.argsort(keys, descending=True, stable=True)[:n_clusters]
+    return xp.take(problem.X, indices, axis=0) - problem.runner.shift, indices

@@ -1,0 +1,423 @@
+"""Public entry points: ``KMeans``, ``k_means`` and ``kmeans_plusplus``.
+
+Each validates its parameters and data, infers the array namespace and
+device once, then hands trusted arrays to the generic algorithm in
+``_lloyd`` and ``_init``. The estimator is a thin state holder.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+from ._array_api import (
+    array_namespace,
+    as_host_scalar,
+    device_of,
+    host_workers,
+    is_array_api_obj,
+    namespace_name,
+)
+from ._base import EstimatorBase
+from ._blocks import BlockRunner, block_rows
+from ._init import _kmeans_plusplus, _random_rows
+from ._kernels import get_kernels
+from ._lloyd import Problem, data_mean_and_variance, distances_to, lloyd, _tolerance
+from ._validation import (
+    check_array,
+    check_init_array,
+    check_n_clusters_fits,
+    check_params,
+    check_random_state,
+    check_sample_weight,
+    result_dtype,
+    _check_int,
+)
+from .exceptions import ConvergenceWarning
+
+__all__ = ["KMeans", "k_means", "kmeans_plusplus"]
+
+
+def _make_problem(X, weights, xp, device, width: int) -> Problem:
+    """Kernels and a block runner sized for (rows x width) work arrays."""
+    kernels = get_kernels(xp, device)
+    itemsize = xp.finfo(X.dtype).bits // 8
+    rows = block_rows(X.shape[0], max(width, X.shape[1]), itemsize, kernels.block_bytes)
+    workers = host_workers() if kernels.threaded else 1
+    runner = BlockRunner(X, None, xp=xp, rows=rows, n_workers=workers)
+    return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)
+
+
+def _resolve_n_init(n_init, init) -> int:
+    if n_init != "auto":
+        if not isinstance(init, str) and not callable(init) and n_init != 1:
+            warnings.warn(
+                f"Explicit initial centres were passed: running 1 initialisation "
+                f"instead of n_init={n_init}.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return 1
+        return n_init
+    # scikit-learn's "auto": one run of k-means++ or of given centres,
+    # ten of random rows or of a callable.
+    if isinstance(init, str):
+        return 1 if init == "k-means++" else 10
+    return 10 if callable(init) else 1
+
+
+class KMeans(EstimatorBase):
+    """K-means clustering on numpy, PyTorch, CuPy or any array-API array.
+
+    Follows ``sklearn.cluster.KMeans``: the same parameters, attributes and
+    results (given the same initial centres). Fitted arrays live in the
+    namespace, device and dtype of the training data.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters; at most the number of samples.
+    init : {"k-means++", "random"}, array or callable, default="k-means++"
+        "k-means++": greedy k-means++ with ``2 + ln(n_clusters)`` local
+        trials, weighted by ``sample_weight``. "random": distinct rows drawn
+        with probability proportional to their weight. An array of shape
+        (n_clusters, n_features) in the namespace and device of X (or a list
+        / numpy array). A callable ``init(X, n_clusters, random_state)``
+        returning such an array, where ``random_state`` is a
+        ``numpy.random.Generator``.
+    n_init : "auto" or int, default="auto"
+        Number of initialisations; the run with the lowest inertia wins.
+        "auto" means 1 for "k-means++" and arrays, 10 for "random" and
+        callables.
+    max_iter : int, default=300
+        Maximum Lloyd iterations per run.
+    tol : float, default=1e-4
+        Convergence tolerance on the squared shift of the centres, relative
+        to the mean variance of the features.
+    verbose : int, default=0
+        Print the inertia of each iteration when positive.
+    random_state : None, int, numpy.random.Generator or RandomState
+        Seeds the host generator all randomness comes from; the same seed
+        gives the same initial centres on every backend and device.
+
+    Attributes
+    ----------
+    cluster_centers_ : array of shape (n_clusters, n_features)
+    labels_ : integer array of shape (n_samples,)
+    inertia_ : float
+        Weighted sum of squared distances to the closest centre.
+    n_iter_ : int
+        Lloyd iterations of the best run.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import KMeans
+    >>> X = np.array([[1.0, 2.0], [1.0, 4.0], [1.0, 0.0],
+    ...               [10.0, 2.0], [10.0, 4.0], [10.0, 0.0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> km.predict(np.array([[0.0, 0.0], [12.0, 3.0]])).tolist() == [
+    ...     int(km.labels_[0]), int(km.labels_[3])]
+    True
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        verbose=0,
+        random_state=None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            Any array-API array (numpy, torch, cupy, ...) or anything
+            ``numpy.asarray`` accepts. Never modified.
+        y : ignored
+        sample_weight : array of shape (n_samples,), optional
+            Non-negative weights, in X's namespace and device (or a list).
+
+        Returns
+        -------
+        self
+        """
+        check_params(
+            n_clusters=self.n_clusters,
+            init=self.init,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+        )
+        X_input = X
+        X, xp, device = check_array(X)
+        n_samples, n_features = X.shape
+        check_n_clusters_fits(self.n_clusters, n_samples)
+        weights = check_sample_weight(sample_weight, X, xp, device)
+        rng = check_random_state(self.random_state)
+        init = self.init
+        if not isinstance(init, str) and not callable(init):
+            init = check_init_array(init, X, xp, device, self.n_clusters)
+        n_init = _resolve_n_init(self.n_init, self.init)
+
+        start = time.perf_counter()
+        centers, labels, inertia, n_iter = _fit(
+            X, weights, xp, device,
+            n_clusters=self.n_clusters, init=init, n_init=n_init,
+            max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
+        )
+        n_distinct = int(xp.unique_values(labels).shape[0])
+        if n_distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({n_distinct}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        out_dtype = result_dtype(X_input, X)
+        if centers.dtype != out_dtype:
+            centers = xp.astype(centers, out_dtype)
+        self._set_fitted(
+            cluster_centers_=centers,
+            labels_=labels,
+            inertia_=inertia,
+            n_iter_=n_iter,
+            n_features_in_=n_features,
+            fit_time_=time.perf_counter() - start,
+        )
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the centres."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def predict(self, X, sample_weight=None):
+        """Index of the closest centre for each row of X.
+
+        Returns an integer array of shape (n_samples,) in X's namespace and
+        device. ``sample_weight`` is accepted for scikit-learn compatibility
+        and does not change the result.
+        """
+        problem, centers = self._problem_for(X, sample_weight)
+        kernels = problem.kernels
+        centers_sqnorm = kernels.sq_row_norms(centers)
+
+        def step(Xb, start, stop, acc):
+            return acc, kernels.assign(Xb, centers, centers_sqnorm)[0]
+
+        _, labels = problem.runner.map(step)
+        return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
+
+    def transform(self, X):
+        """Euclidean distance of each row of X to each centre.
+
+        Returns an array of shape (n_samples, n_clusters) in X's namespace,
+        device and (floating) dtype.
+        """
+        problem, centers = self._problem_for(X, None)
+        xp = problem.xp
+        distances = distances_to(problem, centers)
+
+        def step(Xb, start, stop, acc):
+            return acc, xp.sqrt(distances(Xb))
+
+        _, parts = problem.runner.map(step)
+        out = parts[0] if len(parts) == 1 else xp.concat(parts)
+        return xp.astype(out, self.cluster_centers_.dtype, copy=False)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X under the fitted centres."""
+        problem, centers = self._problem_for(X, sample_weight)
+        xp, kernels = problem.xp, problem.kernels
+        centers_sqnorm = kernels.sq_row_norms(centers)
+
+        def step(Xb, start, stop, acc):
+            _, partial = kernels.assign(Xb, centers, centers_sqnorm)
+            d2 = xp.clip(partial + kernels.sq_row_norms(Xb), min=0)
+            w = problem.block_weights(start, stop)
+            return acc + (xp.sum(d2) if w is None else xp.sum(w * d2)), None
+
+        accs, _ = problem.runner.map(step, lambda: 0.0)
+        return -as_host_scalar(sum(accs[1:], accs[0]))
+
+    def _problem_for(self, X, sample_weight):
+        """Validate X against the fitted model; return a problem whose blocks
+        are shifted by the centres' mean, and the centres in that frame."""
+        self._check_fitted()
+        X, xp, device = check_array(X)
+        centers = self.cluster_centers_
+        fitted_xp = array_namespace(centers)
+        if xp is not fitted_xp:
+            raise TypeError(
+                f"X is a {namespace_name(xp)} array but this model was fitted on "
+                f"{namespace_name(fitted_xp)} arrays; convert X to "
+                f"{namespace_name(fitted_xp)} (same device: {device_of(centers)})."
+            )
+        if device_of(X) != device_of(centers):
+            raise ValueError(
+                f"X is on device {device_of(X)} but the fitted centres are on "
+                f"{device_of(centers)}; move X there first."
+            )
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted "
+                f"with {self.n_features_in_} features."
+            )
+        centers = xp.astype(centers, X.dtype)
+        weights = check_sample_weight(sample_weight, X, xp, device)
+        problem = _make_problem(X, weights, xp, device, centers.shape[0])
+        shift = xp.mean(centers, axis=0)
+        problem.runner.shift = shift
+        return problem, centers - shift
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClusterTags, Tags, TargetTags, TransformerTags
+
+        tags = Tags(
+            estimator_type="clusterer",
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+        )
+        tags.clusterer_tags = ClusterTags()
+        return tags
+
+
+def _fit(X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng):
+    """Best of ``n_init`` Lloyd runs on validated input.
+
+    Returns centres (original coordinates), labels, inertia (float) and the
+    iteration count of the best run.
+    """
+    problem = _make_problem(X, weights, xp, device, n_clusters)
+    shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
+    abs_tol = _tolerance(mean_variance, tol)
+    best = None
+    for run in range(n_init):
+        centers = _initial_centers(problem, init, n_clusters, rng)
+        if verbose:
+            print(f"Initialization complete (run {run + 1} of {n_init}).")
+        centers, labels, inertia, n_iter = lloyd(
+            problem, centers, max_iter=max_iter, tol=abs_tol, verbose=verbose
+        )
+        inertia = as_host_scalar(inertia)
+        if best is None or inertia < best[2]:
+            best = (centers, labels, inertia, n_iter)
+    centers, labels, inertia, n_iter = best
+    return centers + shift, labels, inertia, n_iter
+
+
+def _initial_centers(problem: Problem, init, n_clusters: int, rng):
+    """Initial centres in the problem's shifted coordinates."""
+    if isinstance(init, str):
+        if init == "k-means++":
+            return _kmeans_plusplus(problem, n_clusters, rng)[0]
+        return _random_rows(problem, n_clusters, rng)[0]
+    if callable(init):
+        xp, device = problem.xp, problem.device
+        centers = check_init_array(
+            init(problem.X, n_clusters, random_state=rng), problem.X, xp, device, n_clusters
+        )
+        return centers - problem.runner.shift
+    return init - problem.runner.shift
+
+
+def k_means(
+    X,
+    n_clusters,
+    *,
+    sample_weight=None,
+    init="k-means++",
+    n_init="auto",
+    max_iter=300,
+    tol=1e-4,
+    verbose=0,
+    random_state=None,
+    return_n_iter=False,
+):
+    """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features)
+    labels : integer array of shape (n_samples,)
+    inertia : float
+    n_iter : int
+        Only when ``return_n_iter`` is True.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import k_means
+    >>> X = np.array([[0.0], [0.2], [10.0], [10.2]])
+    >>> centers, labels, inertia = k_means(X, 2, random_state=0)
+    >>> sorted(centers[:, 0].round(6).tolist()), round(inertia, 6)
+    ([0.1, 10.1], 0.04)
+    """
+    est = KMeans(
+        n_clusters=n_clusters,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        verbose=verbose,
+        random_state=random_state,
+    ).fit(X, sample_weight=sample_weight)
+    result = (est.cluster_centers_, est.labels_, est.inertia_)
+    return result + (est.n_iter_,) if return_n_iter else result
+
+
+def kmeans_plusplus(X, n_clusters, *, sample_weight=None, random_state=None, n_local_trials=None):
+    """Greedy k-means++ initial centres, as ``sklearn.cluster.kmeans_plusplus``.
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features)
+        Rows of X, in its namespace, device and dtype.
+    indices : integer array of shape (n_clusters,)
+        Their row indices in X.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import kmeans_plusplus
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [9.0, 9.0], [9.0, 8.0]])
+    >>> centers, indices = kmeans_plusplus(X, 2, random_state=0)
+    >>> bool((centers == X[indices]).all()), len({int(i) // 2 for i in indices})
+    (True, 2)
+    """
+    _check_int(n_clusters, "n_clusters", 1)
+    if n_local_trials is not None:
+        _check_int(n_local_trials, "n_local_trials", 1)
+    X_input = X
+    X, xp, device = check_array(X)
+    check_n_clusters_fits(n_clusters, X.shape[0])
+    weights = check_sample_weight(sample_weight, X, xp, device)
+    rng = check_random_state(random_state)
+    problem = _make_problem(X, weights, xp, device, n_local_trials or 16)
+    shift, _ = data_mean_and_variance(problem, need_variance=False)
+    centers, indices = _kmeans_plusplus(problem, n_clusters, rng, n_local_trials)
+    # Return the chosen rows exactly, not shifted-and-back approximations.
+    centers = xp.take(X, indices, axis=0)
+    out_dtype = result_dtype(X_input, X)
+    return (xp.astype(centers, out_dtype) if centers.dtype != out_dtype else centers), indices

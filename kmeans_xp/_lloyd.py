@@ -1,0 +1,236 @@
+"""Lloyd's algorithm, written once against the array API.
+
+One iteration is a single pass of block statistics: for each block of rows,
+``labels = assign(block, centers)`` (E-step) and
+``sums, counts += segment_sum(block, labels, weights)``; the new centres are
+``sums / counts`` (M-step). Everything runs in coordinates shifted by the
+data mean (see ``_blocks``); callers add the shift back.
+
+The functions here trust their inputs: ``KMeans.fit`` and friends validate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._array_api import as_host_scalar, device_of
+from ._blocks import BlockRunner
+from ._kernels import Kernels
+
+
+@dataclass
+class Problem:
+    """What every pass over the data needs, prepared once per fit."""
+
+    runner: BlockRunner
+    kernels: Kernels
+    weights: object  # array of shape (n_samples,) or None for unit weights
+    xp: object
+
+    @property
+    def X(self):
+        return self.runner.X
+
+    @property
+    def dtype(self):
+        return self.runner.X.dtype
+
+    @property
+    def device(self):
+        return device_of(self.runner.X)
+
+    def block_weights(self, start: int, stop: int):
+        return None if self.weights is None else self.weights[start:stop]
+
+    def zeros(self, shape):
+        return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
+
+
+def data_mean_and_variance(problem: Problem, *, need_variance: bool):
+    """Column means of X (unweighted) and the mean of the column variances.
+
+    Two block passes (mean, then squared deviations from it) keep float32
+    sums accurate for data far from the origin. Sets ``runner.shift`` to
+    the mean as a side effect, so later passes see centred blocks.
+    """
+    xp, runner = problem.xp, problem.runner
+    n_samples, n_features = problem.X.shape
+    runner.shift = problem.zeros((n_features,))
+
+    def column_sums(Xb, start, stop, acc):
+        return acc + xp.sum(Xb, axis=0), None
+
+    accs, _ = runner.map(column_sums, lambda: problem.zeros((n_features,)))
+    mean = sum(accs[1:], accs[0]) / n_samples
+    runner.shift = mean
+    if not need_variance:
+        return mean, 0.0
+
+    def squared_deviations(Xb, start, stop, acc):
+        return acc + xp.sum(Xb * Xb, axis=0), None
+
+    accs, _ = runner.map(squared_deviations, lambda: problem.zeros((n_features,)))
+    variances = sum(accs[1:], accs[0]) / n_samples
+    return mean, as_host_scalar(xp.mean(variances))
+
+
+def _tolerance(mean_variance: float, tol: float) -> float:
+    """Absolute tolerance on the squared centre shift, as scikit-learn
+    defines it: ``tol`` times the mean feature variance."""
+    return 0.0 if tol == 0 else mean_variance * tol
+
+
+def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
+    """One E-step and the statistics of the M-step over all blocks.
+
+    Returns labels, per-cluster weighted sums and weights, and (when asked)
+    the inertia of the assignment.
+    """
+    xp, kernels = problem.xp, problem.kernels
+    n_clusters, n_features = centers.shape
+    centers_sqnorm = kernels.sq_row_norms(centers)
+
+    def step(Xb, start, stop, acc):
+        labels, partial = kernels.assign(Xb, centers, centers_sqnorm)
+        w = problem.block_weights(start, stop)
+        sums, counts, inertia = acc
+        sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
+        if want_inertia:
+            d2 = xp.clip(partial + kernels.sq_row_norms(Xb), min=0)
+            inertia = inertia + (xp.sum(d2) if w is None else xp.sum(w * d2))
+        return (sums, counts, inertia), labels
+
+    def make_acc():
+        return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0
+
+    accs, labels = problem.runner.map(step, make_acc)
+    sums, counts, inertia = accs[0]
+    for other_sums, other_counts, other_inertia in accs[1:]:
+        sums, counts, inertia = sums + other_sums, counts + other_counts, inertia + other_inertia
+    return _concat(xp, labels), sums, counts, inertia
+
+
+def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
+    """Squared distance of each row to its labelled centre, computed as
+    ``sum((x - c)**2)`` rather than through a product, as scikit-learn's
+    inertia is. Returns the weighted total and, if asked, per-row values."""
+    xp = problem.xp
+
+    def step(Xb, start, stop, acc):
+        diff = Xb - xp.take(centers, labels[start:stop], axis=0)
+        d2 = xp.sum(diff * diff, axis=1)
+        w = problem.block_weights(start, stop)
+        acc = acc + (xp.sum(d2) if w is None else xp.sum(w * d2))
+        return acc, (d2 if per_sample else None)
+
+    accs, d2 = problem.runner.map(step, lambda: 0.0)
+    total = sum(accs[1:], accs[0])
+    return total, (_concat(xp, d2) if per_sample else None)
+
+
+def _assign_labels(problem: Problem, centers):
+    """Labels of the nearest centres, without statistics (final E-step)."""
+    kernels = problem.kernels
+    centers_sqnorm = kernels.sq_row_norms(centers)
+
+    def step(Xb, start, stop, acc):
+        return acc, kernels.assign(Xb, centers, centers_sqnorm)[0]
+
+    _, labels = problem.runner.map(step)
+    return _concat(problem.xp, labels)
+
+
+def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_empty):
+    """Give each empty cluster one of the points farthest from its centre.
+
+    Like scikit-learn: the farthest points (by distance to the centre they
+    were assigned to) leave their cluster's sums and start the empty
+    clusters, so no centre is left NaN or parked at the origin.
+    """
+    xp = problem.xp
+    n_clusters = centers.shape[0]
+    _, d2 = _exact_distances(problem, centers, labels, per_sample=True)
+    far = xp.argsort(d2, descending=True, stable=True)[:n_empty]
+    is_empty = xp.astype(counts == 0, xp.int8)
+    empty_ids = xp.argsort(is_empty, descending=True, stable=True)[:n_empty]
+    moved = xp.take(problem.X, far, axis=0) - problem.runner.shift
+    if problem.weights is None:
+        moved_w = xp.ones((n_empty,), dtype=problem.dtype, device=problem.device)
+    else:
+        moved_w = xp.take(problem.weights, far)
+    ids = xp.arange(n_clusters, dtype=labels.dtype, device=problem.device)
+    arrive = xp.astype(xp.astype(empty_ids, labels.dtype)[:, None] == ids, problem.dtype)
+    leave = xp.astype(xp.take(labels, far)[:, None] == ids, problem.dtype)
+    transfer = (arrive - leave).T  # (n_clusters, n_empty)
+    return sums + transfer @ (moved * moved_w[:, None]), counts + transfer @ moved_w
+
+
+def _update_centers(sums, counts, centers, xp):
+    """M-step: weighted means; a cluster with no weight keeps its centre."""
+    has_weight = counts > 0
+    safe = xp.where(has_weight, counts, xp.ones_like(counts))
+    return xp.where(has_weight[:, None], sums / safe[:, None], centers)
+
+
+def lloyd(problem: Problem, centers, *, max_iter: int, tol: float, verbose: int = 0):
+    """Run Lloyd's algorithm from ``centers`` (in shifted coordinates).
+
+    Stops when the labels no longer change (strict convergence), when the
+    squared centre shift is at most ``tol`` (absolute), or after
+    ``max_iter`` iterations; then, unless the labels were stable, a final
+    E-step makes the labels match the returned centres.
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features), shifted coordinates
+    labels : integer array of shape (n_samples,)
+    inertia : 0-d array, weighted sum of squared distances
+    n_iter : int
+    """
+    xp = problem.xp
+    labels_old = None
+    strict_convergence = False
+    for i in range(max_iter):
+        labels, sums, counts, inertia = _lloyd_pass(problem, centers, want_inertia=bool(verbose))
+        n_empty = int(as_host_scalar(xp.sum(xp.astype(counts == 0, xp.int32))))
+        if n_empty:
+            sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
+        new_centers = _update_centers(sums, counts, centers, xp)
+        if verbose:
+            print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
+        center_shift = as_host_scalar(xp.sum((new_centers - centers) ** 2))
+        centers = new_centers
+        if labels_old is not None and as_host_scalar(xp.all(labels == labels_old)):
+            strict_convergence = True
+            if verbose:
+                print(f"Converged at iteration {i}: strict convergence.")
+            break
+        if center_shift <= tol:
+            if verbose:
+                print(
+                    f"Converged at iteration {i}: center shift {center_shift:.6g} "
+                    f"within tolerance {tol:.6g}."
+                )
+            break
+        labels_old = labels
+    if not strict_convergence:
+        labels = _assign_labels(problem, centers)
+    inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+    return centers, labels, inertia, i + 1
+
+
+def distances_to(problem: Problem, points):
+    """A function from a shifted block of rows to its (n_rows, n_points)
+    squared distances to ``points`` (shifted coordinates), clamped at 0."""
+    kernels = problem.kernels
+    points_sqnorm = kernels.sq_row_norms(points)
+
+    def distances(Xb):
+        d2 = kernels.sq_row_norms(Xb)[:, None] - 2 * (Xb @ points.T) + points_sqnorm[None, :]
+        return problem.xp.clip(d2, min=0)
+
+    return distances
+
+
+def _concat(xp, parts):
+    return parts[0] if len(parts) == 1 else xp.concat(parts)

@@ -1,0 +1,69 @@
+"""Helpers for tests: host conversion and namespace/device/dtype assertions.
+
+These live in the package (not in ``tests/``) so that every test module, the
+benchmarks and downstream projects can use the same checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    device as device_of,
+    is_cupy_array,
+    is_numpy_array,
+    is_torch_array,
+)
+
+
+def to_numpy(x) -> np.ndarray:
+    """Copy an array from any backend and device to a numpy array.
+
+    For tests and plotting only: the library itself never calls this on data.
+    """
+    if is_numpy_array(x):
+        return np.asarray(x)
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if is_cupy_array(x):
+        return x.get()
+    xp = array_namespace(x)
+    info = xp.__array_namespace_info__()
+    host = info.default_device()
+    if device_of(x) != host:
+        x = x.to_device(host)
+    return np.asarray(x)
+
+
+def _same_namespace(a, b) -> bool:
+    return array_namespace(a) is array_namespace(b)
+
+
+def assert_array_like(actual, reference, *, dtype=None) -> None:
+    """Assert ``actual`` has the namespace and device of ``reference``.
+
+    ``dtype`` defaults to the dtype of ``reference``. Checked before values so
+    that a wrong namespace or device fails with a message that says so.
+    """
+    assert _same_namespace(actual, reference), (
+        f"namespace {array_namespace(actual).__name__} != "
+        f"{array_namespace(reference).__name__}"
+    )
+    assert device_of(actual) == device_of(reference), (
+        f"device {device_of(actual)} != {device_of(reference)}"
+    )
+    expected = reference.dtype if dtype is None else dtype
+    assert actual.dtype == expected, f"dtype {actual.dtype} != {expected}"
+
+
+def same_partition(labels_a, labels_b) -> bool:
+    """True when two labelings define the same partition (up to relabelling)."""
+    a = np.asarray(to_numpy(labels_a)).ravel()
+    b = np.asarray(to_numpy(labels_b)).ravel()
+    if a.shape != b.shape:
+        return False
+    pairs = np.unique(np.stack([a, b]), axis=1)
+    return (
+        np.unique(pairs[0]).size == pairs.shape[1]
+        and np.unique(pairs[1]).size == pairs.shape[1]
+    )

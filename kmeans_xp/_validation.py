@@ -1,0 +1,226 @@
+"""Checks at the door: everything here runs before any work starts.
+
+Public entry points call these; the private algorithm functions assume
+their inputs passed them.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._array_api import (
+    array_namespace,
+    as_host_scalar,
+    default_float_dtype,
+    device_of,
+    is_array_api_obj,
+    namespace_name,
+)
+from .exceptions import InvalidParameterError
+
+_INIT_STRINGS = ("k-means++", "random")
+
+
+def check_array(X, *, name: str = "X"):
+    """Validate a data matrix and return ``(X, xp, device)``.
+
+    ``X`` may be any array-API array or anything ``numpy.asarray`` accepts
+    (lists, pandas frames). Integer and bool data become the namespace's
+    default real floating dtype; float16 and bfloat16 become float32 (sums of
+    many half-precision values lose too much; see ``result_dtype``). The
+    input is never modified: a conversion makes a new array.
+    """
+    if not is_array_api_obj(X):
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array, got {type(X).__name__}: {exc}")
+    xp = array_namespace(X)
+    device = device_of(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); "
+            f"got {X.ndim}-D with shape {tuple(X.shape)}. Reshape 1-D data with "
+            "X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample."
+        )
+    n_samples, n_features = X.shape
+    if n_samples == 0:
+        raise ValueError(f"{name} has 0 samples (shape {tuple(X.shape)}); at least 1 is required.")
+    if n_features == 0:
+        raise ValueError(f"{name} has 0 features (shape {tuple(X.shape)}); at least 1 is required.")
+    X = _as_working_dtype(X, xp, device, name)
+    if not as_host_scalar(xp.all(xp.isfinite(X))):
+        raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+    return X, xp, device
+
+
+def _as_working_dtype(X, xp, device, name):
+    dtype = X.dtype
+    if _isdtype(xp, dtype, "complex floating"):
+        raise ValueError(f"Complex data not supported: {name} has dtype {dtype}.")
+    if _isdtype(xp, dtype, ("bool", "integral")):
+        return xp.astype(X, default_float_dtype(xp, device))
+    if _isdtype(xp, dtype, "real floating"):
+        if xp.finfo(dtype).bits < 32:
+            return xp.astype(X, xp.float32)
+        return X
+    raise TypeError(
+        f"{name} must have a numeric dtype (bool, integer or real floating); got {dtype}."
+    )
+
+
+def _isdtype(xp, dtype, kind) -> bool:
+    try:
+        return xp.isdtype(dtype, kind)
+    except (TypeError, ValueError):  # e.g. numpy object or string dtypes
+        return False
+
+
+def result_dtype(X_original, X_working):
+    """The dtype results are returned in: the input's when it was floating.
+
+    Half-precision input is computed in float32 and returned in its own
+    dtype; integer input is returned in the default floating dtype.
+    """
+    if X_original is X_working or not is_array_api_obj(X_original):
+        return X_working.dtype
+    xp = array_namespace(X_working)
+    if _isdtype(xp, X_original.dtype, "real floating"):
+        return X_original.dtype
+    return X_working.dtype
+
+
+def check_same_namespace(a, X, xp, device, name: str):
+    """Raise if array ``a`` lives in another namespace or device than ``X``."""
+    a_xp = array_namespace(a)
+    if a_xp is not xp:
+        raise TypeError(
+            f"{name} is a {namespace_name(a_xp)} array but X is a "
+            f"{namespace_name(xp)} array; convert one so both use the same library."
+        )
+    if device_of(a) != device:
+        raise ValueError(
+            f"{name} is on device {device_of(a)} but X is on {device}; "
+            f"move it with to_device / .to(...) first."
+        )
+
+
+def check_sample_weight(sample_weight, X, xp, device):
+    """Validate ``sample_weight``; return None for unit weights, else an array
+    of shape (n_samples,) in X's namespace, device and dtype."""
+    if sample_weight is None:
+        return None
+    n_samples = X.shape[0]
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        if not np.isfinite(sample_weight) or sample_weight <= 0:
+            raise ValueError(f"a scalar sample_weight must be positive and finite, got {sample_weight}.")
+        return xp.full((n_samples,), float(sample_weight), dtype=X.dtype, device=device)
+    if is_array_api_obj(sample_weight):
+        check_same_namespace(sample_weight, X, xp, device, "sample_weight")
+        w = sample_weight
+        if _isdtype(xp, w.dtype, "complex floating") or not _isdtype(
+            xp, w.dtype, ("bool", "integral", "real floating")
+        ):
+            raise TypeError(f"sample_weight must be real-valued, got dtype {w.dtype}.")
+        w = xp.astype(w, X.dtype)
+    else:
+        w_np = np.asarray(sample_weight)
+        if w_np.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be real-valued, got dtype {w_np.dtype}.")
+        w = xp.asarray(w_np, dtype=X.dtype, device=device)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) to match X, got {tuple(w.shape)}."
+        )
+    if not as_host_scalar(xp.all(xp.isfinite(w))):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if as_host_scalar(xp.any(w < 0)):
+        raise ValueError("sample_weight has negative values; weights must be >= 0.")
+    if not as_host_scalar(xp.sum(w)) > 0:
+        raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
+    return w
+
+
+def check_random_state(random_state) -> np.random.Generator:
+    """A host ``numpy.random.Generator`` from None, an int, a Generator or a
+    legacy RandomState. All randomness in kmeans_xp is drawn from it, so a
+    seed gives the same initial centres on every backend and device."""
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.integer)):
+        if isinstance(random_state, bool):
+            raise InvalidParameterError("random_state must be None, an int or a Generator, got a bool.")
+        if random_state is not None and random_state < 0:
+            raise InvalidParameterError(f"random_state must be non-negative, got {random_state}.")
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        # Draw a seed from the legacy generator so it advances as it would.
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    raise InvalidParameterError(
+        "random_state must be None, an int, a numpy.random.Generator or a "
+        f"RandomState; got {type(random_state).__name__}."
+    )
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise InvalidParameterError(f"{name} must be an integer, got {value!r}.")
+    if value < minimum:
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_params(*, n_clusters, init, n_init, max_iter, tol) -> None:
+    """Validate the parameters that do not depend on the data."""
+    _check_int(n_clusters, "n_clusters", 1)
+    _check_int(max_iter, "max_iter", 1)
+    if not (isinstance(n_init, str) and n_init == "auto"):
+        _check_int(n_init, "n_init", 1)
+    if isinstance(tol, bool) or not isinstance(tol, (numbers.Real, np.floating)):
+        raise InvalidParameterError(f"tol must be a real number, got {tol!r}.")
+    if not (tol >= 0 and np.isfinite(tol)):
+        raise InvalidParameterError(f"tol must be finite and >= 0, got {tol}.")
+    if isinstance(init, str):
+        if init not in _INIT_STRINGS:
+            raise InvalidParameterError(
+                f"init must be one of {_INIT_STRINGS}, an array of shape "
+                f"(n_clusters, n_features) or a callable; got {init!r}."
+            )
+    elif not (callable(init) or is_array_api_obj(init) or hasattr(init, "__len__")):
+        raise InvalidParameterError(
+            f"init must be a string, an array or a callable; got {type(init).__name__}."
+        )
+
+
+def check_n_clusters_fits(n_clusters: int, n_samples: int) -> None:
+    if n_clusters > n_samples:
+        raise ValueError(
+            f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
+            "k-means needs at least one sample per cluster."
+        )
+
+
+def check_init_array(init, X, xp, device, n_clusters: int):
+    """Validate an explicit array of initial centres; return it in X's dtype."""
+    if is_array_api_obj(init):
+        check_same_namespace(init, X, xp, device, "init")
+        centers = init
+    else:
+        init_np = np.asarray(init)
+        if init_np.dtype.kind not in "biuf":
+            raise TypeError(f"init array must be real-valued, got dtype {init_np.dtype}.")
+        centers = xp.asarray(init_np, dtype=X.dtype, device=device)
+    n_features = X.shape[1]
+    if centers.ndim != 2 or tuple(centers.shape) != (n_clusters, n_features):
+        raise ValueError(
+            f"init array must have shape (n_clusters, n_features) = "
+            f"({n_clusters}, {n_features}), got {tuple(centers.shape)}."
+        )
+    if not _isdtype(xp, centers.dtype, ("integral", "real floating")):
+        raise TypeError(f"init array must be real-valued, got dtype {centers.dtype}.")
+    centers = xp.astype(centers, X.dtype, copy=True)
+    if not as_host_scalar(xp.all(xp.isfinite(centers))):
+        raise ValueError("init array contains NaN or infinity.")
+    return centers
