@@ -7,8 +7,38 @@
 0.01
 """
 
+import importlib
+
 from ._kmeans import KMeans, k_means, kmeans_plusplus
 from .exceptions import ConvergenceWarning, NotFittedError
 
-__all__ = ["KMeans", "k_means", "kmeans_plusplus", "ConvergenceWarning", "NotFittedError"]
 __version__ = "0.1.0"
+
+# Heavier parts load on first use, so `import kmeans_xp` stays light.
+_LAZY = {
+    "MiniBatchKMeans": "._minibatch",
+    "select_k": "._select_k",
+    "SelectKResult": "._select_k",
+    "quantize_image": ".image",
+    "metrics": ".metrics",
+    "plot": ".plot",
+    "datasets": ".datasets",
+}
+
+__all__ = [
+    "KMeans",
+    "k_means",
+    "kmeans_plusplus",
+    "ConvergenceWarning",
+    "NotFittedError",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'kmeans_xp' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if _LAZY[name].lstrip(".") == name else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -15,7 +15,7 @@ from ._array_api import (
     as_host_scalar,
     device_of,
     host_workers,
-    is_array_api_obj,
+    is_dask_array,
     namespace_name,
 )
 from ._base import EstimatorBase
@@ -166,6 +166,12 @@ class KMeans(EstimatorBase):
             max_iter=self.max_iter,
             tol=self.tol,
         )
+        if is_dask_array(X):
+            # Dask driver: the same kernels per chunk, reduced by Dask.
+            from ._dask import dask_fit
+
+            self._set_fitted(**dask_fit(self, X, sample_weight))
+            return self
         X_input = X
         X, xp, device = check_array(X)
         n_samples, n_features = X.shape
@@ -219,6 +225,10 @@ class KMeans(EstimatorBase):
         device. ``sample_weight`` is accepted for scikit-learn compatibility
         and does not change the result.
         """
+        if is_dask_array(X):
+            from ._dask import dask_predict
+
+            return dask_predict(self, X)
         problem, centers = self._problem_for(X, sample_weight)
         kernels = problem.kernels
         centers_sqnorm = kernels.sq_row_norms(centers)
@@ -235,6 +245,10 @@ class KMeans(EstimatorBase):
         Returns an array of shape (n_samples, n_clusters) in X's namespace,
         device and (floating) dtype.
         """
+        if is_dask_array(X):
+            from ._dask import dask_transform
+
+            return dask_transform(self, X)
         problem, centers = self._problem_for(X, None)
         xp = problem.xp
         distances = distances_to(problem, centers)
@@ -248,6 +262,10 @@ class KMeans(EstimatorBase):
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the inertia of X under the fitted centres."""
+        if is_dask_array(X):
+            from ._dask import dask_score
+
+            return dask_score(self, X, sample_weight)
         problem, centers = self._problem_for(X, sample_weight)
         xp, kernels = problem.xp, problem.kernels
         centers_sqnorm = kernels.sq_row_norms(centers)

@@ -51,9 +51,19 @@ def check_array(X, *, name: str = "X"):
     if n_features == 0:
         raise ValueError(f"{name} has 0 features (shape {tuple(X.shape)}); at least 1 is required.")
     X = _as_working_dtype(X, xp, device, name)
-    if not as_host_scalar(xp.all(xp.isfinite(X))):
+    if not _all_finite(X, xp):
         raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
     return X, xp, device
+
+
+def _all_finite(X, xp, block_elements: int = 1 << 22) -> bool:
+    """``all(isfinite(X))`` in row blocks: a memmap is streamed, and no
+    boolean array the size of X is made. One host sync per block."""
+    rows = max(1, block_elements // max(1, X.shape[1]))
+    return all(
+        as_host_scalar(xp.all(xp.isfinite(X[start : start + rows, :])))
+        for start in range(0, X.shape[0], rows)
+    )
 
 
 def _as_working_dtype(X, xp, device, name):
