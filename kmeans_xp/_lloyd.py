@@ -172,13 +172,32 @@ def _update_centers(sums, counts, centers, xp):
     return xp.where(has_weight[:, None], sums / safe[:, None], centers)
 
 
-def lloyd(problem: Problem, centers, *, max_iter: int, tol: float, verbose: int = 0):
+def _normalize_rows(centers, fallback, xp):
+    """Scale rows to unit norm; a zero row keeps its ``fallback`` row."""
+    norms = xp.sqrt(xp.sum(centers * centers, axis=1))
+    nonzero = norms > 0
+    scaled = centers / xp.where(nonzero, norms, xp.ones_like(norms))[:, None]
+    return xp.where(nonzero[:, None], scaled, fallback)
+
+
+def lloyd(
+    problem: Problem,
+    centers,
+    *,
+    max_iter: int,
+    tol: float,
+    verbose: int = 0,
+    spherical: bool = False,
+):
     """Run Lloyd's algorithm from ``centers`` (in shifted coordinates).
 
     Stops when the labels no longer change (strict convergence), when the
     squared centre shift is at most ``tol`` (absolute), or after
     ``max_iter`` iterations; then, unless the labels were stable, a final
     E-step makes the labels match the returned centres.
+
+    ``spherical`` (cosine k-means on unit rows, with a zero shift) scales
+    each new centre back to unit norm after the M-step.
 
     Returns
     -------
@@ -196,6 +215,8 @@ def lloyd(problem: Problem, centers, *, max_iter: int, tol: float, verbose: int 
         if n_empty:
             sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
         new_centers = _update_centers(sums, counts, centers, xp)
+        if spherical:
+            new_centers = _normalize_rows(new_centers, centers, xp)
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
         center_shift = as_host_scalar(xp.sum((new_centers - centers) ** 2))
