@@ -31,6 +31,7 @@ from ._validation import (
     check_random_state,
     check_sample_weight,
     result_dtype,
+    unit_rows,
     _check_int,
 )
 from .exceptions import ConvergenceWarning
@@ -96,6 +97,12 @@ class KMeans(EstimatorBase):
         to the mean variance of the features.
     verbose : int, default=0
         Print the inertia of each iteration when positive.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        "cosine" is spherical k-means for embeddings: rows and centres are
+        scaled to unit norm, each row goes to the centre of highest cosine
+        similarity, ``inertia_`` is the weighted sum of (1 - cosine
+        similarity), and ``transform`` returns cosine distances. Costs one
+        normalised copy of X; rows of zero norm are an error.
     random_state : None, int, numpy.random.Generator or RandomState
         Seeds the host generator all randomness comes from; the same seed
         gives the same initial centres on every backend and device.
@@ -134,6 +141,7 @@ class KMeans(EstimatorBase):
         tol=1e-4,
         verbose=0,
         random_state=None,
+        metric="euclidean",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -142,6 +150,7 @@ class KMeans(EstimatorBase):
         self.tol = tol
         self.verbose = verbose
         self.random_state = random_state
+        self.metric = metric
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -165,8 +174,14 @@ class KMeans(EstimatorBase):
             n_init=self.n_init,
             max_iter=self.max_iter,
             tol=self.tol,
+            metric=self.metric,
         )
         if is_dask_array(X):
+            if self.metric != "euclidean":
+                raise ValueError(
+                    f"metric={self.metric!r} is not supported on Dask arrays yet; "
+                    "use metric='euclidean', or normalise the rows and fit in memory."
+                )
             # Dask driver: the same kernels per chunk, reduced by Dask.
             from ._dask import dask_fit
 
@@ -176,11 +191,16 @@ class KMeans(EstimatorBase):
         X, xp, device = check_array(X)
         n_samples, n_features = X.shape
         check_n_clusters_fits(self.n_clusters, n_samples)
+        spherical = self.metric == "cosine"
+        if spherical:
+            X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
         rng = check_random_state(self.random_state)
         init = self.init
         if not isinstance(init, str) and not callable(init):
             init = check_init_array(init, X, xp, device, self.n_clusters)
+            if spherical:
+                init = unit_rows(init, xp, name="init")
         n_init = _resolve_n_init(self.n_init, self.init)
 
         start = time.perf_counter()
@@ -188,6 +208,7 @@ class KMeans(EstimatorBase):
             X, weights, xp, device,
             n_clusters=self.n_clusters, init=init, n_init=n_init,
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
+            spherical=spherical,
         )
         n_distinct = int(xp.unique_values(labels).shape[0])
         if n_distinct < self.n_clusters:
@@ -240,7 +261,8 @@ class KMeans(EstimatorBase):
         return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
 
     def transform(self, X):
-        """Euclidean distance of each row of X to each centre.
+        """Distance of each row of X to each centre: Euclidean, or the
+        cosine distance (1 - cosine similarity) when ``metric="cosine"``.
 
         Returns an array of shape (n_samples, n_clusters) in X's namespace,
         device and (floating) dtype.
@@ -252,9 +274,11 @@ class KMeans(EstimatorBase):
         problem, centers = self._problem_for(X, None)
         xp = problem.xp
         distances = distances_to(problem, centers)
+        # Between unit vectors ||x - c||^2 = 2 (1 - cos).
+        finish = (lambda d2: d2 / 2) if self.metric == "cosine" else xp.sqrt
 
         def step(Xb, start, stop, acc):
-            return acc, xp.sqrt(distances(Xb))
+            return acc, finish(distances(Xb))
 
         _, parts = problem.runner.map(step)
         out = parts[0] if len(parts) == 1 else xp.concat(parts)
@@ -277,7 +301,8 @@ class KMeans(EstimatorBase):
             return acc + (xp.sum(d2) if w is None else xp.sum(w * d2)), None
 
         accs, _ = problem.runner.map(step, lambda: 0.0)
-        return -as_host_scalar(sum(accs[1:], accs[0]))
+        inertia = as_host_scalar(sum(accs[1:], accs[0]))
+        return -(inertia / 2 if self.metric == "cosine" else inertia)
 
     def _problem_for(self, X, sample_weight):
         """Validate X against the fitted model; return a problem whose blocks
@@ -303,6 +328,8 @@ class KMeans(EstimatorBase):
                 f"with {self.n_features_in_} features."
             )
         centers = xp.astype(centers, X.dtype)
+        if self.metric == "cosine":
+            X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
         problem = _make_problem(X, weights, xp, device, centers.shape[0])
         shift = xp.mean(centers, axis=0)
@@ -321,24 +348,35 @@ class KMeans(EstimatorBase):
         return tags
 
 
-def _fit(X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng):
+def _fit(
+    X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng,
+    spherical=False,
+):
     """Best of ``n_init`` Lloyd runs on validated input.
 
     Returns centres (original coordinates), labels, inertia (float) and the
-    iteration count of the best run.
+    iteration count of the best run. With ``spherical`` the rows of X are
+    unit vectors and the inertia is the weighted sum of (1 - cos).
     """
     problem = _make_problem(X, weights, xp, device, n_clusters)
     shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
     abs_tol = _tolerance(mean_variance, tol)
+    if spherical:
+        # Unit rows need no shift for precision, and centres are normalised
+        # in true coordinates.
+        shift = xp.zeros_like(shift)
+        problem.runner.shift = shift
     best = None
     for run in range(n_init):
         centers = _initial_centers(problem, init, n_clusters, rng)
         if verbose:
             print(f"Initialization complete (run {run + 1} of {n_init}).")
         centers, labels, inertia, n_iter = lloyd(
-            problem, centers, max_iter=max_iter, tol=abs_tol, verbose=verbose
+            problem, centers, max_iter=max_iter, tol=abs_tol, verbose=verbose,
+            spherical=spherical,
         )
-        inertia = as_host_scalar(inertia)
+        # Between unit vectors ||x - c||^2 = 2 (1 - cos).
+        inertia = as_host_scalar(inertia) / (2 if spherical else 1)
         if best is None or inertia < best[2]:
             best = (centers, labels, inertia, n_iter)
     centers, labels, inertia, n_iter = best
@@ -371,6 +409,7 @@ def k_means(
     tol=1e-4,
     verbose=0,
     random_state=None,
+    metric="euclidean",
     return_n_iter=False,
 ):
     """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
@@ -400,6 +439,7 @@ def k_means(
         tol=tol,
         verbose=verbose,
         random_state=random_state,
+        metric=metric,
     ).fit(X, sample_weight=sample_weight)
     result = (est.cluster_centers_, est.labels_, est.inertia_)
     return result + (est.n_iter_,) if return_n_iter else result

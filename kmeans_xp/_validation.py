@@ -21,6 +21,7 @@ from ._array_api import (
 from .exceptions import InvalidParameterError
 
 _INIT_STRINGS = ("k-means++", "random")
+METRICS = ("euclidean", "cosine")
 
 
 def check_array(X, *, name: str = "X"):
@@ -182,8 +183,10 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def check_params(*, n_clusters, init, n_init, max_iter, tol) -> None:
+def check_params(*, n_clusters, init, n_init, max_iter, tol, metric="euclidean") -> None:
     """Validate the parameters that do not depend on the data."""
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise InvalidParameterError(f"metric must be one of {METRICS}, got {metric!r}.")
     _check_int(n_clusters, "n_clusters", 1)
     _check_int(max_iter, "max_iter", 1)
     if not (isinstance(n_init, str) and n_init == "auto"):
@@ -234,3 +237,19 @@ def check_init_array(init, X, xp, device, n_clusters: int):
     if not as_host_scalar(xp.all(xp.isfinite(centers))):
         raise ValueError("init array contains NaN or infinity.")
     return centers
+
+
+def unit_rows(X, xp, name: str = "X"):
+    """Rows of X scaled to unit Euclidean norm (a new array), for cosine
+    k-means. A zero row has no direction, so it is an error."""
+    if hasattr(xp, "linalg"):
+        norms = xp.linalg.vector_norm(X, axis=1)
+    else:
+        norms = xp.sqrt(xp.sum(X * X, axis=1))
+    n_zero = int(as_host_scalar(xp.sum(xp.astype(norms == 0, xp.int32))))
+    if n_zero:
+        raise ValueError(
+            f"{name} has {n_zero} row(s) of zero norm; cosine k-means needs a "
+            "direction for every row (drop them or use metric='euclidean')."
+        )
+    return X / norms[:, None]
