@@ -337,15 +337,15 @@ class KMeans(EstimatorBase):
         return problem, centers - shift
 
     def __sklearn_tags__(self):
-        from sklearn.utils import ClusterTags, Tags, TargetTags, TransformerTags
+        # Called by scikit-learn only, so importing it here keeps it optional.
+        from sklearn.utils import Tags, TargetTags, TransformerTags
 
-        tags = Tags(
+        return Tags(
             estimator_type="clusterer",
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+            array_api_support=True,
         )
-        tags.clusterer_tags = ClusterTags()
-        return tags
 
 
 def _fit(

@@ -60,10 +60,11 @@ def check_array(X, *, name: str = "X"):
 def _all_finite(X, xp, block_elements: int = 1 << 22) -> bool:
     """``all(isfinite(X))`` in row blocks: a memmap is streamed, and no
     boolean array the size of X is made. One host sync per block."""
+    n_samples = X.shape[0]
     rows = max(1, block_elements // max(1, X.shape[1]))
     return all(
-        as_host_scalar(xp.all(xp.isfinite(X[start : start + rows, :])))
-        for start in range(0, X.shape[0], rows)
+        as_host_scalar(xp.all(xp.isfinite(X[start : min(start + rows, n_samples), :])))
+        for start in range(0, n_samples, rows)
     )
 
 

@@ -1,0 +1,396 @@
+"""KMeans, k_means and kmeans_plusplus on every backend of the conftest fixture.
+
+Oracles: the numpy float64 run of kmeans_xp itself, and scikit-learn's
+KMeans given the same initial centres.
+"""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+from kmeans_xp import ConvergenceWarning, KMeans, k_means, kmeans_plusplus
+from kmeans_xp._testing import assert_array_like, same_partition, to_numpy
+
+TOL = {"float64": 1e-10, "float32": 1e-4}
+
+
+def blobs(n_samples=600, n_features=3, n_centers=4, *, seed=0, std=1.0, offset=0.0):
+    """Well separated Gaussian blobs (host numpy, float64) and their labels."""
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-10, 10, size=(n_centers, n_features))
+    y = rng.integers(0, n_centers, size=n_samples)
+    X = centers[y] + std * rng.standard_normal((n_samples, n_features)) + offset
+    return X, y
+
+
+@pytest.fixture(params=["float64", "float32"])
+def dtype_name(request):
+    return request.param
+
+
+def _xp_dtype(xp, name):
+    return getattr(xp, name)
+
+
+def _sklearn_kmeans():
+    return pytest.importorskip("sklearn.cluster").KMeans
+
+
+# --- outputs live where the inputs live -------------------------------------
+
+
+def test_fitted_attributes_in_input_namespace_device_dtype(xp, to_xp, dtype_name):
+    X_np, _ = blobs()
+    X = to_xp(X_np, dtype=_xp_dtype(xp, dtype_name))
+    km = KMeans(n_clusters=4, random_state=0).fit(X)
+
+    assert_array_like(km.cluster_centers_, X)
+    assert tuple(km.cluster_centers_.shape) == (4, 3)
+    assert_array_like(km.labels_, X, dtype=km.labels_.dtype)
+    assert xp.isdtype(km.labels_.dtype, "integral")
+    assert tuple(km.labels_.shape) == (600,)
+    assert isinstance(km.inertia_, float) and km.inertia_ > 0
+    assert isinstance(km.n_iter_, int) and 1 <= km.n_iter_ <= 300
+    assert km.n_features_in_ == 3
+
+    labels = km.predict(X)
+    assert_array_like(labels, X, dtype=km.labels_.dtype)
+    np.testing.assert_array_equal(to_numpy(labels), to_numpy(km.labels_))
+
+    distances = km.transform(X)
+    assert_array_like(distances, X)
+    assert tuple(distances.shape) == (600, 4)
+    np.testing.assert_array_equal(to_numpy(distances).argmin(axis=1), to_numpy(labels))
+
+    assert km.score(X) == pytest.approx(-km.inertia_, rel=TOL[dtype_name] * 10)
+
+
+def test_fit_predict_and_fit_transform_match_fit(xp, to_xp):
+    X = to_xp(blobs()[0])
+    labels = KMeans(4, random_state=3).fit_predict(X)
+    km = KMeans(4, random_state=3).fit(X)
+    np.testing.assert_array_equal(to_numpy(labels), to_numpy(km.labels_))
+    distances = KMeans(4, random_state=3).fit_transform(X)
+    np.testing.assert_allclose(to_numpy(distances), to_numpy(km.transform(X)))
+
+
+def test_k_means_function_returns_centers_labels_inertia(xp, to_xp):
+    X = to_xp(blobs()[0])
+    centers, labels, inertia, n_iter = k_means(X, 4, random_state=0, return_n_iter=True)
+    km = KMeans(4, random_state=0).fit(X)
+    assert_array_like(centers, X)
+    np.testing.assert_array_equal(to_numpy(centers), to_numpy(km.cluster_centers_))
+    np.testing.assert_array_equal(to_numpy(labels), to_numpy(km.labels_))
+    assert inertia == km.inertia_ and n_iter == km.n_iter_
+
+
+# --- the same results on every backend ---------------------------------------
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_same_partition_as_numpy_for_the_same_seed(xp, to_xp, init):
+    X_np, _ = blobs(n_samples=500, n_centers=5, seed=1)
+    ref = KMeans(5, init=init, n_init=2, random_state=42).fit(X_np)
+    km = KMeans(5, init=init, n_init=2, random_state=42).fit(to_xp(X_np))
+    assert same_partition(km.labels_, ref.labels_)
+    np.testing.assert_allclose(to_numpy(km.cluster_centers_), ref.cluster_centers_, rtol=1e-10)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+def test_kmeans_plusplus_same_rows_on_every_backend(xp, to_xp):
+    X_np, _ = blobs(n_samples=300, n_centers=6, seed=2)
+    ref_centers, ref_indices = kmeans_plusplus(X_np, 6, random_state=7)
+    X = to_xp(X_np)
+    centers, indices = kmeans_plusplus(X, 6, random_state=7)
+    assert_array_like(centers, X)
+    assert_array_like(indices, X, dtype=indices.dtype)
+    np.testing.assert_array_equal(to_numpy(indices), ref_indices)
+    np.testing.assert_array_equal(to_numpy(centers), X_np[ref_indices])
+
+
+def test_kmeans_plusplus_spreads_and_respects_weights(xp, to_xp):
+    X_np, y = blobs(n_samples=400, n_centers=4, seed=3, std=0.1)
+    _, indices = kmeans_plusplus(to_xp(X_np), 4, random_state=0)
+    # Well separated tight blobs: greedy k-means++ picks one row per blob.
+    assert sorted(y[to_numpy(indices)].tolist()) == [0, 1, 2, 3]
+    weights = np.ones(400)
+    weights[y == 0] = 0.0
+    _, indices = kmeans_plusplus(
+        to_xp(X_np), 3, sample_weight=to_xp(weights), random_state=0
+    )
+    assert not np.any(y[to_numpy(indices)] == 0)
+
+
+# --- equal to scikit-learn given the same initial centres --------------------
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, weighted):
+    SKKMeans = _sklearn_kmeans()
+    X_np, _ = blobs(n_samples=800, n_features=4, n_centers=5, seed=4, std=2.5)
+    X_np = X_np.astype(dtype_name)
+    init = X_np[:5].copy()
+    w_np = np.random.default_rng(0).uniform(0.5, 2.0, size=800).astype(dtype_name)
+    kwargs = {"sample_weight": w_np} if weighted else {}
+    ref = SKKMeans(5, init=init, n_init=1, algorithm="lloyd").fit(X_np, **kwargs)
+
+    dtype = _xp_dtype(xp, dtype_name)
+    X = to_xp(X_np, dtype=dtype)
+    kwargs = {"sample_weight": to_xp(w_np, dtype=dtype)} if weighted else {}
+    km = KMeans(5, init=to_xp(init, dtype=dtype), n_init=1).fit(X, **kwargs)
+
+    rtol = TOL[dtype_name]
+    np.testing.assert_array_equal(to_numpy(km.labels_), ref.labels_)
+    np.testing.assert_allclose(
+        to_numpy(km.cluster_centers_), ref.cluster_centers_, rtol=rtol, atol=rtol
+    )
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=rtol)
+    assert km.n_iter_ == ref.n_iter_
+
+
+def test_equals_sklearn_with_an_empty_cluster_relocated(xp, to_xp):
+    SKKMeans = _sklearn_kmeans()
+    X_np, _ = blobs(n_samples=300, n_features=2, n_centers=3, seed=5)
+    init = np.vstack([X_np[:2], [[1e3, 1e3]]])  # the third centre attracts nothing
+    ref = SKKMeans(3, init=init, n_init=1, max_iter=50).fit(X_np)
+    km = KMeans(3, init=to_xp(init), max_iter=50).fit(to_xp(X_np))
+    centers = to_numpy(km.cluster_centers_)
+    assert np.all(np.isfinite(centers))
+    assert not np.any(np.all(centers == 0, axis=1))
+    np.testing.assert_array_equal(to_numpy(km.labels_), ref.labels_)
+    np.testing.assert_allclose(centers, ref.cluster_centers_, rtol=1e-10)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+def test_max_iter_reached_labels_match_returned_centres(xp, to_xp):
+    X = to_xp(blobs(n_samples=500, n_centers=6, seed=6, std=3.0)[0])
+    km = KMeans(6, init="random", n_init=1, max_iter=1, random_state=0).fit(X)
+    assert km.n_iter_ == 1
+    np.testing.assert_array_equal(to_numpy(km.labels_), to_numpy(km.predict(X)))
+
+
+def test_tol_is_relative_to_feature_variance(xp, to_xp):
+    X_np = blobs(n_samples=500, n_centers=6, seed=6, std=3.0)[0]
+    strict = KMeans(6, init="random", tol=0, random_state=0).fit(to_xp(X_np))
+    loose = KMeans(6, init="random", tol=10.0, random_state=0).fit(to_xp(X_np))
+    assert loose.n_iter_ < strict.n_iter_
+    # Scaling the data scales the variance: the same iterations stop.
+    scaled = KMeans(6, init="random", tol=10.0, random_state=0).fit(to_xp(X_np * 100))
+    assert scaled.n_iter_ == loose.n_iter_
+
+
+# --- precision, dtypes, degenerate data ----------------------------------------
+
+
+def test_float32_far_from_the_origin_keeps_its_precision(xp, to_xp):
+    X_np, y = blobs(n_samples=600, n_features=2, n_centers=3, seed=7, std=0.5)
+    init = np.stack([X_np[y == c][0] for c in range(3)])
+    ref = KMeans(3, init=init).fit(X_np)
+    offset = 1e6
+    X32 = to_xp((X_np + offset).astype(np.float32), dtype=xp.float32)
+    km = KMeans(3, init=to_xp((init + offset).astype(np.float32), dtype=xp.float32)).fit(X32)
+    assert same_partition(km.labels_, ref.labels_)
+    # float32 spacing at 1e6 is 0.0625: centres agree to that resolution.
+    np.testing.assert_allclose(
+        to_numpy(km.cluster_centers_).astype(np.float64) - offset, ref.cluster_centers_, atol=0.07
+    )
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=2e-2)
+
+
+def test_integer_and_bool_input_become_the_default_float(xp, to_xp):
+    X_np = np.array([[0, 0], [0, 1], [10, 10], [10, 11]], dtype=np.int32)
+    X = to_xp(X_np, dtype=xp.int32)
+    km = KMeans(2, random_state=0).fit(X)
+    info = xp.__array_namespace_info__()
+    expected = info.default_dtypes(device=km.cluster_centers_.device)["real floating"]
+    if "torch" in xp.__name__:
+        import torch
+
+        expected = torch.get_default_dtype()
+    assert km.cluster_centers_.dtype == expected
+    assert sorted(to_numpy(km.cluster_centers_).tolist()) == [[0.0, 0.5], [10.0, 10.5]]
+    km_bool = KMeans(2, random_state=0).fit(to_xp(X_np > 5, dtype=xp.bool))
+    assert km_bool.cluster_centers_.dtype == expected
+
+
+def test_float16_accumulates_in_float32_and_returns_float16():
+    torch = pytest.importorskip("torch")
+    X_np, _ = blobs(n_samples=300, n_features=2, n_centers=3, seed=8)
+    for X in (X_np.astype(np.float16), torch.asarray(X_np, dtype=torch.float16)):
+        km = KMeans(3, random_state=0).fit(X)
+        assert km.cluster_centers_.dtype == X.dtype
+        ref = KMeans(3, random_state=0).fit(X_np.astype(np.float16).astype(np.float32))
+        assert same_partition(km.labels_, ref.labels_)
+
+
+def test_the_input_array_is_never_modified(xp, to_xp):
+    X_np, _ = blobs()
+    X = to_xp(X_np)
+    w = to_xp(np.linspace(0.5, 2.0, 600))
+    init = to_xp(X_np[:4])
+    before = [to_numpy(a).copy() for a in (X, w, init)]
+    km = KMeans(4, init=init).fit(X, sample_weight=w)
+    km.predict(X)
+    km.transform(X)
+    km.score(X, sample_weight=w)
+    for original, a in zip(before, (X, w, init)):
+        np.testing.assert_array_equal(to_numpy(a), original)
+
+
+def test_all_identical_points_give_finite_centres_and_a_warning(xp, to_xp):
+    X = to_xp(np.full((20, 3), 7.0))
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        km = KMeans(3, random_state=0).fit(X)
+    centers = to_numpy(km.cluster_centers_)
+    np.testing.assert_array_equal(centers, np.full((3, 3), 7.0))
+    assert km.inertia_ == 0.0
+
+
+def test_as_many_clusters_as_points(xp, to_xp):
+    X_np = np.random.default_rng(0).standard_normal((12, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        km = KMeans(12, random_state=0).fit(to_xp(X_np))
+    assert km.inertia_ == pytest.approx(0.0, abs=1e-20)
+    centers = to_numpy(km.cluster_centers_)
+    np.testing.assert_allclose(centers[np.lexsort(centers.T)], X_np[np.lexsort(X_np.T)], rtol=1e-12)
+
+
+def test_duplicate_points_cluster_together(xp, to_xp):
+    X_np = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 10, axis=0)
+    km = KMeans(3, random_state=0).fit(to_xp(X_np))
+    assert same_partition(km.labels_, np.repeat([0, 1, 2], 10))
+    assert km.inertia_ == pytest.approx(0.0, abs=1e-20)
+
+
+def test_best_of_n_init_runs(xp, to_xp):
+    X = to_xp(blobs(n_samples=400, n_centers=8, seed=9, std=2.0)[0])
+    one = KMeans(8, init="random", n_init=1, random_state=11).fit(X)
+    best = KMeans(8, init="random", n_init=6, random_state=11).fit(X)
+    assert best.inertia_ <= one.inertia_
+
+
+def test_sample_weight_integer_weights_equal_repeated_rows(xp, to_xp):
+    X_np, _ = blobs(n_samples=200, n_centers=3, seed=10)
+    counts = np.random.default_rng(1).integers(1, 4, size=200)
+    init = X_np[:3]
+    weighted = KMeans(3, init=to_xp(init)).fit(
+        to_xp(X_np), sample_weight=to_xp(counts.astype(np.float64))
+    )
+    repeated = KMeans(3, init=to_xp(init)).fit(to_xp(np.repeat(X_np, counts, axis=0)))
+    np.testing.assert_allclose(
+        to_numpy(weighted.cluster_centers_), to_numpy(repeated.cluster_centers_), rtol=1e-10
+    )
+    assert weighted.inertia_ == pytest.approx(repeated.inertia_, rel=1e-10)
+
+
+# --- cosine (spherical) k-means ------------------------------------------------
+
+
+def _spherical_kmeans_reference(X, init, max_iter=300):
+    """Direct numpy spherical k-means: argmax of dot products, normalised means."""
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    centers = init / np.linalg.norm(init, axis=1, keepdims=True)
+    labels = None
+    for _ in range(max_iter):
+        new_labels = np.argmax(X @ centers.T, axis=1)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        for j in range(centers.shape[0]):
+            if np.any(labels == j):
+                mean = X[labels == j].sum(axis=0)
+                centers[j] = mean / np.linalg.norm(mean)
+    inertia = np.sum(1.0 - np.sum(X * centers[labels], axis=1))
+    return centers, labels, inertia
+
+
+def test_cosine_matches_a_direct_spherical_kmeans(xp, to_xp):
+    rng = np.random.default_rng(12)
+    directions = rng.standard_normal((4, 8))
+    y = rng.integers(0, 4, size=400)
+    X_np = (directions[y] + 0.3 * rng.standard_normal((400, 8))) * rng.uniform(0.5, 5, (400, 1))
+    init = X_np[:4]
+    centers_ref, labels_ref, inertia_ref = _spherical_kmeans_reference(X_np, init.copy())
+
+    X = to_xp(X_np)
+    km = KMeans(4, init=to_xp(init), metric="cosine", tol=0).fit(X)
+    assert_array_like(km.cluster_centers_, X)
+    np.testing.assert_array_equal(to_numpy(km.labels_), labels_ref)
+    np.testing.assert_allclose(to_numpy(km.cluster_centers_), centers_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(to_numpy(km.cluster_centers_), axis=1), 1.0)
+    assert km.inertia_ == pytest.approx(inertia_ref, rel=1e-10)
+    assert km.score(X) == pytest.approx(-inertia_ref, rel=1e-10)
+    cosine_distances = to_numpy(km.transform(X))
+    X_unit = X_np / np.linalg.norm(X_np, axis=1, keepdims=True)
+    np.testing.assert_allclose(cosine_distances, 1 - X_unit @ centers_ref.T, atol=1e-10)
+    np.testing.assert_array_equal(to_numpy(km.predict(X)), labels_ref)
+
+
+def test_cosine_inertia_is_weighted(xp, to_xp):
+    X_np = np.random.default_rng(13).standard_normal((100, 3))
+    w_np = np.random.default_rng(14).uniform(0, 3, size=100)
+    km = KMeans(3, metric="cosine", random_state=0).fit(to_xp(X_np), sample_weight=to_xp(w_np))
+    X_unit = X_np / np.linalg.norm(X_np, axis=1, keepdims=True)
+    similarity = np.sum(X_unit * to_numpy(km.cluster_centers_)[to_numpy(km.labels_)], axis=1)
+    assert km.inertia_ == pytest.approx(np.sum(w_np * (1 - similarity)), rel=1e-10)
+
+
+def test_cosine_rejects_zero_rows(xp, to_xp):
+    X = to_xp(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="zero norm"):
+        KMeans(2, metric="cosine").fit(X)
+
+
+# --- scikit-learn API ------------------------------------------------------------
+
+
+def test_get_set_params_and_repr():
+    km = KMeans(3, init="random", random_state=1)
+    params = km.get_params()
+    assert params["n_clusters"] == 3 and params["init"] == "random"
+    assert set(params) == {
+        "n_clusters", "init", "n_init", "max_iter", "tol", "verbose", "random_state", "metric",
+    }
+    assert km.set_params(n_clusters=5) is km and km.n_clusters == 5
+    assert repr(km) == "KMeans(init='random', n_clusters=5, random_state=1)"
+    with pytest.raises(ValueError, match="Invalid parameter 'k'"):
+        km.set_params(k=2)
+
+
+def test_clone_grid_search_and_pipeline_with_sklearn():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = blobs(n_samples=200, n_centers=3)
+    km = KMeans(3, random_state=0)
+    cloned = clone(km)
+    assert cloned is not km and cloned.get_params() == km.get_params()
+    pipe = make_pipeline(StandardScaler(), KMeans(3, random_state=0)).fit(X)
+    assert pipe.predict(X).shape == (200,)
+    assert pipe.transform(X).shape == (200, 3)
+    search = GridSearchCV(KMeans(random_state=0), {"n_clusters": [2, 3]}, cv=2).fit(X)
+    assert search.best_params_["n_clusters"] in (2, 3)
+    assert sklearn.base.is_clusterer(KMeans()) if hasattr(sklearn.base, "is_clusterer") else True
+
+
+def test_verbose_prints_iterations(capsys):
+    X, _ = blobs(n_samples=100, n_centers=2)
+    KMeans(2, random_state=0, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "Iteration 0, inertia" in out and "Converged" in out
+
+
+def test_refit_replaces_every_attribute():
+    X1, _ = blobs(n_samples=100, n_features=2, n_centers=2, seed=1)
+    X2, _ = blobs(n_samples=50, n_features=3, n_centers=2, seed=2)
+    km = KMeans(2, random_state=0).fit(X1)
+    old = copy.copy(km.__dict__)
+    km.fit(X2)
+    assert km.n_features_in_ == 3 and km.labels_.shape == (50,)
+    assert km.cluster_centers_ is not old["cluster_centers_"]
