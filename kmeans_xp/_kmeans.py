@@ -324,8 +324,8 @@ class KMeans(EstimatorBase):
             )
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted "
-                f"with {self.n_features_in_} features."
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
             )
         centers = xp.astype(centers, X.dtype)
         if self.metric == "cosine":

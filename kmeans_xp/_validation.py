@@ -34,6 +34,10 @@ def check_array(X, *, name: str = "X"):
     input is never modified: a conversion makes a new array.
     """
     if not is_array_api_obj(X):
+        if not isinstance(X, (list, tuple)) and not hasattr(X, "__array__"):
+            raise TypeError(
+                f"{name} must be an array or a nested list of numbers, got {type(X).__name__}."
+            )
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
