@@ -17,7 +17,7 @@ distances to them).
 >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
 >>> labels = np.array([0, 0, 1, 1])
 >>> round(float(silhouette_score(X, labels)), 4)
-0.9
+0.9002
 >>> round(float(davies_bouldin_score(X, labels)), 4)
 0.1
 """
