@@ -3,7 +3,7 @@
 >>> import numpy as np
 >>> import kmeans_xp
 >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
->>> kmeans_xp.KMeans(n_clusters=2, random_state=0).fit(X).inertia_
+>>> round(kmeans_xp.KMeans(n_clusters=2, random_state=0).fit(X).inertia_, 6)
 0.01
 """
 
