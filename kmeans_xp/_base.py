@@ -8,9 +8,13 @@ stays an optional dependency.
 
 from __future__ import annotations
 
+import copy
 import inspect
 
-from .exceptions import InvalidParameterError, NotFittedError
+import numpy as np
+from array_api_compat import array_namespace, device as device_of, is_array_api_obj, to_device
+
+from .exceptions import InvalidParameterError, not_fitted_error
 
 
 class EstimatorBase:
@@ -54,16 +58,108 @@ class EstimatorBase:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "cluster_centers_"):
-            raise NotFittedError(
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted_error(
                 f"This {type(self).__name__} instance is not fitted yet; call "
                 "'fit' with appropriate arguments before using this estimator."
             )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether ``fit`` has finished (scikit-learn's ``check_is_fitted``
+        asks this)."""
+        return "cluster_centers_" in self.__dict__
 
     def _set_fitted(self, **attributes) -> None:
         """Publish fitted attributes together, once the fit has finished, so an
         interrupted fit never leaves a half-updated estimator."""
         self.__dict__.update(attributes)
+
+    def to_namespace(self, xp, device=None):
+        """A copy of this estimator whose arrays live in namespace ``xp``.
+
+        Every array the estimator holds (fitted attributes such as
+        ``cluster_centers_`` and ``labels_``, and an array ``init``) is
+        copied through the host, so a model fitted on a GPU can be used,
+        pickled and unpickled on a CPU-only machine. The estimator itself is
+        not changed.
+
+        Parameters
+        ----------
+        xp : array namespace or module
+            ``numpy``, ``torch``, ``cupy``, ``array_api_strict``, or an
+            ``array_api_compat`` wrapper of one.
+        device : optional
+            Target device in ``xp``; the namespace's default when None.
+
+        Returns
+        -------
+        estimator : a new estimator of the same class
+
+        Notes
+        -----
+        A dtype the target lacks (bfloat16 going to numpy) arrives as
+        float32.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from kmeans_xp import KMeans
+        >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]])
+        >>> km = KMeans(2, random_state=0).fit(X)
+        >>> type(km.to_namespace(np).cluster_centers_).__name__
+        'ndarray'
+        """
+        self._check_fitted()
+        converted = copy.copy(self)
+        for name, value in vars(self).items():
+            if is_array_api_obj(value) and not name.startswith("__"):
+                setattr(converted, name, _convert_array(value, xp, device))
+        return converted
+
+    def to_numpy(self):
+        """A copy of this estimator with every array as a numpy array on the
+        host: ``to_namespace(numpy)``. Use it before pickling a model fitted
+        on a GPU for a machine without one."""
+        return self.to_namespace(np)
+
+    def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        """scikit-learn estimator checks that cannot apply to this estimator,
+        as ``{check name: reason}``.
+
+        scikit-learn 1.9's ``Tags`` has no field for them; pass this to
+        ``parametrize_with_checks(..., expected_failed_checks=...)``.
+        """
+        return {}
+
+
+def _to_host(a) -> np.ndarray:
+    """A numpy copy of array ``a`` from any library and device."""
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        return np.from_dlpack(a, device="cpu", copy=True)
+    except (BufferError, TypeError, ValueError, RuntimeError, AttributeError):
+        # DLPack could not cross devices: move to the host first.
+        moved = to_device(a, "cpu")
+        return moved if isinstance(moved, np.ndarray) else np.from_dlpack(moved)
+
+
+def _convert_array(a, xp, device):
+    """Array ``a`` copied into namespace ``xp`` on ``device`` via the host."""
+    source = array_namespace(a)
+    dtype_name = str(a.dtype).rsplit(".", 1)[-1]
+    try:
+        host = _to_host(a)
+    except (BufferError, TypeError, ValueError, RuntimeError):
+        # e.g. bfloat16, which numpy and DLPack consumers may lack.
+        host = _to_host(source.astype(a, source.float32))
+    if xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
+        return np.asarray(host)
+    out = xp.asarray(host) if device is None else xp.asarray(host, device=device)
+    target_dtype = getattr(xp, dtype_name, None)
+    if target_dtype is not None and out.dtype != target_dtype:
+        out = xp.astype(out, target_dtype)
+    return out
 
 
 def _same(a, b) -> bool:

@@ -6,6 +6,7 @@ their inputs passed them.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -28,11 +29,26 @@ def check_array(X, *, name: str = "X"):
     """Validate a data matrix and return ``(X, xp, device)``.
 
     ``X`` may be any array-API array or anything ``numpy.asarray`` accepts
-    (lists, pandas frames). Integer and bool data become the namespace's
-    default real floating dtype; float16 and bfloat16 become float32 (sums of
-    many half-precision values lose too much; see ``result_dtype``). The
-    input is never modified: a conversion makes a new array.
+    (lists, pandas frames, numpy object arrays holding numbers). Integer and
+    bool data become the namespace's default real floating dtype; float16
+    and bfloat16 become float32 (sums of many half-precision values lose too
+    much; see ``result_dtype``). The input is never modified: a conversion
+    makes a new array.
+
+    Raises
+    ------
+    TypeError
+        Not an array, a sparse matrix, or a non-numeric dtype.
+    ValueError
+        Not 2-D, no samples or no features, complex, NaN or infinite
+        values, or values so large that squared distances would overflow.
     """
+    if _is_sparse(X):
+        raise TypeError(
+            f"Sparse input is not supported: {name} is a {type(X).__module__}."
+            f"{type(X).__name__}; convert it with {name}.toarray() (k-means "
+            "centres are dense anyway)."
+        )
     if not is_array_api_obj(X):
         if not isinstance(X, (list, tuple)) and not hasattr(X, "__array__"):
             raise TypeError(
@@ -42,34 +58,86 @@ def check_array(X, *, name: str = "X"):
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array, got {type(X).__name__}: {exc}")
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        X = _numbers_from_objects(X, name)
     xp = array_namespace(X)
     device = device_of(X)
     if X.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); "
-            f"got {X.ndim}-D with shape {tuple(X.shape)}. Reshape 1-D data with "
-            "X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample."
+            f"got {X.ndim}-D with shape {tuple(X.shape)}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) "
+            "for one sample."
         )
     n_samples, n_features = X.shape
+    # Both wordings: ours, and the one scikit-learn's checks look for.
     if n_samples == 0:
-        raise ValueError(f"{name} has 0 samples (shape {tuple(X.shape)}); at least 1 is required.")
+        raise ValueError(
+            f"{name} has 0 samples: found array with 0 sample(s) (shape="
+            f"{tuple(X.shape)}) while a minimum of 1 is required."
+        )
     if n_features == 0:
-        raise ValueError(f"{name} has 0 features (shape {tuple(X.shape)}); at least 1 is required.")
+        raise ValueError(
+            f"{name} has 0 features: found array with 0 feature(s) (shape="
+            f"{tuple(X.shape)}) while a minimum of 1 is required."
+        )
     X = _as_working_dtype(X, xp, device, name)
-    if not _all_finite(X, xp):
+    largest = _largest_magnitude(X, xp)
+    if not math.isfinite(largest):
         raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+    limit = magnitude_limit(xp, X.dtype, n_samples, n_features)
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g} in magnitude; squared "
+            f"distances over {n_samples} x {n_features} values would overflow "
+            f"{X.dtype} above {limit:.3g}. Rescale {name} (e.g. divide by its "
+            "largest value)."
+        )
     return X, xp, device
 
 
-def _all_finite(X, xp, block_elements: int = 1 << 22) -> bool:
-    """``all(isfinite(X))`` in row blocks: a memmap is streamed, and no
-    boolean array the size of X is made. One host sync per block."""
+def _is_sparse(X) -> bool:
+    """scipy.sparse matrices/arrays and pydata sparse, without importing them."""
+    module = type(X).__module__ or ""
+    return module.startswith(("scipy.sparse", "sparse")) or (
+        getattr(X, "layout", None) is not None and "sparse" in str(X.layout)
+    )
+
+
+def _numbers_from_objects(X, name: str):
+    """A float64 copy of a numpy object array of numbers, as scikit-learn's
+    ``check_array`` makes; any other element is a TypeError."""
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must have a numeric dtype (bool, integer or real floating); "
+            f"got an object array with a non-numeric element: {exc}"
+        ) from exc
+
+
+def magnitude_limit(xp, dtype, n_samples: int, n_features: int) -> float:
+    """Largest ``|x|`` whose sums of squared differences over the data stay
+    finite in ``dtype``: a squared distance is at most
+    ``4 * n_features * (2 * max|x|)**2`` and a pass adds ``n_samples`` of
+    them."""
+    return math.sqrt(float(xp.finfo(dtype).max) / (16.0 * max(1, n_samples) * max(1, n_features)))
+
+
+def _largest_magnitude(X, xp, block_elements: int = 1 << 22) -> float:
+    """``max(abs(X))`` (NaN or inf if any value is not finite), in row
+    blocks: a memmap is streamed and no array the size of X is made. One
+    host sync per block."""
     n_samples = X.shape[0]
     rows = max(1, block_elements // max(1, X.shape[1]))
-    return all(
-        as_host_scalar(xp.all(xp.isfinite(X[start : min(start + rows, n_samples), :])))
-        for start in range(0, n_samples, rows)
-    )
+    largest = 0.0
+    for start in range(0, n_samples, rows):
+        block = X[start : min(start + rows, n_samples), :]
+        # max() would skip a NaN in some libraries; isfinite catches it.
+        if not as_host_scalar(xp.all(xp.isfinite(block))):
+            return math.nan
+        largest = max(largest, as_host_scalar(xp.max(xp.abs(block))))
+    return largest
 
 
 def _as_working_dtype(X, xp, device, name):
@@ -154,8 +222,14 @@ def check_sample_weight(sample_weight, X, xp, device):
         raise ValueError("sample_weight contains NaN or infinity.")
     if as_host_scalar(xp.any(w < 0)):
         raise ValueError("sample_weight has negative values; weights must be >= 0.")
-    if not as_host_scalar(xp.sum(w)) > 0:
+    total = as_host_scalar(xp.sum(w))
+    if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
+    if not math.isfinite(total):
+        raise ValueError(
+            f"sample_weight sums to {total} in {w.dtype}; rescale the weights "
+            "(k-means is unchanged by a common positive factor)."
+        )
     return w
 
 

@@ -6,6 +6,8 @@ written against scikit-learn's ``except`` clauses keeps working.
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "NotFittedError",
     "ConvergenceWarning",
@@ -15,7 +17,35 @@ __all__ = [
 
 
 class NotFittedError(ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
+    """An estimator was used before ``fit``.
+
+    Raise it through ``not_fitted_error``: when scikit-learn is loaded the
+    raised error is also a ``sklearn.exceptions.NotFittedError``.
+    """
+
+
+def not_fitted_error(message: str) -> NotFittedError:
+    """A ``NotFittedError`` that ``except sklearn.exceptions.NotFittedError``
+    also catches whenever scikit-learn has been imported.
+
+    scikit-learn is never imported here: code that catches its exception
+    has imported it already, and other code needs no such class.
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError(message)
+    global _SklearnNotFittedError
+    if _SklearnNotFittedError is None:
+        _SklearnNotFittedError = type(
+            "_SklearnNotFittedError",
+            (NotFittedError, sklearn_exceptions.NotFittedError),
+            {"__module__": __name__, "__doc__": NotFittedError.__doc__},
+        )
+    return _SklearnNotFittedError(message)
+
+
+#: Built on first use by ``not_fitted_error``; a module global so it pickles.
+_SklearnNotFittedError = None
 
 
 class ConvergenceWarning(UserWarning):
