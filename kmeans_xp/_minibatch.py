@@ -1,0 +1,586 @@
+"""Mini-batch k-means, as ``sklearn.cluster.MiniBatchKMeans``, on any backend.
+
+Each step draws a batch of rows (indices from the host generator, rows
+taken on the device), assigns them with the same ``_lloyd_pass`` block code
+Lloyd uses, and moves every centre to the running weighted mean of all the
+rows it has been given (``counts_`` holds those weights). Centres that fall
+far behind the others in weight are sent to random rows of the batch
+(``reassignment_ratio``), and the fit stops when an exponentially weighted
+average of the batch inertia stops improving (``max_no_improvement``) or
+the centres stop moving (``tol``).
+
+``partial_fit`` runs one such step on a batch the caller provides: batches
+read from a file, a numpy memmap or a torch ``DataLoader``.
+
+As in memory, rows are shifted by a fixed vector (the mean of the data, or
+of the first batch given to ``partial_fit``) before any product.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+
+import numpy as np
+
+from ._array_api import (
+    array_namespace,
+    as_host_scalar,
+    device_of,
+    is_dask_array,
+    namespace_name,
+    to_device_array,
+)
+from ._base import EstimatorBase
+from ._kmeans import KMeans, _initial_centers, _make_problem
+from ._lloyd import (
+    _assign_labels,
+    _exact_distances,
+    _lloyd_pass,
+    _tolerance,
+    data_mean_and_variance,
+)
+from ._validation import (
+    _check_int,
+    check_array,
+    check_init_array,
+    check_n_clusters_fits,
+    check_params,
+    check_random_state,
+    check_sample_weight,
+    result_dtype,
+)
+from .exceptions import InvalidParameterError
+
+__all__ = ["MiniBatchKMeans"]
+
+
+def check_readable(X, name: str = "X") -> None:
+    """Refuse a numpy memmap opened with mode ``'w+'``.
+
+    ``'w+'`` creates the file, or truncates an existing one, so its
+    contents are whatever was written since; fitting one is almost surely a
+    mistake for ``'r'`` (read-only) or ``'r+'``. Modes ``'r'``, ``'r+'``
+    and ``'c'`` (copy-on-write) are read, in chunks, without a copy.
+    """
+    if isinstance(X, np.memmap) and getattr(X, "mode", None) == "w+":
+        filename = getattr(X, "filename", None) or "its file"
+        raise ValueError(
+            f"{name} is a numpy memmap opened for writing (mode='w+'), which creates "
+            f"or truncates {filename}; reopen it for reading with "
+            f"numpy.memmap(..., mode='r') (or 'r+'/'c') before fitting."
+        )
+
+
+class MiniBatchKMeans(EstimatorBase):
+    """Mini-batch k-means on numpy, PyTorch, CuPy or any array-API array.
+
+    Follows ``sklearn.cluster.MiniBatchKMeans``: the same parameters,
+    attributes and algorithm. Fitted arrays live in the namespace, device
+    and dtype of the training data; random numbers come from the host
+    generator, and batches are gathered on the device.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {"k-means++", "random"}, array or callable, default="k-means++"
+        As for ``KMeans``, computed on ``init_size`` random rows.
+    max_iter : int, default=100
+        Maximum passes over the data (``max_iter * n_samples / batch_size``
+        steps), unless the early stopping below stops sooner.
+    batch_size : int, default=1024
+        Rows per mini-batch.
+    verbose : int, default=0
+    compute_labels : bool, default=True
+        Compute ``labels_`` and ``inertia_`` over the whole data (one more
+        pass) once the steps are done (or, in ``partial_fit``, on the batch).
+    random_state : None, int, numpy.random.Generator or RandomState
+    tol : float, default=0.0
+        Stop when the squared centre change of a step is at most ``tol``
+        times the mean feature variance; 0 disables this test.
+    max_no_improvement : int or None, default=10
+        Stop after this many steps without improvement of the smoothed
+        batch inertia; None disables this test.
+    init_size : int or None, default=None
+        Rows drawn to initialise on (``3 * batch_size`` by default, at least
+        ``3 * n_clusters``, at most n_samples).
+    n_init : "auto" or int, default="auto"
+        Initialisations tried; the one with the lowest inertia on a
+        validation sample wins. "auto" means 1 for "k-means++" and arrays,
+        3 for "random" and callables.
+    reassignment_ratio : float, default=0.01
+        A centre whose weight is below this fraction of the largest one is
+        moved to a random row of the batch (at most every ``10 *
+        n_clusters`` rows, or when a centre has no weight at all).
+
+    Attributes
+    ----------
+    cluster_centers_ : array of shape (n_clusters, n_features)
+    counts_ : array of shape (n_clusters,)
+        Total weight of the rows each centre has been updated with.
+    labels_ : integer array of shape (n_samples,)
+        Only when ``compute_labels``.
+    inertia_ : float
+    n_iter_ : int
+        Passes over the data (``ceil(n_steps_ * batch_size / n_samples)``).
+    n_steps_ : int
+        Mini-batch steps run.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import MiniBatchKMeans
+    >>> X = np.array([[1.0, 2.0], [1.0, 4.0], [1.0, 0.0],
+    ...               [4.0, 2.0], [4.0, 0.0], [4.0, 4.0],
+    ...               [4.0, 5.0], [0.0, 1.0], [2.0, 2.0],
+    ...               [3.0, 2.0], [5.0, 5.0], [1.0, -1.0]])
+    >>> km = MiniBatchKMeans(n_clusters=2, batch_size=6, random_state=0)
+    >>> for start in range(0, 12, 6):
+    ...     km = km.partial_fit(X[start:start + 6])
+    >>> km.cluster_centers_.shape, float(km.counts_.sum())
+    ((2, 2), 12.0)
+    """
+
+    #: Read by the prediction methods shared with KMeans.
+    metric = "euclidean"
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        max_iter=100,
+        batch_size=1024,
+        verbose=0,
+        compute_labels=True,
+        random_state=None,
+        tol=0.0,
+        max_no_improvement=10,
+        init_size=None,
+        n_init="auto",
+        reassignment_ratio=0.01,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+
+    # The prediction side is KMeans's: the same validation and block code.
+    predict = KMeans.predict
+    transform = KMeans.transform
+    score = KMeans.score
+    fit_predict = KMeans.fit_predict
+    fit_transform = KMeans.fit_transform
+    _problem_for = KMeans._problem_for
+    __sklearn_tags__ = KMeans.__sklearn_tags__
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the centres by mini-batch steps over X.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            Any array-API array (numpy, numpy memmap, torch, cupy, ...) or
+            anything ``numpy.asarray`` accepts. Never modified, never
+            copied whole: batches are gathered from it.
+        y : ignored
+        sample_weight : array of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X, xp, device, X_input = self._check_data(X)
+        n_samples, n_features = X.shape
+        check_n_clusters_fits(self.n_clusters, n_samples)
+        weights = check_sample_weight(sample_weight, X, xp, device)
+        rng = check_random_state(self.random_state)
+        init = self._checked_init(X, xp, device)
+        n_init = self._resolve_n_init()
+        batch_size = min(self.batch_size, n_samples)
+        init_size = self._resolve_init_size(batch_size, n_samples)
+
+        start = time.perf_counter()
+        problem = _make_problem(X, weights, xp, device, self.n_clusters)
+        shift, mean_variance = data_mean_and_variance(problem, need_variance=self.tol > 0)
+        abs_tol = _tolerance(mean_variance, self.tol)
+
+        # Initialisations are compared on one validation sample, as in
+        # scikit-learn; each is computed on its own random sample.
+        valid = _sample(X, weights, rng.integers(0, n_samples, init_size), xp, device)
+        best = None
+        for run in range(n_init):
+            sample = _sample(X, weights, rng.integers(0, n_samples, init_size), xp, device)
+            centers = self._init_on(sample, init, shift, rng, xp, device)
+            _, _, _, inertia = _lloyd_pass(
+                _batch_problem(valid, shift, xp, device, self.n_clusters), centers,
+                want_inertia=True,
+            )
+            inertia = as_host_scalar(inertia)
+            if self.verbose:
+                print(f"Inertia for init {run + 1}/{n_init}: {inertia:.6g}")
+            if best is None or inertia < best[1]:
+                best = (centers, inertia)
+        centers = best[0]
+
+        state = _State(self, xp, device, X.dtype, batch_size)
+        n_steps = (self.max_iter * n_samples) // batch_size
+        i = -1
+        for i in range(n_steps):
+            batch = _sample(X, weights, rng.integers(0, n_samples, batch_size), xp, device)
+            new_centers, batch_inertia = state.step(batch, centers, shift, rng)
+            if abs_tol > 0:
+                centers_sq_diff = as_host_scalar(xp.sum((new_centers - centers) ** 2))
+            else:
+                centers_sq_diff = 0.0
+            centers = new_centers
+            if state.converged(i, n_steps, n_samples, centers_sq_diff, batch_inertia, abs_tol):
+                break
+        n_steps_run = i + 1
+
+        fitted = dict(
+            n_steps_=n_steps_run,
+            n_iter_=int(math.ceil(n_steps_run * batch_size / n_samples)),
+            n_features_in_=n_features,
+        )
+        if self.compute_labels:
+            labels = _assign_labels(problem, centers)
+            inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+            fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
+        else:
+            ewa = state.ewa_inertia if state.ewa_inertia is not None else 0.0
+            fitted.update(inertia_=ewa * n_samples)
+        out_dtype = result_dtype(X_input, X)
+        fitted.update(
+            cluster_centers_=xp.astype(centers + shift, out_dtype),
+            counts_=state.counts,
+            fit_time_=time.perf_counter() - start,
+        )
+        self.__dict__.pop("labels_", None)
+        self._set_fitted(**fitted)
+        # A later partial_fit goes on from these centres and weights.
+        self._stream_state = (shift, state)
+        self._rng = rng
+        return self
+
+    # ---------------------------------------------------------- partial_fit
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One mini-batch step on the rows of X.
+
+        The first call initialises the centres on X (so it needs at least
+        ``n_clusters`` rows); every call must give the same number of
+        features, in the same namespace and on the same device.
+
+        Parameters
+        ----------
+        X : array of shape (n_batch, n_features)
+        y : ignored
+        sample_weight : array of shape (n_batch,), optional
+
+        Returns
+        -------
+        self
+        """
+        started = hasattr(self, "_stream_state")
+        if not started:
+            self._check_params()
+        X, xp, device, X_input = self._check_data(X)
+        if started:
+            self._check_batch(X, xp, device)
+        weights = check_sample_weight(sample_weight, X, xp, device)
+        if not started:
+            check_n_clusters_fits(self.n_clusters, X.shape[0])
+            init = self._checked_init(X, xp, device)
+            rng = check_random_state(self.random_state)
+            self._rng = rng
+            batch_size = min(self.batch_size, X.shape[0])
+            init_size = self._resolve_init_size(batch_size, X.shape[0])
+            # The first batch's mean is the fixed shift of the whole stream.
+            first = _make_problem(X, weights, xp, device, self.n_clusters)
+            shift, _ = data_mean_and_variance(first, need_variance=False)
+            sample = (X, weights)
+            if init_size < X.shape[0]:
+                sample = _sample(X, weights, rng.integers(0, X.shape[0], init_size), xp, device)
+            centers = self._init_on(sample, init, shift, rng, xp, device)
+            state = _State(self, xp, device, X.dtype, batch_size)
+            self._stream_state = (shift, state)
+            self.n_steps_ = 0
+        else:
+            shift, state = self._stream_state
+            centers = xp.astype(self.cluster_centers_, X.dtype) - shift
+        centers, _ = state.step((X, weights), centers, shift, self._rng)
+
+        fitted = dict(n_steps_=self.n_steps_ + 1, n_features_in_=X.shape[1])
+        if self.compute_labels:
+            problem = _make_problem(X, weights, xp, device, self.n_clusters)
+            problem.runner.shift = shift
+            labels = _assign_labels(problem, centers)
+            inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+            fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
+        fitted.update(
+            cluster_centers_=xp.astype(centers + shift, result_dtype(X_input, X)),
+            counts_=state.counts,
+        )
+        self._set_fitted(**fitted)
+        return self
+
+    # ------------------------------------------------------------- helpers
+
+    def _check_params(self) -> None:
+        check_params(
+            n_clusters=self.n_clusters,
+            init=self.init,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+        )
+        _check_int(self.batch_size, "batch_size", 1)
+        if self.init_size is not None:
+            _check_int(self.init_size, "init_size", 1)
+        if self.max_no_improvement is not None:
+            _check_int(self.max_no_improvement, "max_no_improvement", 0)
+        ratio = self.reassignment_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not (
+            0 <= ratio < math.inf
+        ):
+            raise InvalidParameterError(
+                f"reassignment_ratio must be a finite real number >= 0, got {ratio!r}."
+            )
+        if not isinstance(self.compute_labels, (bool, np.bool_)):
+            raise InvalidParameterError(
+                f"compute_labels must be True or False, got {self.compute_labels!r}."
+            )
+
+    def _check_data(self, X):
+        if is_dask_array(X):
+            raise TypeError(
+                "MiniBatchKMeans does not take Dask arrays; use KMeans, which runs "
+                "on Dask, or call partial_fit on computed chunks."
+            )
+        check_readable(X)
+        X_input = X
+        X, xp, device = check_array(X)
+        return X, xp, device, X_input
+
+    def _check_batch(self, X, xp, device) -> None:
+        """A later batch must match the first in library, device and features."""
+        centers = self.cluster_centers_
+        fitted_xp = array_namespace(centers)
+        if xp is not fitted_xp:
+            raise TypeError(
+                f"this batch is a {namespace_name(xp)} array but earlier batches were "
+                f"{namespace_name(fitted_xp)} arrays; convert it first."
+            )
+        if device_of(X) != device_of(centers):
+            raise ValueError(
+                f"this batch is on device {device_of(X)} but earlier batches were on "
+                f"{device_of(centers)}; move it there first."
+            )
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"this batch has {X.shape[1]} features, but earlier batches given to "
+                f"partial_fit had {self.n_features_in_}; every batch must have the "
+                "same features."
+            )
+
+    def _checked_init(self, X, xp, device):
+        init = self.init
+        if isinstance(init, str) or callable(init):
+            return init
+        return check_init_array(init, X, xp, device, self.n_clusters)
+
+    def _resolve_n_init(self) -> int:
+        init = self.init
+        explicit = not isinstance(init, str) and not callable(init)
+        if self.n_init == "auto":
+            return 3 if (isinstance(init, str) and init == "random") or callable(init) else 1
+        if explicit and self.n_init != 1:
+            warnings.warn(
+                f"Explicit initial centres were passed: running 1 initialisation "
+                f"instead of n_init={self.n_init}.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return 1
+        return self.n_init
+
+    def _resolve_init_size(self, batch_size: int, n_samples: int) -> int:
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * batch_size
+        if init_size < self.n_clusters:
+            if self.init_size is not None:
+                warnings.warn(
+                    f"init_size={self.init_size} should be larger than "
+                    f"n_clusters={self.n_clusters}; using {3 * self.n_clusters}.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            init_size = 3 * self.n_clusters
+        return min(init_size, n_samples)
+
+    def _init_on(self, sample, init, shift, rng, xp, device):
+        """Initial centres (shifted coordinates) from a (rows, weights) sample."""
+        rows, weights = sample
+        problem = _make_problem(rows, weights, xp, device, self.n_clusters)
+        problem.runner.shift = shift
+        return _initial_centers(problem, init, self.n_clusters, rng)
+
+
+def _sample(X, weights, indices, xp, device):
+    """Rows (and weights) of X at host ``indices``, gathered on the device."""
+    idx = to_device_array(indices, xp, dtype=xp.int64, device=device)
+    rows = xp.take(X, idx, axis=0)
+    return rows, (None if weights is None else xp.take(weights, idx))
+
+
+def _batch_problem(batch, shift, xp, device, n_clusters):
+    rows, weights = batch
+    problem = _make_problem(rows, weights, xp, device, n_clusters)
+    problem.runner.shift = shift
+    return problem
+
+
+class _State:
+    """What mini-batch steps carry over: cluster weights, the reassignment
+    clock and the early-stopping statistics (scikit-learn's semantics)."""
+
+    def __init__(self, estimator: MiniBatchKMeans, xp, device, dtype, batch_size: int):
+        self.est = estimator
+        self.xp = xp
+        self.counts = xp.zeros((estimator.n_clusters,), dtype=dtype, device=device)
+        self.batch_size = batch_size
+        self.since_reassign = 0
+        self.ewa_inertia = None
+        self.ewa_inertia_min = None
+        self.no_improvement = 0
+
+    def _reassign_due(self) -> bool:
+        self.since_reassign += self.batch_size
+        xp = self.xp
+        if as_host_scalar(xp.any(self.counts == 0)) or (
+            self.since_reassign >= 10 * self.est.n_clusters
+        ):
+            self.since_reassign = 0
+            return True
+        return False
+
+    def step(self, batch, centers, shift, rng):
+        """One mini-batch step; returns the new centres (shifted) and the
+        batch inertia under the old ones (host float)."""
+        xp = self.xp
+        rows, weights = batch
+        problem = _batch_problem(batch, shift, xp, device_of(rows), centers.shape[0])
+        _, sums, batch_counts, inertia = _lloyd_pass(problem, centers, want_inertia=True)
+        counts = self.counts + batch_counts
+        # Running weighted mean: (old * old_weight + batch sum) / new weight.
+        moved = batch_counts > 0
+        safe = xp.where(moved, counts, xp.ones_like(counts))
+        updated = (centers * self.counts[:, None] + sums) / safe[:, None]
+        new_centers = xp.where(moved[:, None], updated, centers)
+        self.counts = counts
+        ratio = self.est.reassignment_ratio
+        if self._reassign_due() and ratio > 0:
+            new_centers = self._reassign(problem, new_centers, rng, ratio)
+        return new_centers, as_host_scalar(inertia)
+
+    def _reassign(self, problem, centers, rng, ratio: float):
+        """Move centres of too little weight to random rows of the batch."""
+        xp = self.xp
+        counts = self.counts
+        n_batch = problem.X.shape[0]
+        device = device_of(counts)
+        low = counts < ratio * xp.max(counts)
+        n_low = int(as_host_scalar(xp.sum(xp.astype(low, xp.int32))))
+        limit = int(0.5 * n_batch)
+        if n_low > limit:
+            # Reassign at most half a batch: keep the heaviest of the light ones.
+            order = xp.argsort(counts, stable=True)
+            rank = xp.argsort(order, stable=True)
+            low = low & (rank < limit)
+            n_low = int(as_host_scalar(xp.sum(xp.astype(low, xp.int32))))
+        if n_low == 0:
+            return centers
+        picks = _distinct_rows(problem, n_low, rng)
+        new_rows = xp.take(problem.X, picks, axis=0) - problem.runner.shift
+        if self.est.verbose:
+            print(f"[MiniBatchKMeans] Reassigning {n_low} cluster centers.")
+        # The k-th low cluster (in index order) gets the k-th picked row.
+        low_ids = xp.nonzero(low)[0]
+        ids = xp.arange(centers.shape[0], dtype=low_ids.dtype, device=device)
+        place = xp.astype(ids[:, None] == low_ids[None, :], centers.dtype)
+        centers = xp.where(low[:, None], place @ new_rows, centers)
+        # Not to zero: a reassigned centre would be reassigned at once.
+        floor = xp.min(xp.where(low, xp.full_like(counts, math.inf), counts))
+        self.counts = xp.where(low, floor, counts)
+        return centers
+
+    def converged(self, step, n_steps, n_samples, centers_sq_diff, batch_inertia, tol) -> bool:
+        """scikit-learn's early stopping on the smoothed batch inertia."""
+        verbose = self.est.verbose
+        batch_inertia /= self.batch_size
+        step += 1
+        if step == 1:
+            # The first inertia is that of the initial centres.
+            if verbose:
+                print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
+            return False
+        if self.ewa_inertia is None:
+            self.ewa_inertia = batch_inertia
+        else:
+            alpha = min(self.batch_size * 2.0 / (n_samples + 1), 1.0)
+            self.ewa_inertia = self.ewa_inertia * (1 - alpha) + batch_inertia * alpha
+        if verbose:
+            print(
+                f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
+                f"ewa inertia: {self.ewa_inertia}"
+            )
+        if tol > 0.0 and centers_sq_diff <= tol:
+            if verbose:
+                print(f"Converged (small centers change) at step {step}/{n_steps}")
+            return True
+        if self.ewa_inertia_min is None or self.ewa_inertia < self.ewa_inertia_min:
+            self.no_improvement = 0
+            self.ewa_inertia_min = self.ewa_inertia
+        else:
+            self.no_improvement += 1
+        max_no_improvement = self.est.max_no_improvement
+        if max_no_improvement is not None and self.no_improvement >= max_no_improvement:
+            if verbose:
+                print(
+                    f"Converged (lack of improvement in inertia) at step {step}/{n_steps}"
+                )
+            return True
+        return False
+
+
+def _distinct_rows(problem, n: int, rng):
+    """``n`` distinct row indices of a batch, drawn with probability
+    proportional to weight (uniformly without weights), as device indices."""
+    xp = problem.xp
+    n_rows = problem.X.shape[0]
+    device = problem.device
+    if problem.weights is None:
+        picks = rng.choice(n_rows, size=n, replace=False)
+        return to_device_array(picks, xp, dtype=xp.int64, device=device)
+    # Efraimidis-Spirakis keys log(u) / w, host uniforms; zero weights last.
+    u = to_device_array(rng.uniform(size=n_rows), xp, dtype=problem.dtype, device=device)
+    w = problem.weights
+    positive = w > 0
+    keys = xp.where(positive, xp.log(u) / xp.where(positive, w, xp.ones_like(w)), -math.inf)
+    return xp.argsort(keys, descending=True, stable=True)[:n]
