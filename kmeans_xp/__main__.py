@@ -1,0 +1,5 @@
+"""``python -m kmeans_xp``: the same command line as ``kmeans-xp``."""
+
+from .cli import main
+
+raise SystemExit(main())

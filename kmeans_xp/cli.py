@@ -1,0 +1,691 @@
+"""The ``kmeans-xp`` command line (also ``python -m kmeans_xp``).
+
+Commands: ``demo``, ``fit``, ``select-k`` and ``quantize``; ``--help`` on
+each. Errors a user can cause (missing file, bad CSV cell, k too large,
+unknown backend, no GPU) end with one line on stderr and exit status 1 (2
+for a malformed command line, from argparse), never a traceback; set
+``KMEANS_XP_DEBUG=1`` to see one anyway. Output files are written to a
+temporary name in the target directory and renamed when complete.
+
+Only numpy and array-api-compat are needed; torch, cupy, matplotlib
+(plots), Pillow (quantize) and tqdm (progress bars) are used when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["main"]
+
+PROG = "kmeans-xp"
+_PLOT_HINT = "pip install 'kmeans_xp[plot]'"
+
+
+class CLIError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+# --------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    device: object
+    dtype_name: str
+
+    def to_array(self, a: np.ndarray, dtype_name: str | None = None):
+        """A host array on this backend's device (the one deliberate copy)."""
+        dtype_name = dtype_name or self.dtype_name
+        if self.name == "numpy":
+            return np.asarray(a, dtype=dtype_name)
+        if self.name == "torch":
+            import torch
+
+            return torch.asarray(a, dtype=getattr(torch, dtype_name), device=self.device)
+        import cupy
+
+        with cupy.cuda.Device(self.device):
+            return cupy.asarray(a, dtype=dtype_name)
+
+    def describe(self) -> str:
+        if self.name == "numpy":
+            return f"numpy {np.__version__} on cpu ({self.dtype_name})"
+        module = __import__(self.name)
+        return f"{self.name} {module.__version__} on {self.device} ({self.dtype_name})"
+
+
+def _backend(name: str, device: str | None, dtype: str | None) -> Backend:
+    """Import and check the backend the user asked for; raise CLIError with
+    the reason when it cannot run here."""
+    if name == "numpy":
+        if device not in (None, "cpu"):
+            raise CLIError(
+                f"--device {device}: the numpy backend runs on the CPU; "
+                "use --backend torch or --backend cupy for a GPU."
+            )
+        return Backend("numpy", "cpu", dtype or "float64")
+    if name == "torch":
+        try:
+            import torch
+        except ImportError:
+            raise CLIError("--backend torch: torch is not installed (pip install torch).") from None
+        device = device or "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise CLIError("--device cuda: no CUDA GPU is available to torch on this machine.")
+        default = "float32" if device == "cuda" else "float64"
+        return Backend("torch", torch.device(device), dtype or default)
+    if name == "cupy":
+        if device == "cpu":
+            raise CLIError("--device cpu: the cupy backend runs on CUDA GPUs only.")
+        try:
+            import cupy
+        except ImportError:
+            raise CLIError("--backend cupy: cupy is not installed (pip install cupy).") from None
+        try:
+            n_devices = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # driver missing or broken
+            raise CLIError(f"--backend cupy: CUDA is not usable ({exc}).") from None
+        if n_devices == 0:
+            raise CLIError("--backend cupy: no CUDA GPU is available on this machine.")
+        return Backend("cupy", 0, dtype or "float32")
+    raise CLIError(f"unknown backend {name!r}; choose numpy, torch or cupy.")
+
+
+# --------------------------------------------------------------------------
+# Input and output
+# --------------------------------------------------------------------------
+
+
+def _check_input(path: str) -> None:
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file.")
+    if os.path.isdir(path):
+        raise CLIError(f"{path}: is a directory, not a data file.")
+
+
+def _load_data(path: str) -> np.ndarray:
+    """A 2-D float64 host array from a .npy file or a CSV file (header
+    optional)."""
+    _check_input(path)
+    if path.lower().endswith(".npy"):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise CLIError(f"{path}: not a readable .npy file ({exc}).") from None
+        if data.dtype.kind not in "biuf":
+            raise CLIError(f"{path}: holds {data.dtype} values; numbers are needed.")
+        if data.ndim == 1:
+            data = data.reshape(-1, 1)
+        if data.ndim != 2:
+            raise CLIError(f"{path}: expected a 2-D array (rows x features), got shape {data.shape}.")
+        data = data.astype(np.float64)
+    else:
+        data = _read_csv(path)
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise CLIError(f"{path}: no data rows.")
+    return data
+
+
+def _read_csv(path: str) -> np.ndarray:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            first = next((row for row in csv.reader(f) if row), None)
+    except UnicodeDecodeError:
+        raise CLIError(f"{path}: not a text CSV file (use .npy for binary data).") from None
+    if first is None:
+        raise CLIError(f"{path}: the file is empty.")
+    has_header = not all(_is_number(cell) for cell in first)
+    try:
+        # The fast path; on any failure the slow scan below says where.
+        data = np.loadtxt(path, delimiter=",", skiprows=int(has_header), ndmin=2,
+                          dtype=np.float64, encoding="utf-8")
+    except ValueError:
+        _report_bad_cell(path, has_header, len(first))
+        raise CLIError(f"{path}: could not be read as numeric CSV.") from None
+    return data
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _report_bad_cell(path: str, has_header: bool, n_columns: int) -> None:
+    """Raise a CLIError naming the first line that is not numeric CSV."""
+    with open(path, newline="", encoding="utf-8") as f:
+        for line_no, row in enumerate(csv.reader(f), start=1):
+            if not row or (has_header and line_no == 1):
+                continue
+            if len(row) != n_columns:
+                raise CLIError(
+                    f"{path}, line {line_no}: {len(row)} columns, expected {n_columns}."
+                )
+            for column, cell in enumerate(row, start=1):
+                if not _is_number(cell):
+                    raise CLIError(
+                        f"{path}, line {line_no}, column {column}: {cell!r} is not a number."
+                    )
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """Fail before any work if ``path`` cannot be written."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CLIError(f"{option} {path}: directory {directory} does not exist.")
+    if not os.access(directory, os.W_OK):
+        raise CLIError(f"{option} {path}: directory {directory} is not writable.")
+    if os.path.isdir(path):
+        raise CLIError(f"{option} {path}: is a directory.")
+
+
+@contextlib.contextmanager
+def _atomic_output(path: str):
+    """A binary file object whose content appears at ``path`` only when the
+    block completes; on error the temporary file is removed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        # mkstemp makes the file private; give it the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _plot_format(path: str) -> str:
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    return suffix or "png"
+
+
+def _require_matplotlib(option: str, path: str):
+    """The matplotlib Figure class, after checking ``path``'s format is one
+    matplotlib can write (before any work is done)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CLIError(f"{option} needs matplotlib, which is not installed: {_PLOT_HINT}") from None
+    supported = Figure().canvas.get_supported_filetypes()
+    if _plot_format(path) not in supported:
+        raise CLIError(
+            f"{option} {path}: matplotlib cannot write .{_plot_format(path)} files; "
+            f"use one of {', '.join('.' + ext for ext in sorted(supported))}."
+        )
+    return Figure
+
+
+def _save_figure(fig, path: str) -> None:
+    with _atomic_output(path) as f:
+        fig.savefig(f, format=_plot_format(path), dpi=110, bbox_inches="tight")
+
+
+def _to_host(x) -> np.ndarray:
+    from ._testing import to_numpy
+
+    return to_numpy(x)
+
+
+# --------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------
+
+
+class _Progress:
+    """A tqdm bar that appears only after about a second, refreshed from a
+    background thread so a single long fit still shows its elapsed time.
+    Silent without tqdm, with --quiet/--json, or when stderr is not a
+    terminal."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, unit: str = "fit"):
+        self.bar = None
+        self._stop = threading.Event()
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, desc=desc, unit=unit, delay=1.0, leave=False,
+                        file=sys.stderr, dynamic_ncols=True)
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            self.bar.update(0)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self._stop.set()
+            self._thread.join()
+            self.bar.close()
+
+
+def _progress_enabled(args) -> bool:
+    return not args.quiet and not getattr(args, "json", False) and sys.stderr.isatty()
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+def _emit(args, text_lines: list[str], payload: dict) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2))
+    else:
+        for line in text_lines:
+            print(line)
+
+
+def _fit_best_of(X, k: int, n_init: int, seed: int, progress: _Progress):
+    """``n_init`` k-means runs, one per KMeans fit so the bar can count
+    them; the lowest inertia wins (what KMeans(n_init=...) does)."""
+    from ._kmeans import KMeans
+
+    seeds = np.random.default_rng(seed).integers(2**32, size=n_init)
+    best = None
+    for run_seed in seeds:
+        model = KMeans(n_clusters=k, n_init=1, random_state=int(run_seed)).fit(X)
+        if best is None or model.inertia_ < best.inertia_:
+            best = model
+        progress.update()
+    return best
+
+
+def _cmd_fit(args) -> int:
+    from .plot import plot_clusters
+
+    for path, option in ((args.labels, "--labels"), (args.centers, "--centers"), (args.plot, "--plot")):
+        _check_output(path, option)
+    Figure = _require_matplotlib("--plot", args.plot) if args.plot else None
+    backend = _backend(args.backend, args.device, args.dtype)
+    data = _load_data(args.data)
+    n_samples, n_features = data.shape
+    if args.k > n_samples:
+        raise CLIError(f"-k {args.k} is larger than the number of rows ({n_samples}) in {args.data}.")
+    X = backend.to_array(data)
+    start = time.perf_counter()
+    with _Progress(args.n_init, f"k-means k={args.k}", _progress_enabled(args), unit="run") as bar:
+        model = _fit_best_of(X, args.k, args.n_init, args.seed, bar)
+    fit_time = time.perf_counter() - start
+    labels = _to_host(model.labels_)
+    centers = _to_host(model.cluster_centers_)
+    sizes = np.bincount(labels, minlength=args.k).tolist()
+    outputs = {}
+    if args.labels:
+        with _atomic_output(args.labels) as f:
+            f.write(b"label\n" + "".join(f"{int(v)}\n" for v in labels).encode())
+        outputs["labels"] = args.labels
+    if args.centers:
+        with _atomic_output(args.centers) as f:
+            np.save(f, centers)
+        outputs["centers"] = args.centers
+    if args.plot:
+        fig = Figure(figsize=(6.4, 4.8))
+        plot_clusters(X, model.labels_, model.cluster_centers_, ax=fig.subplots(),
+                      title=f"{os.path.basename(args.data)}: k-means, k={args.k}")
+        _save_figure(fig, args.plot)
+        outputs["plot"] = args.plot
+    lines = [
+        f"{args.data}: {n_samples} samples x {n_features} features, k={args.k}",
+        f"backend: {backend.describe()}",
+        f"fit: {fit_time:.3f} s, best of {args.n_init} run(s), {model.n_iter_} iterations, "
+        f"inertia {model.inertia_:.6g}",
+        "cluster sizes: " + " ".join(str(s) for s in sizes),
+    ] + [f"wrote {name}: {path}" for name, path in outputs.items()]
+    payload = {
+        "command": "fit", "data": args.data, "n_samples": n_samples,
+        "n_features": n_features, "k": args.k, "backend": args.backend,
+        "device": str(backend.device), "dtype": backend.dtype_name,
+        "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
+        "fit_time_s": fit_time, "cluster_sizes": sizes, "centers": centers.tolist(),
+        "outputs": outputs,
+    }
+    _emit(args, lines, payload)
+    return 0
+
+
+def _parse_k_range(text: str) -> list[int]:
+    try:
+        if ":" in text:
+            low, high = (int(part) for part in text.split(":"))
+            values = list(range(low, high + 1))
+        else:
+            values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise CLIError(
+            f"--k-range {text!r}: expected LOW:HIGH (inclusive, e.g. 2:12) or a list like 2,4,8."
+        ) from None
+    if not values:
+        raise CLIError(f"--k-range {text!r} holds no k.")
+    return values
+
+
+def _cmd_select_k(args) -> int:
+    from ._select_k import select_k
+    from .plot import plot_elbow
+
+    _check_output(args.plot, "--plot")
+    Figure = _require_matplotlib("--plot", args.plot) if args.plot else None
+    k_values = _parse_k_range(args.k_range)
+    backend = _backend(args.backend, args.device, args.dtype)
+    data = _load_data(args.data)
+    if max(k_values) > data.shape[0] - 1:
+        raise CLIError(
+            f"--k-range {args.k_range}: k={max(k_values)} needs more than "
+            f"{data.shape[0]} rows in {args.data} (at most k = rows - 1)."
+        )
+    X = backend.to_array(data)
+    start = time.perf_counter()
+    with _Progress(len(k_values), "select-k", _progress_enabled(args), unit="k") as bar:
+        result = select_k(
+            X, k_values, criterion=args.criterion, n_init=args.n_init,
+            random_state=args.seed, sample_size=args.sample_size,
+            callback=lambda k, record: bar.update(),
+        )
+    total = time.perf_counter() - start
+    outputs = {}
+    if args.plot:
+        fig = Figure(figsize=(6.4, 4.8))
+        plot_elbow(result, ax=fig.subplots())
+        _save_figure(fig, args.plot)
+        outputs["plot"] = args.plot
+    lines = [
+        f"{args.data}: {data.shape[0]} samples x {data.shape[1]} features",
+        f"backend: {backend.describe()}",
+        result.to_table(),
+        f"best k: {result.best_k} (criterion: {args.criterion}; {total:.2f} s in all)",
+    ] + [f"wrote {name}: {path}" for name, path in outputs.items()]
+    payload = {
+        "command": "select-k", "data": args.data, "backend": args.backend,
+        "device": str(backend.device), "criterion": args.criterion,
+        "best_k": result.best_k, "results": result.rows(), "total_time_s": total,
+        "silhouette_sample_size": result.silhouette_sample_size, "outputs": outputs,
+    }
+    _emit(args, lines, payload)
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from .image import quantize_image
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CLIError("quantize needs Pillow, which is not installed: pip install 'kmeans_xp[image]'") from None
+    _check_input(args.image)
+    _check_output(args.output, "-o")
+    out_format = Image.registered_extensions().get(os.path.splitext(args.output)[1].lower())
+    if out_format is None:
+        raise CLIError(f"-o {args.output}: unknown image format; use .png, .jpg, .bmp, ...")
+    if args.k < 1:
+        raise CLIError(f"-k {args.k}: need at least 1 colour.")
+    backend = _backend(args.backend, args.device, "uint8")
+    try:
+        with Image.open(args.image) as opened:
+            picture = opened.convert("RGBA" if "A" in opened.getbands() else "RGB")
+    except OSError as exc:
+        raise CLIError(f"{args.image}: not a readable image ({exc}).") from None
+    pixels = np.array(picture)  # writable: torch refuses read-only buffers
+    alpha = pixels[..., 3] if pixels.shape[-1] == 4 else None
+    rgb = np.ascontiguousarray(pixels[..., :3])
+    if args.k > rgb.shape[0] * rgb.shape[1]:
+        raise CLIError(f"-k {args.k} is larger than the number of pixels in {args.image}.")
+    start = time.perf_counter()
+    with _Progress(1, "quantize", _progress_enabled(args), unit="image") as bar:
+        quantized, palette = quantize_image(
+            backend.to_array(rgb, "uint8"), args.k, random_state=args.seed,
+            sample_size=args.sample_size,
+        )
+        bar.update()
+    elapsed = time.perf_counter() - start
+    result = _to_host(quantized)
+    if alpha is not None and out_format != "JPEG":
+        result = np.concatenate([result, alpha[..., None]], axis=-1)
+    with _atomic_output(args.output) as f:
+        Image.fromarray(result).save(f, format=out_format)
+    palette_list = _to_host(palette).tolist()
+    lines = [
+        f"{args.image}: {rgb.shape[1]} x {rgb.shape[0]} pixels -> {args.k} colours "
+        f"in {elapsed:.2f} s ({backend.describe()})",
+        "palette: " + " ".join("#%02x%02x%02x" % tuple(c) for c in palette_list),
+        f"wrote {args.output}",
+    ]
+    payload = {
+        "command": "quantize", "image": args.image, "output": args.output,
+        "width": rgb.shape[1], "height": rgb.shape[0], "n_colors": args.k,
+        "palette": palette_list, "time_s": elapsed, "backend": args.backend,
+        "device": str(backend.device),
+    }
+    _emit(args, lines, payload)
+    return 0
+
+
+def _agreement(labels: np.ndarray, truth: np.ndarray) -> float:
+    """Share of points whose cluster's majority true label is their own."""
+    table = np.zeros((labels.max() + 1, truth.max() + 1), dtype=np.int64)
+    np.add.at(table, (labels, truth), 1)
+    return float(table.max(axis=1).sum() / labels.shape[0])
+
+
+def _cmd_demo(args) -> int:
+    import kmeans_xp
+    from ._kmeans import KMeans
+    from ._select_k import select_k
+    from .datasets import demo_blobs
+
+    plot_path = None if args.no_plot else args.plot
+    _check_output(plot_path, "--plot")
+    # The demo must run with the runtime dependencies alone: no matplotlib
+    # means no plot, not an error.
+    Figure, plot_status = None, "skipped (--no-plot)"
+    if plot_path is not None:
+        try:
+            Figure = _require_matplotlib("--plot", plot_path)
+        except CLIError as exc:
+            if "not installed" not in str(exc):
+                raise
+            plot_status = f"skipped: matplotlib is not installed ({_PLOT_HINT})"
+    backend = _backend(args.backend, args.device, args.dtype)
+    lines = [f"kmeans_xp {kmeans_xp.__version__} demo", f"backend: {backend.describe()}"]
+
+    start = time.perf_counter()
+    X_host, truth = demo_blobs(n_samples=args.n_samples)
+    X = backend.to_array(X_host)
+    t_data = time.perf_counter() - start
+    lines.append(
+        f"data: {X_host.shape[0]} points in 2-D from 6 Gaussian blobs "
+        f"(kmeans_xp.datasets.demo_blobs), {t_data:.3f} s to make and move"
+    )
+
+    k_values = list(range(2, 11))
+    start = time.perf_counter()
+    with _Progress(len(k_values), "select-k", _progress_enabled(args), unit="k") as bar:
+        result = select_k(X, k_values, random_state=0, sample_size=2000,
+                          callback=lambda k, record: bar.update())
+    t_select = time.perf_counter() - start
+    lines.append(
+        f"select_k: k = 2..10 by silhouette (on 2000 sampled points) -> best k = "
+        f"{result.best_k}, {t_select:.2f} s"
+    )
+
+    start = time.perf_counter()
+    model = KMeans(n_clusters=result.best_k, n_init=3, random_state=0).fit(X)
+    labels = _to_host(model.labels_)  # also waits for a GPU to finish
+    t_fit = time.perf_counter() - start
+    agreement = _agreement(labels, truth)
+    sizes = np.bincount(labels, minlength=result.best_k).tolist()
+    lines += [
+        f"fit: KMeans(n_clusters={result.best_k}, n_init=3): {t_fit:.3f} s, "
+        f"{model.n_iter_} iterations, inertia {model.inertia_:.6g}",
+        f"cluster sizes: {' '.join(str(s) for s in sizes)}",
+        f"agreement with the true blobs: {agreement:.2%} of points",
+    ]
+
+    if Figure is not None:
+        from .plot import plot_clusters, plot_elbow
+
+        fig = Figure(figsize=(12, 4.8))
+        left, right = fig.subplots(1, 2)
+        plot_clusters(X, model.labels_, model.cluster_centers_, ax=left,
+                      title=f"demo: k-means with k={result.best_k} on {backend.name}")
+        plot_elbow(result, ax=right)
+        _save_figure(fig, plot_path)
+        plot_status = f"wrote {plot_path}"
+    lines.append(f"plot: {plot_status}")
+    payload = {
+        "command": "demo", "backend": args.backend, "device": str(backend.device),
+        "dtype": backend.dtype_name, "n_samples": int(X_host.shape[0]),
+        "best_k": result.best_k, "inertia": float(model.inertia_),
+        "n_iter": int(model.n_iter_), "cluster_sizes": sizes, "agreement": agreement,
+        "times_s": {"data": t_data, "select_k": t_select, "fit": t_fit},
+        "plot": plot_status,
+    }
+    _emit(args, lines, payload)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Parser and entry point
+# --------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _sample_size(text: str):
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy",
+                        help="array library to compute with (default: numpy)")
+    common.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="device (default: cpu for numpy/torch, cuda for cupy)")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    dtype = argparse.ArgumentParser(add_help=False)
+    dtype.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                       help="floating dtype (default: float64 on CPU, float32 on GPU)")
+
+    parser = _Parser(
+        prog=PROG,
+        description="k-means on numpy, PyTorch or CuPy: fit, choose k, quantise images.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser("demo", parents=[common, output, dtype],
+                               help="cluster a built-in data set and plot it",
+                               description="Cluster built-in blobs: choose k, fit, "
+                               "print timings, write a plot (needs matplotlib).")
+    demo.add_argument("--plot", default="kmeans_xp_demo.png", metavar="PNG",
+                      help="where to write the plot (default: kmeans_xp_demo.png)")
+    demo.add_argument("--no-plot", action="store_true", help="do not write a plot")
+    demo.add_argument("--n-samples", type=_positive_int, default=20_000, help=argparse.SUPPRESS)
+    demo.set_defaults(handler=_cmd_demo)
+
+    fit = commands.add_parser("fit", parents=[common, output, dtype],
+                              help="cluster a CSV or .npy file",
+                              description="Fit k-means to DATA (CSV with or without "
+                              "a header row, or .npy), one sample per row.")
+    fit.add_argument("data", metavar="DATA", help="CSV or .npy file")
+    fit.add_argument("-k", type=_positive_int, required=True, help="number of clusters")
+    fit.add_argument("--n-init", type=_positive_int, default=1,
+                     help="k-means++ runs; the best is kept (default: 1)")
+    fit.add_argument("--labels", metavar="CSV", help="write the label of each row")
+    fit.add_argument("--centers", metavar="NPY", help="write the centres (.npy)")
+    fit.add_argument("--plot", metavar="PNG", help="write a cluster plot (needs matplotlib)")
+    fit.set_defaults(handler=_cmd_fit)
+
+    sel = commands.add_parser("select-k", parents=[common, output, dtype],
+                              help="choose the number of clusters",
+                              description="Fit every k of a range and choose one.")
+    sel.add_argument("data", metavar="DATA", help="CSV or .npy file")
+    sel.add_argument("--k-range", default="2:10",
+                     help="LOW:HIGH, both included (default 2:10), or a list like 2,4,8")
+    sel.add_argument("--criterion", default="silhouette",
+                     choices=("silhouette", "calinski_harabasz", "davies_bouldin", "elbow"))
+    sel.add_argument("--n-init", type=_positive_int, default=1, help="k-means++ runs per k")
+    sel.add_argument("--sample-size", type=_sample_size, default="auto",
+                     help="rows the silhouette is computed on (default: auto, all up "
+                     "to 10000, else a random 10000)")
+    sel.add_argument("--plot", metavar="PNG", help="write the elbow plot (needs matplotlib)")
+    sel.set_defaults(handler=_cmd_select_k)
+
+    quant = commands.add_parser("quantize", parents=[common, output],
+                                help="reduce an image to k colours (needs Pillow)",
+                                description="Colour-quantise an image with k-means.")
+    quant.add_argument("image", metavar="IMAGE", help="input image (PNG, JPEG, ...)")
+    quant.add_argument("-k", type=_positive_int, default=16, help="colours (default: 16)")
+    quant.add_argument("-o", "--output", required=True, help="output image")
+    quant.add_argument("--sample-size", type=_positive_int, default=50_000,
+                       help="pixels the palette is fitted on (default: 50000)")
+    quant.set_defaults(handler=_cmd_quantize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("KMEANS_XP_DEBUG"):
+            raise
+        known = isinstance(exc, (CLIError, ValueError, TypeError, OSError, ImportError, MemoryError))
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        prefix = "error" if known else f"internal error ({type(exc).__name__})"
+        print(f"{PROG}: {prefix}: {message}", file=sys.stderr)
+        return 1
