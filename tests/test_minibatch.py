@@ -212,7 +212,7 @@ def test_bad_parameters(blobs, params, match):
 def test_partial_fit_rejects_a_changing_batch(blobs):
     X, _ = blobs
     model = MiniBatchKMeans(N_CLUSTERS, random_state=0).partial_fit(X[:500])
-    with pytest.raises(ValueError, match="this batch has 4 features, but earlier batches"):
+    with pytest.raises(ValueError, match="X has 4 features, but MiniBatchKMeans is expecting 6 features"):
         model.partial_fit(X[500:1000, :4])
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="this batch is a torch array"):
@@ -239,3 +239,16 @@ def test_explicit_init_with_n_init_warns(blobs):
     X, _ = blobs
     with pytest.warns(UserWarning, match="1 initialisation"):
         MiniBatchKMeans(N_CLUSTERS, init=X[:N_CLUSTERS], n_init=3).fit(X)
+
+
+def test_pickled_stream_goes_on(blobs):
+    import pickle
+
+    X, _ = blobs
+    model = MiniBatchKMeans(N_CLUSTERS, random_state=0).partial_fit(X[:1000])
+    copy = pickle.loads(pickle.dumps(model))
+    model.partial_fit(X[1000:2000])
+    copy.partial_fit(X[1000:2000])
+    np.testing.assert_array_equal(copy.cluster_centers_, model.cluster_centers_)
+    np.testing.assert_array_equal(copy.counts_, model.counts_)
+    assert copy.n_steps_ == model.n_steps_ == 2
