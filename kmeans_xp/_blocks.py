@@ -42,6 +42,7 @@ class BlockRunner:
         self._oom = oom_errors(xp)
         self._lock = threading.Lock()
         self._warned = False
+        self._kernels = None
 
     @property
     def n_samples(self) -> int:
@@ -65,18 +66,29 @@ class BlockRunner:
         n_blocks = -(-n // self.rows)
         workers = min(self.n_workers, n_blocks)
         bounds = [self.rows * (n_blocks * i // workers) for i in range(workers)] + [n]
-        with ThreadPoolExecutor(workers) as pool:
+        accs = [make_acc() if make_acc else None for _ in range(workers)]
+        with self._pool_context():
+            pool = _shared_pool(self.n_workers)
             futures = [
-                pool.submit(
-                    self._run_range, step, bounds[i], bounds[i + 1],
-                    make_acc() if make_acc else None,
-                )
-                for i in range(workers)
+                pool.submit(self._run_range, step, bounds[i], bounds[i + 1], accs[i])
+                for i in range(1, workers)
             ]
-            results = [f.result() for f in futures]
+            # The calling thread takes the first range instead of idling.
+            try:
+                results = [self._run_range(step, bounds[0], bounds[1], accs[0])]
+            finally:
+                results += [f.result() for f in futures]
         accs = [acc for acc, _ in results]
         outs = [out for _, block_outs in results for out in block_outs]
         return accs, outs
+
+    def _pool_context(self):
+        if self._kernels is None:
+            # Imported here: _kernels is the delegation layer's seam.
+            from ._kernels import get_kernels
+
+            self._kernels = get_kernels(self.xp)
+        return self._kernels.pool_context()
 
     def _run_range(self, step, start: int, stop: int, acc):
         outs = []
@@ -104,6 +116,21 @@ class BlockRunner:
                     MemoryRetryWarning,
                     stacklevel=4,
                 )
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _shared_pool(n_workers: int) -> ThreadPoolExecutor:
+    """One process-wide pool, created on first use and kept: starting
+    threads for every pass cost more than a small pass itself. Tasks never
+    wait on other tasks, so sharing it cannot deadlock."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < n_workers:
+            _POOL = ThreadPoolExecutor(n_workers, thread_name_prefix="kmeans_xp")
+        return _POOL
 
 
 def block_rows(n_samples: int, width: int, itemsize: int, budget_bytes: int) -> int:

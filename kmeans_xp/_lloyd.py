@@ -88,10 +88,10 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
     """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
-    centers_sqnorm = kernels.sq_row_norms(centers)
+    assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
 
     def step(Xb, start, stop, acc):
-        labels, partial = kernels.assign(Xb, centers, centers_sqnorm)
+        labels, partial = assign(Xb)
         w = problem.block_weights(start, stop)
         sums, counts, inertia = acc
         sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
@@ -131,10 +131,10 @@ def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
 def _assign_labels(problem: Problem, centers):
     """Labels of the nearest centres, without statistics (final E-step)."""
     kernels = problem.kernels
-    centers_sqnorm = kernels.sq_row_norms(centers)
+    assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
 
     def step(Xb, start, stop, acc):
-        return acc, kernels.assign(Xb, centers, centers_sqnorm)[0]
+        return acc, assign(Xb)[0]
 
     _, labels = problem.runner.map(step)
     return _concat(problem.xp, labels)

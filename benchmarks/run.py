@@ -1,0 +1,601 @@
+"""Side-by-side k-means benchmark: kmeans_xp against scikit-learn, faiss and
+fast-pytorch-kmeans, on the same data, the same initial centres and a fixed
+number of Lloyd iterations (tol=0).
+
+Usage::
+
+    python benchmarks/run.py            # every CPU configuration (minutes)
+    python benchmarks/run.py --quick    # fewer iterations, under 2 minutes
+    python benchmarks/run.py --gpu-only # the GPU configurations (needs CUDA)
+    python benchmarks/run.py --configs 200k-32-64,latency
+
+Prints a table, writes ``benchmarks/results.json`` and a bar chart
+``benchmarks/results.png`` (see ``benchmarks/README.md``). Peers that are
+not installed are skipped with a note; nothing here is a runtime dependency
+of kmeans_xp (``pip install kmeans_xp[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Config:
+    name: str
+    n: int
+    d: int
+    k: int
+    kind: str = "lloyd"  # "lloyd", "latency", "memory", "gpu-lloyd", "gpu-memory"
+    iters: int = 10
+    quick_iters: int = 3
+    gpu: bool = False
+
+
+CONFIGS = {
+    c.name: c
+    for c in [
+        Config("200k-32-64", 200_000, 32, 64, iters=20, quick_iters=8),
+        Config("1M-16-8", 1_000_000, 16, 8, iters=20, quick_iters=8),
+        Config("100k-128-1024", 100_000, 128, 1024, iters=10, quick_iters=4),
+        Config("latency-1k-2-3", 1_000, 2, 3, kind="latency"),
+        Config("memory-1M-32-1024", 1_000_000, 32, 1024, kind="memory", iters=2, quick_iters=1),
+        Config("gpu-1M-128-4096", 1_000_000, 128, 4096, kind="gpu-lloyd", iters=10,
+               quick_iters=5, gpu=True),
+        Config("gpu-10M-64-1024", 10_000_000, 64, 1024, kind="gpu-memory", iters=3,
+               quick_iters=2, gpu=True),
+    ]
+}
+CPU_DEFAULT = ["200k-32-64", "1M-16-8", "100k-128-1024", "latency-1k-2-3", "memory-1M-32-1024"]
+GPU_DEFAULT = ["gpu-1M-128-4096", "gpu-10M-64-1024"]
+
+
+@dataclass
+class Row:
+    config: str
+    impl: str
+    device: str
+    seconds: float | None = None  # per iteration (per fit for latency)
+    limit_seconds: float | None = None
+    inertia: float | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fraction(self):
+        if self.seconds and self.limit_seconds:
+            return self.limit_seconds / self.seconds
+        return None
+
+
+# --------------------------------------------------------------- helpers
+
+
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except Exception:
+        return False
+
+
+def _cuda_available() -> bool:
+    if not _have("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cupy_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _sync(device: str) -> None:
+    """Wait for queued GPU work, so every timed call ends on the host."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    elif device == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+def _best_time(fn, repeats: int, device: str = "cpu") -> tuple[float, object]:
+    """Minimum wall time of ``repeats`` calls (after none warm-up; the caller
+    warms up), and the result of the last call."""
+    best, out = math.inf, None
+    for _ in range(repeats):
+        gc.collect()
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def make_data(cfg: Config, seed: int = 0):
+    """Gaussian blobs (float32) and ``k`` distinct rows as initial centres."""
+    rng = np.random.default_rng(seed)
+    n_blobs = max(cfg.k, 4)
+    means = rng.normal(scale=4.0, size=(n_blobs, cfg.d)).astype(np.float32)
+    X = np.empty((cfg.n, cfg.d), dtype=np.float32)
+    step = 1 << 20
+    for start in range(0, cfg.n, step):
+        stop = min(cfg.n, start + step)
+        X[start:stop] = means[rng.integers(n_blobs, size=stop - start)]
+        X[start:stop] += rng.standard_normal((stop - start, cfg.d), dtype=np.float32)
+    init = X[np.sort(rng.choice(cfg.n, size=cfg.k, replace=False))].copy()
+    return X, init
+
+
+def reference_inertia(X: np.ndarray, centers: np.ndarray) -> float:
+    """sum ||x - c||^2 to the nearest centre, in float64, in blocks."""
+    C = np.asarray(centers, dtype=np.float64)
+    c2 = (C * C).sum(1)
+    total = 0.0
+    for start in range(0, X.shape[0], 8192):
+        B = X[start : start + 8192].astype(np.float64)
+        d2 = (B * B).sum(1)[:, None] - 2 * B @ C.T + c2
+        total += float(np.maximum(d2.min(1), 0).sum())
+    return total
+
+
+# --------------------------------------------------------- machine limits
+
+
+def cpu_limits(quick: bool) -> dict:
+    """float32 GEMM rate (FLOP/s) and read bandwidth (B/s) of this CPU: the
+    best of numpy and torch, so the limit is never understated."""
+    size = 2048 if quick else 4096
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    a @ a
+    t, _ = _best_time(lambda: a @ a, 3)
+    gemm = 2 * size**3 / t
+    big = np.ones(1 << 27, dtype=np.float32)  # 512 MiB, far beyond any cache
+    big.sum()
+    t, _ = _best_time(big.sum, 3)
+    bandwidth = big.nbytes / t
+    if _have("torch"):
+        import torch
+
+        ta = torch.from_numpy(a)
+        ta @ ta
+        t, _ = _best_time(lambda: ta @ ta, 3)
+        gemm = max(gemm, 2 * size**3 / t)
+        tb = torch.from_numpy(big)
+        tb.sum()
+        t, _ = _best_time(tb.sum, 3)
+        bandwidth = max(bandwidth, big.nbytes / t)
+    return {"gemm_flops": gemm, "read_bytes_per_s": bandwidth}
+
+
+def gpu_limits() -> dict:
+    """float32 GEMM rate and read bandwidth of CUDA device 0 (torch; TF32
+    off, as kmeans_xp computes in true float32)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    size = 8192
+    a = torch.randn(size, size, device="cuda")
+    a @ a
+    t, _ = _best_time(lambda: a @ a, 5, "cuda")
+    big = torch.ones(1 << 30, device="cuda")  # 4 GiB
+    big.sum()
+    tb, _ = _best_time(big.sum, 5, "cuda")
+    del a, big
+    torch.cuda.empty_cache()
+    return {"gemm_flops": 2 * size**3 / t, "read_bytes_per_s": 4 * (1 << 30) / tb}
+
+
+def limit_seconds(cfg: Config, limits: dict, itemsize: int = 4) -> float:
+    """Lower bound on one Lloyd iteration: the distance GEMM at peak rate or
+    one read of X at full bandwidth, whichever is slower."""
+    gemm = 2 * cfg.n * cfg.k * cfg.d / limits["gemm_flops"]
+    read = cfg.n * cfg.d * itemsize / limits["read_bytes_per_s"]
+    return max(gemm, read)
+
+
+# ---------------------------------------------------------- implementations
+# Each returns (seconds per iteration, final centres as numpy) or raises.
+
+
+def run_kmeans_xp(X, init, iters, repeats, *, backend: str):
+    from kmeans_xp import KMeans
+
+    if backend == "numpy":
+        Xb, Cb, device = X, init, "cpu"
+    elif backend in ("torch", "torch-cuda"):
+        import torch
+
+        device = "cuda" if backend == "torch-cuda" else "cpu"
+        Xb, Cb = torch.from_numpy(X).to(device), torch.from_numpy(init).to(device)
+    elif backend == "cupy":
+        import cupy
+
+        device = "cupy"
+        Xb, Cb = cupy.asarray(X), cupy.asarray(init)
+    else:
+        raise ValueError(backend)
+
+    def fit():
+        return KMeans(len(init), init=Cb, n_init=1, max_iter=iters, tol=0).fit(Xb)
+
+    fit()  # warm-up: imports, kernel compilation, allocator pools
+    t, km = _best_time(fit, repeats, device)
+    if km.n_iter_ != iters:
+        raise RuntimeError(f"stopped after {km.n_iter_} of {iters} iterations")
+    from kmeans_xp._testing import to_numpy
+
+    return t / iters, to_numpy(km.cluster_centers_)
+
+
+def run_sklearn(X, init, iters, repeats):
+    import warnings
+
+    from sklearn.cluster import KMeans
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return KMeans(len(init), init=init, n_init=1, max_iter=iters, tol=0,
+                          algorithm="lloyd").fit(X)
+
+    fit()
+    t, km = _best_time(fit, repeats)
+    return t / iters, km.cluster_centers_
+
+
+def run_faiss(X, init, iters, repeats, *, gpu: bool):
+    import faiss
+
+    def fit():
+        # max_points_per_centroid large: train on every row, like the others.
+        km = faiss.Kmeans(X.shape[1], len(init), niter=iters, gpu=gpu, seed=0,
+                          min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+        km.train(X, init_centroids=init)
+        return km
+
+    fit()
+    t, km = _best_time(fit, repeats)  # faiss syncs before returning to numpy
+    return t / iters, km.centroids
+
+
+def run_fast_pytorch(X, init, iters, repeats, *, device: str):
+    import torch
+    from fast_pytorch_kmeans import KMeans
+
+    Xt = torch.from_numpy(X).to(device)
+    Ct = torch.from_numpy(init).to(device)
+
+    def fit():
+        km = KMeans(len(init), max_iter=iters, tol=-1.0, verbose=0)
+        km.fit_predict(Xt, centroids=Ct.clone())
+        return km
+
+    fit()
+    t, km = _best_time(fit, repeats, "cuda" if device == "cuda" else "cpu")
+    return t / iters, km.centroids.cpu().numpy()
+
+
+# ---------------------------------------------------------------- configs
+
+
+def lloyd_rows(cfg: Config, X, init, iters, repeats, limits, *, gpu: bool) -> list[Row]:
+    """One row per implementation, same data, centres and iteration count."""
+    impls = []
+    if gpu:
+        if _cuda_available():
+            impls.append(("kmeans_xp", "torch-cuda",
+                          lambda: run_kmeans_xp(X, init, iters, repeats, backend="torch-cuda")))
+        if _cupy_available():
+            impls.append(("kmeans_xp", "cupy",
+                          lambda: run_kmeans_xp(X, init, iters, repeats, backend="cupy")))
+        impls.append(("faiss", "faiss-gpu", lambda: run_faiss(X, init, iters, repeats, gpu=True)))
+        impls.append(("fast-pytorch-kmeans", "torch-cuda",
+                      lambda: run_fast_pytorch(X, init, iters, repeats, device="cuda")))
+    else:
+        impls.append(("kmeans_xp", "numpy",
+                      lambda: run_kmeans_xp(X, init, iters, repeats, backend="numpy")))
+        impls.append(("kmeans_xp", "torch",
+                      lambda: run_kmeans_xp(X, init, iters, repeats, backend="torch")))
+        impls.append(("scikit-learn", "numpy", lambda: run_sklearn(X, init, iters, repeats)))
+        impls.append(("faiss", "faiss-cpu", lambda: run_faiss(X, init, iters, repeats, gpu=False)))
+        impls.append(("fast-pytorch-kmeans", "torch",
+                      lambda: run_fast_pytorch(X, init, iters, repeats, device="cpu")))
+    needs = {"numpy": None, "torch": "torch", "torch-cuda": "torch", "cupy": "cupy",
+             "faiss-cpu": "faiss", "faiss-gpu": "faiss"}
+    peers = {"scikit-learn": "sklearn", "fast-pytorch-kmeans": "fast_pytorch_kmeans"}
+    rows = []
+    limit = limit_seconds(cfg, limits)
+    for impl, device, fn in impls:
+        row = Row(cfg.name, impl, device, limit_seconds=limit)
+        module = peers.get(impl) or needs.get(device)
+        if module and not _have(module):
+            row.note = f"skipped: {module} not installed"
+        elif device == "faiss-gpu" and not (_have("faiss") and _faiss_gpus() > 0):
+            row.note = "skipped: faiss has no GPU support here (faiss-cpu)"
+        else:
+            try:
+                row.seconds, centers = fn()
+                row.inertia = reference_inertia(X, centers)
+            except Exception as exc:  # a peer failing must not stop the run
+                row.note = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+        rows.append(row)
+        print(_format_row(row), flush=True)
+    _check_agreement(rows)
+    return rows
+
+
+def _faiss_gpus() -> int:
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def _check_agreement(rows: list[Row], rtol: float = 1e-3) -> None:
+    """Flag rows whose final inertia differs from kmeans_xp/numpy's (or the
+    first kmeans_xp row's): the implementations did not do the same work."""
+    ref = next((r for r in rows if r.impl == "kmeans_xp" and r.inertia is not None), None)
+    if ref is None:
+        return
+    for r in rows:
+        if r.inertia is not None and abs(r.inertia - ref.inertia) > rtol * abs(ref.inertia):
+            r.note = (r.note + " " if r.note else "") + (
+                f"WARNING inertia {r.inertia:.6g} vs {ref.inertia:.6g}"
+            )
+            print(f"  ! {r.impl}/{r.device}: {r.note}", flush=True)
+
+
+def latency_rows(cfg: Config, repeats: int) -> list[Row]:
+    """A whole ``fit`` (k-means++ init, n_init=1, default tol) on tiny data:
+    fixed overhead is all there is to measure."""
+    import warnings
+
+    X, _ = make_data(cfg)
+    rows = []
+    from kmeans_xp import KMeans
+
+    def ours():
+        return KMeans(cfg.k, n_init=1, random_state=0).fit(X)
+
+    ours()
+    t, _ = _best_time(ours, repeats)
+    rows.append(Row(cfg.name, "kmeans_xp", "numpy", seconds=t, note="whole fit"))
+    if _have("torch"):
+        import torch
+
+        Xt = torch.from_numpy(X)
+
+        def ours_torch():
+            return KMeans(cfg.k, n_init=1, random_state=0).fit(Xt)
+
+        ours_torch()
+        t, _ = _best_time(ours_torch, repeats)
+        rows.append(Row(cfg.name, "kmeans_xp", "torch", seconds=t, note="whole fit"))
+    if _have("sklearn"):
+        from sklearn.cluster import KMeans as SKKMeans
+
+        def theirs():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return SKKMeans(cfg.k, n_init=1, random_state=0).fit(X)
+
+        theirs()
+        t, _ = _best_time(theirs, repeats)
+        rows.append(Row(cfg.name, "scikit-learn", "numpy", seconds=t, note="whole fit"))
+    for row in rows:
+        print(_format_row(row), flush=True)
+    return rows
+
+
+def memory_rows(cfg: Config, iters: int) -> list[Row]:
+    """Peak working memory of ``fit`` beyond X itself, as a fraction of X's
+    size: tracemalloc for numpy (numpy reports its buffers to it)."""
+    from kmeans_xp import KMeans
+
+    X, init = make_data(cfg)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    KMeans(cfg.k, init=init, n_init=1, max_iter=iters, tol=0).fit(X)
+    seconds = (time.perf_counter() - t0) / iters
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    ratio = peak / X.nbytes
+    row = Row(cfg.name, "kmeans_xp", "numpy", seconds=seconds,
+              note=f"peak working memory {peak / 2**20:.1f} MiB = {ratio:.3f} x X",
+              extra={"peak_bytes": peak, "x_bytes": X.nbytes, "ratio": ratio})
+    print(_format_row(row), flush=True)
+    return [row]
+
+
+def gpu_memory_rows(cfg: Config, iters: int) -> list[Row]:
+    """A fit on the large GPU configuration: it must finish without running
+    out of memory; peak memory from ``torch.cuda.max_memory_allocated``."""
+    rows = []
+    if not _cuda_available():
+        return [Row(cfg.name, "kmeans_xp", "torch-cuda", note="skipped: no CUDA device")]
+    import torch
+
+    from kmeans_xp import KMeans
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    X = torch.randn(cfg.n, cfg.d, device="cuda", generator=gen)
+    init = X[:cfg.k].clone()
+    x_bytes = X.numel() * X.element_size()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    t0 = time.perf_counter()
+    try:
+        KMeans(cfg.k, init=init, n_init=1, max_iter=iters, tol=0).fit(X)
+        torch.cuda.synchronize()
+        seconds = (time.perf_counter() - t0) / iters
+        peak = torch.cuda.max_memory_allocated() - base
+        ratio = peak / x_bytes
+        rows.append(Row(cfg.name, "kmeans_xp", "torch-cuda", seconds=seconds,
+                        note=f"fit OK; peak working memory {peak / 2**20:.0f} MiB = "
+                             f"{ratio:.3f} x X",
+                        extra={"peak_bytes": peak, "x_bytes": x_bytes, "ratio": ratio}))
+    except Exception as exc:
+        rows.append(Row(cfg.name, "kmeans_xp", "torch-cuda",
+                        note=f"FAILED: {type(exc).__name__}: {str(exc)[:80]}"))
+    for row in rows:
+        print(_format_row(row), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- output
+
+
+def _format_row(r: Row) -> str:
+    sec = f"{r.seconds * 1e3:10.3f}" if r.seconds else f"{'-':>10}"
+    frac = f"{r.fraction:6.1%}" if r.fraction else f"{'-':>6}"
+    return f"{r.config:<18} {r.impl:<20} {r.device:<11} {sec} {frac}  {r.note}"
+
+
+def print_table(rows: list[Row]) -> None:
+    print()
+    print(f"{'config':<18} {'implementation':<20} {'device':<11} {'ms/iter':>10} "
+          f"{'limit':>6}  {'vs scikit-learn':>15}  note")
+    for r in rows:
+        sk = next((o for o in rows if o.config == r.config and o.impl == "scikit-learn"
+                   and o.seconds), None)
+        ratio = f"{sk.seconds / r.seconds:14.2f}x" if (sk and r.seconds) else f"{'-':>15}"
+        sec = f"{r.seconds * 1e3:10.3f}" if r.seconds else f"{'-':>10}"
+        frac = f"{r.fraction:6.1%}" if r.fraction else f"{'-':>6}"
+        print(f"{r.config:<18} {r.impl:<20} {r.device:<11} {sec} {frac}  {ratio}  {r.note}")
+    print("\nms/iter: seconds per Lloyd iteration (latency rows: per whole fit). "
+          "limit: fraction of the machine limit max(2nkd/GEMM, n*d*4/bandwidth). "
+          "vs scikit-learn: its time / this row's (>1 is faster).")
+
+
+def plot(rows: list[Row], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    timed = [r for r in rows if r.seconds]
+    configs = list(dict.fromkeys(r.config for r in timed))
+    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs), 4), squeeze=False)
+    for ax, config in zip(axes[0], configs):
+        sel = [r for r in timed if r.config == config]
+        sk = next((r for r in sel if r.impl == "scikit-learn"), None)
+        if sk is not None:
+            values = [sk.seconds / r.seconds for r in sel]
+            ax.set_ylabel("speed vs scikit-learn (x)")
+            ax.axhline(1.0, color="grey", lw=0.8)
+        else:
+            values = [r.fraction or 0.0 for r in sel]
+            ax.set_ylabel("fraction of machine limit")
+        labels = [f"{r.impl}\n{r.device}" for r in sel]
+        colors = ["tab:blue" if r.impl == "kmeans_xp" else "tab:gray" for r in sel]
+        ax.bar(range(len(sel)), values, color=colors)
+        ax.set_xticks(range(len(sel)))
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(config, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"chart: {path}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
+    parser.add_argument("--configs", default=None,
+                        help=f"comma-separated subset of {', '.join(CONFIGS)}")
+    parser.add_argument("--gpu-only", action="store_true", help="only the GPU configurations")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (min kept)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"),
+                        help="path prefix of the .json and .png outputs")
+    args = parser.parse_args(argv)
+
+    if args.configs:
+        names = [c.strip() for c in args.configs.split(",") if c.strip()]
+        unknown = [c for c in names if c not in CONFIGS]
+        if unknown:
+            parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+    elif args.gpu_only:
+        names = GPU_DEFAULT
+    else:
+        names = CPU_DEFAULT + (GPU_DEFAULT if _cuda_available() else [])
+    repeats = args.repeats or (1 if args.quick else 3)
+
+    print(f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    for module in ["torch", "sklearn", "faiss", "fast_pytorch_kmeans", "cupy"]:
+        if not _have(module):
+            print(f"note: {module} not installed; its rows are skipped")
+    limits = {}
+    if any(not CONFIGS[n].gpu for n in names):
+        limits["cpu"] = cpu_limits(args.quick)
+    if any(CONFIGS[n].gpu for n in names) and _cuda_available():
+        limits["gpu"] = gpu_limits()
+    for where, lim in limits.items():
+        print(f"{where} limit: float32 GEMM {lim['gemm_flops'] / 1e9:.1f} GFLOP/s, "
+              f"read bandwidth {lim['read_bytes_per_s'] / 1e9:.1f} GB/s")
+
+    rows: list[Row] = []
+    for name in names:
+        cfg = CONFIGS[name]
+        iters = cfg.quick_iters if args.quick else cfg.iters
+        print(f"\n== {name}: n={cfg.n}, d={cfg.d}, k={cfg.k}, {iters} iterations ==",
+              flush=True)
+        if cfg.gpu and not _cuda_available() and not _cupy_available():
+            rows.append(Row(cfg.name, "-", "gpu", note="skipped: no GPU: NOT VERIFIED"))
+            print(_format_row(rows[-1]))
+            continue
+        if cfg.kind == "latency":
+            rows += latency_rows(cfg, max(repeats, 20))
+        elif cfg.kind == "memory":
+            rows += memory_rows(cfg, iters)
+        elif cfg.kind == "gpu-memory":
+            rows += gpu_memory_rows(cfg, iters)
+        else:
+            X, init = make_data(cfg)
+            rows += lloyd_rows(cfg, X, init, iters, repeats,
+                               limits["gpu" if cfg.gpu else "cpu"], gpu=cfg.gpu)
+            del X
+    print_table(rows)
+    result = {
+        "machine": {"python": platform.python_version(), "numpy": np.__version__,
+                    "cpus": os.cpu_count(), "argv": sys.argv[1:]},
+        "limits": limits,
+        "rows": [dict(r.__dict__, fraction=r.fraction) for r in rows],
+    }
+    with open(args.out + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"json: {args.out}.json")
+    plot(rows, args.out + ".png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

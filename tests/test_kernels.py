@@ -1,0 +1,194 @@
+"""The backend seam: ``assign``, ``accumulate`` and ``sq_row_norms``.
+
+Both the generic array-API ``Kernels`` and the fast path ``get_kernels``
+picks are checked on every conftest backend against a plain numpy float64
+reference: repeated labels, empty clusters, weights, ties (first index
+wins), float32 and float64, and float32 data far from the origin.
+"""
+
+import numpy as np
+import pytest
+
+from kmeans_xp._blocks import BlockRunner
+from kmeans_xp._kernels import Kernels, NumpyKernels, get_kernels
+from kmeans_xp._lloyd import Problem, data_mean_and_variance
+from kmeans_xp._testing import assert_array_like, to_numpy
+
+RTOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+@pytest.fixture(params=["generic", "native"])
+def kernels(request, xp, device):
+    """The generic kernels and the ones ``get_kernels`` picks for xp."""
+    if request.param == "generic":
+        return Kernels(xp)
+    return get_kernels(xp, device)
+
+
+@pytest.fixture(params=["float64", "float32"])
+def dtype_name(request):
+    return request.param
+
+
+def _ref_assign(X, C):
+    """Nearest centre (first on ties) and squared distance, float64."""
+    X, C = np.asarray(X, np.float64), np.asarray(C, np.float64)
+    d2 = ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+    return d2.argmin(1), d2.min(1)
+
+
+def _ref_accumulate(X, labels, weights, n_clusters):
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
+    sums = np.zeros((n_clusters, X.shape[1]))
+    np.add.at(sums, labels, np.asarray(X, np.float64) * w[:, None])
+    counts = np.zeros(n_clusters)
+    np.add.at(counts, labels, w)
+    return sums, counts
+
+
+def test_get_kernels_picks_native_for_numpy():
+    import array_api_compat.numpy as np_xp
+
+    assert isinstance(get_kernels(np_xp, "cpu"), NumpyKernels)
+
+
+def test_get_kernels_generic_for_unknown(xp, device, backend):
+    kernels = get_kernels(xp, device)
+    assert kernels.xp is xp
+    if backend.value.startswith("array_api_strict"):
+        assert type(kernels) is Kernels
+
+
+@pytest.mark.parametrize("n_clusters", [3, 40])
+def test_assign_matches_reference(kernels, xp, to_xp, rng, dtype_name, n_clusters):
+    X_np = rng.standard_normal((300, 5)).astype(dtype_name)
+    C_np = rng.standard_normal((n_clusters, 5)).astype(dtype_name)
+    X, C = to_xp(X_np), to_xp(C_np)
+    labels, partial = kernels.assign(X, C, kernels.sq_row_norms(C))
+    assert_array_like(partial, X)
+    assert_array_like(labels, X, dtype=labels.dtype)
+    assert xp.isdtype(labels.dtype, "integral")
+    ref_labels, ref_d2 = _ref_assign(X_np, C_np)
+    got_d2 = to_numpy(partial).astype(np.float64) + (X_np.astype(np.float64) ** 2).sum(1)
+    np.testing.assert_allclose(got_d2, ref_d2, rtol=RTOL[dtype_name] * 100, atol=1e-4)
+    got = to_numpy(labels)
+    # Where float32 round-off could swap two nearly equidistant centres the
+    # chosen one must still be (nearly) as close as the reference.
+    mismatch = got != ref_labels
+    d2_all = ((X_np[:, None].astype(np.float64) - C_np[None].astype(np.float64)) ** 2).sum(-1)
+    chosen = d2_all[np.arange(len(got)), got]
+    np.testing.assert_allclose(chosen[mismatch], ref_d2[mismatch], rtol=1e-4)
+    if dtype_name == "float64":
+        np.testing.assert_array_equal(got, ref_labels)
+
+
+def test_assign_ties_pick_first_index(kernels, to_xp, dtype_name):
+    # Exact ties in any arithmetic: integer-valued data, mirrored centres and
+    # duplicated centres.
+    X_np = np.array([[0.0, 0.0], [0.0, 3.0], [2.0, 0.0], [5.0, 5.0]], dtype=dtype_name)
+    C_np = np.array(
+        [[-1.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 5.0], [1.0, 0.0]], dtype=dtype_name
+    )
+    labels, _ = kernels.assign(to_xp(X_np), to_xp(C_np), kernels.sq_row_norms(to_xp(C_np)))
+    np.testing.assert_array_equal(to_numpy(labels), [0, 0, 1, 2])
+
+
+def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
+    X = to_xp(rng.standard_normal((50, 4)).astype(dtype_name))
+    C = to_xp(rng.standard_normal((6, 4)).astype(dtype_name))
+    c2 = kernels.sq_row_norms(C)
+    a_labels, a_partial = kernels.assign(X, C, c2)
+    f = kernels.assigner(C, c2)
+    b_labels, b_partial = f(X)
+    np.testing.assert_array_equal(to_numpy(a_labels), to_numpy(b_labels))
+    np.testing.assert_array_equal(to_numpy(a_partial), to_numpy(b_partial))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_clusters", [4, 300])
+def test_accumulate_matches_reference(kernels, xp, device, to_xp, rng, dtype_name,
+                                      weighted, n_clusters):
+    # n_clusters=4: long runs of repeated labels; 300 (> n_rows): most
+    # clusters empty, short runs. Together they cover both numpy strategies.
+    n_rows, n_features = 200, 3
+    X_np = rng.standard_normal((n_rows, n_features)).astype(dtype_name)
+    # Only even labels are used: every odd cluster stays empty.
+    labels_np = 2 * rng.integers(0, (n_clusters + 1) // 2, size=n_rows)
+    labels_np[:10] = labels_np[0]  # a run of one label
+    w_np = rng.uniform(0.0, 3.0, size=n_rows).astype(dtype_name) if weighted else None
+    sums0 = rng.standard_normal((n_clusters, n_features)).astype(dtype_name)
+    counts0 = rng.uniform(0, 5, size=n_clusters).astype(dtype_name)
+    X = to_xp(X_np)
+    labels = xp.asarray(labels_np, dtype=xp.int64, device=device)
+    w = None if w_np is None else to_xp(w_np)
+    X_before = to_numpy(X).copy()
+    # Copies: numpy fast paths add in place into the accumulators.
+    sums, counts = kernels.accumulate(X, labels, w, to_xp(sums0.copy()), to_xp(counts0.copy()))
+    assert_array_like(sums, X)
+    assert_array_like(counts, X)
+    ref_sums, ref_counts = _ref_accumulate(X_np, labels_np, w_np, n_clusters)
+    tol = RTOL[dtype_name] * 10
+    np.testing.assert_allclose(to_numpy(sums), sums0 + ref_sums, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(to_numpy(counts), counts0 + ref_counts, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(to_numpy(X), X_before)  # input untouched
+
+
+def test_accumulate_single_row_and_single_cluster(kernels, xp, device, to_xp, dtype_name):
+    X_np = np.array([[1.5, -2.0]], dtype=dtype_name)
+    labels = xp.asarray([0], dtype=xp.int64, device=device)
+    sums, counts = kernels.accumulate(
+        to_xp(X_np), labels, None, to_xp(np.zeros((1, 2), dtype_name)),
+        to_xp(np.zeros(1, dtype_name)),
+    )
+    np.testing.assert_array_equal(to_numpy(sums), X_np)
+    np.testing.assert_array_equal(to_numpy(counts), [1.0])
+
+
+def test_sq_row_norms(kernels, to_xp, rng, dtype_name):
+    X_np = rng.standard_normal((40, 7)).astype(dtype_name)
+    X = to_xp(X_np)
+    got = kernels.sq_row_norms(X)
+    assert_array_like(got, X)
+    np.testing.assert_allclose(to_numpy(got), (X_np.astype(np.float64) ** 2).sum(1),
+                               rtol=RTOL[dtype_name] * 10)
+
+
+def test_far_from_origin_float32_does_not_degrade(kernels, xp, device, to_xp, rng):
+    # Three tight clusters around 1e6 in float32: |x|^2 ~ 1e12 swamps the
+    # distances unless blocks are shifted by the data mean first.
+    base = rng.uniform(-5, 5, size=(3, 2))
+    y = rng.integers(0, 3, size=600)
+    X64 = base[y] + 0.3 * rng.standard_normal((600, 2))
+    X_np = (X64 + 1e6).astype(np.float32)
+    C_np = (base + 1e6).astype(np.float32)
+    X = to_xp(X_np)
+    runner = BlockRunner(X, None, xp=xp, rows=128, n_workers=2)
+    problem = Problem(runner=runner, kernels=kernels, weights=None, xp=xp)
+    shift, _ = data_mean_and_variance(problem, need_variance=False)
+    centers = to_xp(C_np) - shift
+    assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
+
+    def step(Xb, start, stop, acc):
+        labels, partial = assign(Xb)
+        sums, counts = kernels.accumulate(Xb, labels, None, *acc)
+        return (sums, counts), (labels, partial + kernels.sq_row_norms(Xb))
+
+    def make_acc():
+        return problem.zeros((3, 2)), problem.zeros((3,))
+
+    accs, outs = runner.map(step, make_acc)
+    labels = np.concatenate([to_numpy(o[0]) for o in outs])
+    d2 = np.concatenate([to_numpy(o[1]) for o in outs])
+    ref_labels, ref_d2 = _ref_assign(X_np.astype(np.float64), C_np.astype(np.float64))
+    np.testing.assert_array_equal(labels, ref_labels)
+    # float32 with the shift: squared distances good to ~1e-3 absolute
+    # (values ~1, coordinates ~1e6 cost 0.06 of rounding each).
+    np.testing.assert_allclose(d2, ref_d2, atol=0.2)
+    sums = sum((to_numpy(a[0]).astype(np.float64) for a in accs[1:]),
+               to_numpy(accs[0][0]).astype(np.float64))
+    counts = sum((to_numpy(a[1]) for a in accs[1:]), to_numpy(accs[0][1]))
+    got_centers = sums / counts[:, None] + to_numpy(shift).astype(np.float64)
+    ref_sums, ref_counts = _ref_accumulate(X_np.astype(np.float64), ref_labels, None, 3)
+    np.testing.assert_array_equal(counts, ref_counts)
+    # The float32 grid spacing at 1e6 is 0.0625: means are exact to that.
+    np.testing.assert_allclose(got_centers, ref_sums / ref_counts[:, None], atol=0.07)
