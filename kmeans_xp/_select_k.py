@@ -147,8 +147,9 @@ def select_k(
         "auto" is all rows up to 10,000 and a random 10,000 above; None is
         all rows.
     metric : {"euclidean", "cosine"}, default="euclidean"
-        Distance of the silhouette; "cosine" also fits cosine k-means when
-        ``KMeans`` has a ``metric`` parameter.
+        "cosine" fits cosine (spherical) k-means, scores the silhouette with
+        the cosine distance and the Calinski-Harabasz and Davies-Bouldin
+        indices on the unit-normalised rows.
     callback : callable, optional
         Called as ``callback(k, record)`` after each fit, where ``record``
         holds the k's inertia, fit_time and n_iter (for progress bars).
@@ -201,8 +202,14 @@ def select_k(
         host_indices = np.sort(_sample_indices(n_samples, sample_size, rng))
         sample = to_device_array(host_indices, xp, dtype=xp.int64, device=device)
 
-    # Shared by every k: the data mean shifts the blocks of the metric passes.
-    shift = xp.mean(X, axis=0)
+    # Shared by every k: the rows the metrics see (unit rows for cosine,
+    # the space cosine k-means clusters in) and their mean, which shifts
+    # the blocks of the metric passes.
+    X_metrics = X
+    if metric == "cosine":
+        norms = xp.sqrt(xp.sum(X * X, axis=1))
+        X_metrics = X / xp.where(norms > 0, norms, xp.ones_like(norms))[:, None]
+    shift = xp.mean(X_metrics, axis=0)
     models, records = {}, []
     for k in k_values:
         model = KMeans(n_clusters=k, random_state=np.random.default_rng(rng.integers(2**32)),
@@ -213,7 +220,8 @@ def select_k(
         codes, n_labels = _codes(model.labels_, xp)
         ch, db = (float("nan"), float("nan"))
         if n_labels >= 2:
-            ch, db = (as_host_scalar(s) for s in _cluster_scores(_stats_pass(X, codes, n_labels, shift)))
+            stats = _stats_pass(X_metrics, codes, n_labels, shift)
+            ch, db = (as_host_scalar(s) for s in _cluster_scores(stats))
         record = {
             "inertia": float(model.inertia_),
             "fit_time": fit_time,

@@ -309,7 +309,7 @@ def _emit(args, text_lines: list[str], payload: dict) -> None:
             print(line)
 
 
-def _fit_best_of(X, k: int, n_init: int, seed: int, progress: _Progress):
+def _fit_best_of(X, k: int, n_init: int, seed: int, progress: _Progress, metric: str):
     """``n_init`` k-means runs, one per KMeans fit so the bar can count
     them; the lowest inertia wins (what KMeans(n_init=...) does)."""
     from ._kmeans import KMeans
@@ -317,7 +317,7 @@ def _fit_best_of(X, k: int, n_init: int, seed: int, progress: _Progress):
     seeds = np.random.default_rng(seed).integers(2**32, size=n_init)
     best = None
     for run_seed in seeds:
-        model = KMeans(n_clusters=k, n_init=1, random_state=int(run_seed)).fit(X)
+        model = KMeans(n_clusters=k, n_init=1, random_state=int(run_seed), metric=metric).fit(X)
         if best is None or model.inertia_ < best.inertia_:
             best = model
         progress.update()
@@ -338,7 +338,7 @@ def _cmd_fit(args) -> int:
     X = backend.to_array(data)
     start = time.perf_counter()
     with _Progress(args.n_init, f"k-means k={args.k}", _progress_enabled(args), unit="run") as bar:
-        model = _fit_best_of(X, args.k, args.n_init, args.seed, bar)
+        model = _fit_best_of(X, args.k, args.n_init, args.seed, bar, args.metric)
     fit_time = time.perf_counter() - start
     labels = _to_host(model.labels_)
     centers = _to_host(model.cluster_centers_)
@@ -359,7 +359,8 @@ def _cmd_fit(args) -> int:
         _save_figure(fig, args.plot)
         outputs["plot"] = args.plot
     lines = [
-        f"{args.data}: {n_samples} samples x {n_features} features, k={args.k}",
+        f"{args.data}: {n_samples} samples x {n_features} features, k={args.k}, "
+        f"{args.metric} k-means",
         f"backend: {backend.describe()}",
         f"fit: {fit_time:.3f} s, best of {args.n_init} run(s), {model.n_iter_} iterations, "
         f"inertia {model.inertia_:.6g}",
@@ -370,7 +371,8 @@ def _cmd_fit(args) -> int:
         "n_features": n_features, "k": args.k, "backend": args.backend,
         "device": str(backend.device), "dtype": backend.dtype_name,
         "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
-        "fit_time_s": fit_time, "cluster_sizes": sizes, "centers": centers.tolist(),
+        "metric": args.metric, "fit_time_s": fit_time, "cluster_sizes": sizes,
+        "centers": centers.tolist(),
         "outputs": outputs,
     }
     _emit(args, lines, payload)
@@ -412,7 +414,7 @@ def _cmd_select_k(args) -> int:
     with _Progress(len(k_values), "select-k", _progress_enabled(args), unit="k") as bar:
         result = select_k(
             X, k_values, criterion=args.criterion, n_init=args.n_init,
-            random_state=args.seed, sample_size=args.sample_size,
+            random_state=args.seed, sample_size=args.sample_size, metric=args.metric,
             callback=lambda k, record: bar.update(),
         )
     total = time.perf_counter() - start
@@ -613,6 +615,10 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    metric = argparse.ArgumentParser(add_help=False)
+    metric.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean",
+                        help="euclidean k-means, or cosine (spherical) k-means for "
+                        "embeddings (default: euclidean)")
     dtype = argparse.ArgumentParser(add_help=False)
     dtype.add_argument("--dtype", choices=("float32", "float64"), default=None,
                        help="floating dtype (default: float64 on CPU, float32 on GPU)")
@@ -633,7 +639,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-samples", type=_positive_int, default=20_000, help=argparse.SUPPRESS)
     demo.set_defaults(handler=_cmd_demo)
 
-    fit = commands.add_parser("fit", parents=[common, output, dtype],
+    fit = commands.add_parser("fit", parents=[common, output, dtype, metric],
                               help="cluster a CSV or .npy file",
                               description="Fit k-means to DATA (CSV with or without "
                               "a header row, or .npy), one sample per row.")
@@ -646,7 +652,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--plot", metavar="PNG", help="write a cluster plot (needs matplotlib)")
     fit.set_defaults(handler=_cmd_fit)
 
-    sel = commands.add_parser("select-k", parents=[common, output, dtype],
+    sel = commands.add_parser("select-k", parents=[common, output, dtype, metric],
                               help="choose the number of clusters",
                               description="Fit every k of a range and choose one.")
     sel.add_argument("data", metavar="DATA", help="CSV or .npy file")

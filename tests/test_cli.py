@@ -98,6 +98,17 @@ def test_fit_plot_and_text_output(data, tmp_path):
     assert (tmp_path / "fit.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_fit_cosine(tmp_path):
+    rng = np.random.default_rng(0)
+    directions = np.repeat(np.eye(4)[:2], 30, axis=0) + 0.05 * rng.normal(size=(60, 4))
+    np.save(tmp_path / "emb.npy", directions * rng.uniform(1, 50, (60, 1)))
+    proc = run("fit", "emb.npy", "-k", "2", "--metric", "cosine", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["metric"] == "cosine" and report["cluster_sizes"] == [30, 30]
+    np.testing.assert_allclose(np.linalg.norm(report["centers"], axis=1), 1.0, rtol=1e-6)
+
+
 def test_select_k_table_and_plot(data, tmp_path):
     proc = run("select-k", "data.npy", "--k-range", "2:6", "--plot", "elbow.png", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

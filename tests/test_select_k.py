@@ -107,11 +107,21 @@ def test_bad_parameters(kwargs, match):
         select_k(X, **kwargs)
 
 
-def test_cosine_needs_cosine_kmeans():
-    X = np.random.default_rng(0).normal(size=(40, 3))
-    if "metric" in KMeans().get_params():
-        result = select_k(X, [2, 3], metric="cosine", random_state=0)
-        assert result.best_k in (2, 3)
-    else:
-        with pytest.raises(ValueError, match="cosine"):
-            select_k(X, [2, 3], metric="cosine")
+def test_cosine_select_k_scores_unit_rows(xp, to_xp):
+    # Three directions in 5-D, each point scaled by a random length:
+    # cosine k-means finds the directions, whatever the lengths.
+    rng = np.random.default_rng(0)
+    directions = np.eye(5)[:3]
+    labels = np.repeat(np.arange(3), 40)
+    X = (directions[labels] + 0.1 * rng.normal(size=(120, 5))) * rng.uniform(0.5, 20, (120, 1))
+    result = select_k(to_xp(X), range(2, 6), metric="cosine", random_state=0)
+    assert result.best_k == 3
+    assert result.best_model.metric == "cosine"
+    best = to_numpy(result.best_model.labels_)
+    assert same_partition(best, labels)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    i = result.k_values.index(3)
+    assert result.silhouette[i] == pytest.approx(
+        skm.silhouette_score(X, best, metric="cosine"), rel=1e-9
+    )
+    assert result.davies_bouldin[i] == pytest.approx(skm.davies_bouldin_score(unit, best), rel=1e-9)
