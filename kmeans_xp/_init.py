@@ -23,7 +23,8 @@ def _weighted_draws(problem: Problem, cumulative, rng, size: int):
     targets = u * cumulative[-1]
     indices = xp.searchsorted(cumulative, targets)
     # Round-off can put a target past the last sum.
-    return xp.clip(indices, max=problem.X.shape[0] - 1)
+    last = xp.full((), problem.X.shape[0] - 1, dtype=indices.dtype, device=problem.device)
+    return xp.minimum(indices, last)
 
 
 def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int | None = None):

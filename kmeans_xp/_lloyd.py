@@ -96,7 +96,7 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
         sums, counts, inertia = acc
         sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
         if want_inertia:
-            d2 = xp.clip(partial + kernels.sq_row_norms(Xb), min=0)
+            d2 = xp.maximum(partial + kernels.sq_row_norms(Xb), xp.zeros_like(partial))
             inertia = inertia + (xp.sum(d2) if w is None else xp.sum(w * d2))
         return (sums, counts, inertia), labels
 
@@ -211,7 +211,13 @@ def lloyd(
     strict_convergence = False
     for i in range(max_iter):
         labels, sums, counts, inertia = _lloyd_pass(problem, centers, want_inertia=bool(verbose))
-        n_empty = int(as_host_scalar(xp.sum(xp.astype(counts == 0, xp.int32))))
+        is_empty = counts == 0
+        # One host sync per iteration for the common no-empty case.
+        n_empty = (
+            int(as_host_scalar(xp.sum(xp.astype(is_empty, xp.int32))))
+            if as_host_scalar(xp.any(is_empty))
+            else 0
+        )
         if n_empty:
             sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
         new_centers = _update_centers(sums, counts, centers, xp)
@@ -243,12 +249,16 @@ def lloyd(
 def distances_to(problem: Problem, points):
     """A function from a shifted block of rows to its (n_rows, n_points)
     squared distances to ``points`` (shifted coordinates), clamped at 0."""
-    kernels = problem.kernels
-    points_sqnorm = kernels.sq_row_norms(points)
+    xp, kernels = problem.xp, problem.kernels
+    points_sqnorm = kernels.sq_row_norms(points)[None, :]
+    # Prepared once per pass: -2 P^T, and a 0-d zero (``clip`` is slow
+    # through the compat layer and runs once per block).
+    points_t = -2 * points.T
+    zero = xp.zeros((), dtype=points.dtype, device=problem.device)
 
     def distances(Xb):
-        d2 = kernels.sq_row_norms(Xb)[:, None] - 2 * (Xb @ points.T) + points_sqnorm[None, :]
-        return problem.xp.clip(d2, min=0)
+        d2 = kernels.sq_row_norms(Xb)[:, None] + (Xb @ points_t) + points_sqnorm
+        return xp.maximum(d2, zero)
 
     return distances
 

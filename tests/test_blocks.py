@@ -1,0 +1,166 @@
+"""BlockRunner: row blocks, the shift, the shared thread pool, OOM back-off."""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from kmeans_xp._blocks import BlockRunner, _shared_pool, block_rows
+from kmeans_xp._testing import assert_array_like, to_numpy
+from kmeans_xp.exceptions import MemoryRetryWarning
+
+
+def _collect(runner, xp):
+    """Run a pass returning each block and a per-range column sum."""
+
+    def step(Xb, start, stop, acc):
+        return acc + xp.sum(Xb, axis=0), (start, stop, Xb)
+
+    def make_acc():
+        return xp.zeros((runner.X.shape[1],), dtype=runner.X.dtype, device=_device(runner.X))
+
+    return runner.map(step, make_acc)
+
+
+def _device(x):
+    from kmeans_xp._array_api import device_of
+
+    return device_of(x)
+
+
+@pytest.mark.parametrize("n_workers", [1, 2, 3])
+@pytest.mark.parametrize("rows", [1, 7, 64, 1000])
+def test_map_covers_rows_in_order_and_shifts(xp, to_xp, rng, n_workers, rows):
+    X_np = rng.standard_normal((103, 4))
+    shift_np = rng.standard_normal(4)
+    X = to_xp(X_np)
+    runner = BlockRunner(X, to_xp(shift_np), xp=xp, rows=rows, n_workers=n_workers)
+    accs, outs = _collect(runner, xp)
+    starts = [o[0] for o in outs]
+    stops = [o[1] for o in outs]
+    assert starts[0] == 0 and stops[-1] == 103
+    assert starts[1:] == stops[:-1]  # contiguous, in row order
+    assert all(stop - start <= rows for start, stop in zip(starts, stops))
+    assert 1 <= len(accs) <= n_workers
+    for start, stop, Xb in outs:
+        assert_array_like(Xb, X)
+        np.testing.assert_allclose(to_numpy(Xb), X_np[start:stop] - shift_np, rtol=1e-12)
+    total = sum((to_numpy(a) for a in accs[1:]), to_numpy(accs[0]))
+    np.testing.assert_allclose(total, (X_np - shift_np).sum(0), rtol=1e-10)
+
+
+def test_workers_give_the_same_result_as_one(xp, to_xp, rng):
+    X = to_xp(rng.standard_normal((500, 3)))
+    shift = to_xp(np.zeros(3))
+    outs = []
+    for n_workers in (1, 2):
+        runner = BlockRunner(X, shift, xp=xp, rows=32, n_workers=n_workers)
+        _, parts = _collect(runner, xp)
+        outs.append(np.concatenate([to_numpy(p[2]) for p in parts]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_input_is_not_modified(xp, to_xp, rng):
+    X_np = rng.standard_normal((50, 2))
+    X = to_xp(X_np)
+    runner = BlockRunner(X, to_xp(np.ones(2)), xp=xp, rows=8, n_workers=2)
+    _collect(runner, xp)
+    np.testing.assert_array_equal(to_numpy(X), X_np)
+
+
+def test_out_of_memory_halves_blocks_once_with_one_warning(xp, to_xp, rng):
+    X_np = rng.standard_normal((100, 2))
+    X = to_xp(X_np)
+    runner = BlockRunner(X, to_xp(np.zeros(2)), xp=xp, rows=64, n_workers=1)
+    seen = []
+
+    def step(Xb, start, stop, acc):
+        if stop - start > 16:
+            raise MemoryError("pretend the device is full")
+        seen.append((start, stop))
+        return acc + xp.sum(Xb), None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        accs, _ = runner.map(step, lambda: 0.0)
+    retry = [w for w in caught if issubclass(w.category, MemoryRetryWarning)]
+    assert len(retry) == 1 and "Results are unchanged" in str(retry[0].message)
+    assert runner.rows == 16
+    assert seen[0] == (0, 16) and seen[-1][1] == 100
+    np.testing.assert_allclose(float(to_numpy(accs[0])), X_np.sum(), rtol=1e-10)
+
+
+def test_out_of_memory_on_one_row_is_raised(xp, to_xp):
+    runner = BlockRunner(to_xp(np.zeros((4, 1))), to_xp(np.zeros(1)), xp=xp, rows=4)
+
+    def step(Xb, start, stop, acc):
+        raise MemoryError("never fits")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemoryRetryWarning)
+        with pytest.raises(MemoryError):
+            runner.map(step)
+
+
+def test_errors_in_workers_propagate():
+    X = np.zeros((100, 1))
+    runner = BlockRunner(X, np.zeros(1), xp=np, rows=10, n_workers=2)
+
+    def step(Xb, start, stop, acc):
+        if start >= 50:
+            raise ValueError("boom in a worker")
+        return acc, None
+
+    with pytest.raises(ValueError, match="boom in a worker"):
+        runner.map(step)
+
+
+def test_pool_is_shared_and_persistent():
+    assert _shared_pool(2) is _shared_pool(2)
+    X = np.zeros((64, 1))
+    names = set()
+
+    def step(Xb, start, stop, acc):
+        names.add(threading.current_thread().name)
+        return acc, None
+
+    BlockRunner(X, np.zeros(1), xp=np, rows=8, n_workers=2).map(step)
+    # The calling thread takes the first range; the pool the rest.
+    assert threading.current_thread().name in names
+    assert any(name.startswith("kmeans_xp") for name in names)
+
+
+def test_numpy_pool_runs_blas_single_threaded():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import array_api_compat.numpy as xp
+
+    X = np.zeros((64, 1))
+    inside = []
+
+    def step(Xb, start, stop, acc):
+        if start == 0:
+            info = threadpoolctl.threadpool_info()
+            inside.extend(i["num_threads"] for i in info if i["user_api"] == "blas")
+        return acc, None
+
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    BlockRunner(X, np.zeros(1), xp=xp, rows=8, n_workers=2).map(step)
+    after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert after == before  # restored
+    if inside:
+        assert set(inside) == {1}
+
+
+@pytest.mark.parametrize(
+    "n_samples, width, itemsize, budget, expected",
+    [
+        (10_000, 1024, 4, 1 << 20, 256),
+        (10_000, 64, 4, 1 << 20, 4096),
+        (100, 64, 4, 1 << 20, 100),  # never more rows than samples
+        (10_000, 1 << 20, 8, 1 << 10, 16),  # at least 16 rows
+        (5, 1 << 20, 8, 1 << 10, 5),
+    ],
+)
+def test_block_rows(n_samples, width, itemsize, budget, expected):
+    assert block_rows(n_samples, width, itemsize, budget) == expected
