@@ -15,6 +15,17 @@ in-memory blocks are. Initialisation is k-means|| (Bahmani et al., 2012,
 proportional to their squared distance, then weighted k-means++ seedings
 refined by Lloyd on the few dozen candidates per cluster, in memory.
 
+``init``: "k-means++" (the default) runs k-means||, its scalable form, and
+so does "k-means||" where the validation accepts that name; "random" draws
+distinct rows (the same rows as in memory for a given seed, without
+weights); arrays and callables are used as given.
+
+On a ``distributed`` cluster X is persisted for the fit (chunks stay in the
+workers' memory between iterations; a lost worker's chunks are recomputed
+from the graph); with the local schedulers each pass recomputes the chunks,
+so a larger-than-memory array is streamed. ``labels_`` refers to the
+unpersisted X.
+
 ``KMeans.fit``, ``predict``, ``transform`` and ``score`` call the four
 ``dask_*`` functions here when X is a Dask array; they validate their input.
 """
