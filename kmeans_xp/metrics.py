@@ -8,7 +8,8 @@ array for the scores; call ``float()`` to bring it to the host).
 
 Nothing of size (n_samples x n_samples) or (n_samples x n_labels) is built:
 the silhouette walks pairwise distances in (row block x column block) tiles
-and adds each tile into per-cluster sums with the ``accumulate`` kernel;
+and adds each tile into per-cluster sums with one matmul by the tile's
+one-hot labels;
 the other two scores need two block passes over X (cluster means, then
 distances to them).
 
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 _METRICS = ("euclidean", "cosine")
+#: Up to this many clusters (summed over labelings) the silhouette adds a
+#: distance tile into cluster sums by a one-hot matmul (select_k, 2..10:
+#: 54 columns); above it, by the accumulate kernel per labeling.
+_MATMUL_MAX_LABELS = 256
 
 
 # --------------------------------------------------------------------------
@@ -396,15 +401,23 @@ def _silhouette_values(X, codes_list, n_labels_list, *, metric: str):
         _cluster_counts(Y, codes, n_labels, xp) for codes, n_labels in zip(codes_list, n_labels_list)
     ]
 
+    offsets = [sum(n_labels_list[:i]) for i in range(len(n_labels_list) + 1)]
+    ids = [xp.arange(n_labels, dtype=codes_list[0].dtype, device=device) for n_labels in n_labels_list]
+
+    by_matmul = offsets[-1] <= _MATMUL_MAX_LABELS
+
+    def onehot(col, col_end):
+        # Every labeling's one-hot columns side by side: a (columns x
+        # sum of n_labels) tile, so one matmul per distance tile adds the
+        # distances into the per-cluster sums of all labelings at once.
+        parts = [
+            xp.astype(codes[col:col_end, None] == cluster_ids[None, :], Y.dtype)
+            for codes, cluster_ids in zip(codes_list, ids)
+        ]
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
+
     def step(Yb, start, stop, acc):
-        n_rows = stop - start
-        sums = [
-            xp.zeros((n_labels, n_rows), dtype=Y.dtype, device=device)
-            for n_labels in n_labels_list
-        ]
-        scratch = [
-            xp.zeros((n_labels,), dtype=Y.dtype, device=device) for n_labels in n_labels_list
-        ]
+        sums = xp.zeros((stop - start, offsets[-1]), dtype=Y.dtype, device=device)
         rows = xp.arange(start, stop, device=device)
         for col in range(0, n_samples, tile):
             col_end = min(col + tile, n_samples)
@@ -418,16 +431,29 @@ def _silhouette_values(X, codes_list, n_labels_list, *, metric: str):
                 # The self-distance is 0; the Gram trick leaves round-off.
                 cols = xp.arange(col, col_end, device=device)
                 D = xp.where(rows[:, None] == cols[None, :], xp.zeros_like(D), D)
-            DT = D.T
-            for i, codes in enumerate(codes_list):
-                sums[i], scratch[i] = kernels.accumulate(
-                    DT, codes[col:col_end], None, sums[i], scratch[i]
-                )
+            if by_matmul:
+                sums = sums + D @ onehot(col, col_end)
+            else:
+                sums = _accumulate_columns(D, col, col_end, sums)
         values = [
-            _silhouette_from_sums(s, codes[start:stop], counts, xp)
-            for s, codes, counts in zip(sums, codes_list, counts_list)
+            _silhouette_from_sums(
+                sums[:, offsets[i] : offsets[i + 1]].T, codes[start:stop], counts, xp
+            )
+            for i, (codes, counts) in enumerate(zip(codes_list, counts_list))
         ]
         return acc, values
+
+    def _accumulate_columns(D, col, col_end, sums):
+        # Many clusters: a one-hot matmul would cost rows x columns x
+        # clusters, so use the segment-sum kernel, linear in the tile.
+        DT = D.T
+        parts = []
+        for i, codes in enumerate(codes_list):
+            part = xp.astype(sums[:, offsets[i] : offsets[i + 1]].T, Y.dtype, copy=True)
+            scratch = xp.zeros((n_labels_list[i],), dtype=Y.dtype, device=device)
+            part, _ = kernels.accumulate(DT, codes[col:col_end], None, part, scratch)
+            parts.append(part.T)
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
 
     workers = host_workers() if kernels.threaded else 1
     runner = BlockRunner(Y, 0.0, xp=xp, rows=tile, n_workers=workers)

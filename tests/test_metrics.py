@@ -48,12 +48,17 @@ def test_float32_stays_float32(xp, to_xp, rng):
         np.testing.assert_allclose(float(score), getattr(skm, name)(X, labels), rtol=1e-4)
 
 
-def test_silhouette_tiles_cover_every_pair(monkeypatch, rng):
-    # Tiny tiles: many (row block x column block) tiles and diagonal tiles.
+@pytest.mark.parametrize("by_matmul", [True, False], ids=["matmul", "accumulate"])
+def test_silhouette_tiles_cover_every_pair(by_matmul, monkeypatch, xp, to_xp, rng):
+    # Tiny tiles: many (row block x column block) tiles and diagonal tiles;
+    # both ways of adding a tile into cluster sums.
     monkeypatch.setattr(metrics, "_tile_size", lambda X, xp: 17)
+    if not by_matmul:
+        monkeypatch.setattr(metrics, "_MATMUL_MAX_LABELS", 0)
     X, labels = _data(rng, n=101)
+    values = metrics.silhouette_samples(to_xp(X), to_xp(labels))
     np.testing.assert_allclose(
-        metrics.silhouette_samples(X, labels), skm.silhouette_samples(X, labels), rtol=1e-10
+        to_numpy(values), skm.silhouette_samples(X, labels), rtol=1e-10, atol=1e-12
     )
 
 
