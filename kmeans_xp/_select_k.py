@@ -87,7 +87,9 @@ class SelectKResult:
 
     def rows(self) -> list[dict]:
         """One dict per k: k, inertia, the metrics, fit_time, n_iter."""
-        names = ("inertia", "silhouette", "calinski_harabasz", "davies_bouldin", "fit_time", "n_iter")
+        names = (
+            "inertia", "silhouette", "calinski_harabasz", "davies_bouldin", "fit_time", "n_iter",
+        )
         return [
             {"k": k, **{name: getattr(self, name)[i] for name in names}}
             for i, k in enumerate(self.k_values)
@@ -95,7 +97,10 @@ class SelectKResult:
 
     def to_table(self) -> str:
         """A plain-text table, one line per k, the chosen k marked with *."""
-        header = f"{'k':>4} {'inertia':>14} {'silhouette':>11} {'calinski_h':>12} {'davies_b':>9} {'time_s':>8}"
+        header = (
+            f"{'k':>4} {'inertia':>14} {'silhouette':>11} {'calinski_h':>12} "
+            f"{'davies_b':>9} {'time_s':>8}"
+        )
         lines = [header]
         for row in self.rows():
             mark = "*" if row["k"] == self.best_k else " "
@@ -268,7 +273,9 @@ def _check_k_range(k_range, n_samples: int) -> list[int]:
             raise InvalidParameterError(f"k_range must hold ints, got {k!r}.")
     values = sorted({int(k) for k in values})
     if values[0] < 2:
-        raise InvalidParameterError(f"every k must be >= 2 (the metrics need two clusters), got {values[0]}.")
+        raise InvalidParameterError(
+            f"every k must be >= 2 (the metrics need two clusters), got {values[0]}."
+        )
     if values[-1] > n_samples - 1:
         raise ValueError(
             f"k={values[-1]} is too large for {n_samples} samples: the metrics need "

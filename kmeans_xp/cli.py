@@ -131,7 +131,9 @@ def _load_data(path: str) -> np.ndarray:
         if data.ndim == 1:
             data = data.reshape(-1, 1)
         if data.ndim != 2:
-            raise CLIError(f"{path}: expected a 2-D array (rows x features), got shape {data.shape}.")
+            raise CLIError(
+                f"{path}: expected a 2-D array (rows x features), got shape {data.shape}."
+            )
         data = data.astype(np.float64)
     else:
         data = _read_csv(path)
@@ -327,14 +329,17 @@ def _fit_best_of(X, k: int, n_init: int, seed: int, progress: _Progress, metric:
 def _cmd_fit(args) -> int:
     from .plot import plot_clusters
 
-    for path, option in ((args.labels, "--labels"), (args.centers, "--centers"), (args.plot, "--plot")):
-        _check_output(path, option)
+    _check_output(args.labels, "--labels")
+    _check_output(args.centers, "--centers")
+    _check_output(args.plot, "--plot")
     Figure = _require_matplotlib("--plot", args.plot) if args.plot else None
     backend = _backend(args.backend, args.device, args.dtype)
     data = _load_data(args.data)
     n_samples, n_features = data.shape
     if args.k > n_samples:
-        raise CLIError(f"-k {args.k} is larger than the number of rows ({n_samples}) in {args.data}.")
+        raise CLIError(
+            f"-k {args.k} is larger than the number of rows ({n_samples}) in {args.data}."
+        )
     X = backend.to_array(data)
     start = time.perf_counter()
     with _Progress(args.n_init, f"k-means k={args.k}", _progress_enabled(args), unit="run") as bar:
@@ -446,7 +451,9 @@ def _cmd_quantize(args) -> int:
     try:
         from PIL import Image
     except ImportError:
-        raise CLIError("quantize needs Pillow, which is not installed: pip install 'kmeans_xp[image]'") from None
+        raise CLIError(
+            "quantize needs Pillow, which is not installed: pip install 'kmeans_xp[image]'"
+        ) from None
     _check_input(args.image)
     _check_output(args.output, "-o")
     out_format = Image.registered_extensions().get(os.path.splitext(args.output)[1].lower())
@@ -690,7 +697,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("KMEANS_XP_DEBUG"):
             raise
-        known = isinstance(exc, (CLIError, ValueError, TypeError, OSError, ImportError, MemoryError))
+        known = isinstance(
+            exc, (CLIError, ValueError, TypeError, OSError, ImportError, MemoryError)
+        )
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         prefix = "error" if known else f"internal error ({type(exc).__name__})"
         print(f"{PROG}: {prefix}: {message}", file=sys.stderr)

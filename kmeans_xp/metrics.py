@@ -398,11 +398,15 @@ def _silhouette_values(X, codes_list, n_labels_list, *, metric: str):
     kernels = get_kernels(xp, device)
     tile = _tile_size(X, xp)
     counts_list = [
-        _cluster_counts(Y, codes, n_labels, xp) for codes, n_labels in zip(codes_list, n_labels_list)
+        _cluster_counts(Y, codes, n_labels, xp)
+        for codes, n_labels in zip(codes_list, n_labels_list)
     ]
 
     offsets = [sum(n_labels_list[:i]) for i in range(len(n_labels_list) + 1)]
-    ids = [xp.arange(n_labels, dtype=codes_list[0].dtype, device=device) for n_labels in n_labels_list]
+    ids = [
+        xp.arange(n_labels, dtype=codes_list[0].dtype, device=device)
+        for n_labels in n_labels_list
+    ]
 
     by_matmul = offsets[-1] <= _MATMUL_MAX_LABELS
 

@@ -149,7 +149,8 @@ def plot_clusters(X, labels, centers=None, ax=None, *, max_points: int | None = 
     if centers_2d is not None:
         n_clusters = max(n_clusters, centers_2d.shape[0])
     if max_points is not None and points.shape[0] > max_points:
-        keep = np.random.default_rng(random_state).choice(points.shape[0], max_points, replace=False)
+        rng = np.random.default_rng(random_state)
+        keep = rng.choice(points.shape[0], max_points, replace=False)
         points, host_labels = points[keep], host_labels[keep]
     ax = _axes(ax)
     colors = np.asarray(_colors(max(n_clusters, 1)))

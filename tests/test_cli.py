@@ -22,7 +22,10 @@ def run(*args, cwd, python_prelude=None):
     if python_prelude is None:
         command = [sys.executable, "-m", "kmeans_xp", *args]
     else:
-        code = f"{python_prelude}\nimport sys\nfrom kmeans_xp.cli import main\nsys.exit(main({list(args)!r}))"
+        code = (
+            f"{python_prelude}\nimport sys\nfrom kmeans_xp.cli import main\n"
+            f"sys.exit(main({list(args)!r}))"
+        )
         command = [sys.executable, "-c", code]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("KMEANS_XP_DEBUG", None)
