@@ -34,7 +34,7 @@ from ._validation import (
     unit_rows,
     _check_int,
 )
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, NamespaceMismatchError
 
 __all__ = ["KMeans", "k_means", "kmeans_plusplus"]
 
@@ -250,12 +250,12 @@ class KMeans(EstimatorBase):
             from ._dask import dask_predict
 
             return dask_predict(self, X)
-        problem, centers = self._problem_for(X, sample_weight)
+        problem, centers = self._problem_for(X, sample_weight, method="predict")
         kernels = problem.kernels
-        centers_sqnorm = kernels.sq_row_norms(centers)
+        assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
 
         def step(Xb, start, stop, acc):
-            return acc, kernels.assign(Xb, centers, centers_sqnorm)[0]
+            return acc, assign(Xb)[0]
 
         _, labels = problem.runner.map(step)
         return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
@@ -271,7 +271,7 @@ class KMeans(EstimatorBase):
             from ._dask import dask_transform
 
             return dask_transform(self, X)
-        problem, centers = self._problem_for(X, None)
+        problem, centers = self._problem_for(X, None, method="transform")
         xp = problem.xp
         distances = distances_to(problem, centers)
         # Between unit vectors ||x - c||^2 = 2 (1 - cos).
@@ -290,12 +290,12 @@ class KMeans(EstimatorBase):
             from ._dask import dask_score
 
             return dask_score(self, X, sample_weight)
-        problem, centers = self._problem_for(X, sample_weight)
+        problem, centers = self._problem_for(X, sample_weight, method="score")
         xp, kernels = problem.xp, problem.kernels
-        centers_sqnorm = kernels.sq_row_norms(centers)
+        assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
 
         def step(Xb, start, stop, acc):
-            _, partial = kernels.assign(Xb, centers, centers_sqnorm)
+            _, partial = assign(Xb)
             d2 = xp.clip(partial + kernels.sq_row_norms(Xb), min=0)
             w = problem.block_weights(start, stop)
             return acc + (xp.sum(d2) if w is None else xp.sum(w * d2)), None
@@ -304,23 +304,32 @@ class KMeans(EstimatorBase):
         inertia = as_host_scalar(sum(accs[1:], accs[0]))
         return -(inertia / 2 if self.metric == "cosine" else inertia)
 
-    def _problem_for(self, X, sample_weight):
+    def _problem_for(self, X, sample_weight, method: str = "predict"):
         """Validate X against the fitted model; return a problem whose blocks
-        are shifted by the centres' mean, and the centres in that frame."""
+        are shifted by the centres' mean, and the centres in that frame.
+
+        X must use the namespace and device the model was fitted on: moving
+        it would be a hidden copy. ``to_namespace`` converts the model.
+        """
         self._check_fitted()
         X, xp, device = check_array(X)
         centers = self.cluster_centers_
         fitted_xp = array_namespace(centers)
+        where = f"{type(self).__name__}.{method}()"
         if xp is not fitted_xp:
-            raise TypeError(
-                f"X is a {namespace_name(xp)} array but this model was fitted on "
-                f"{namespace_name(fitted_xp)} arrays; convert X to "
-                f"{namespace_name(fitted_xp)} (same device: {device_of(centers)})."
+            # Also a ValueError: scikit-learn's array-API checks expect one.
+            raise NamespaceMismatchError(
+                f"{where}: X is a {namespace_name(xp)} array but this model was "
+                f"fitted on {namespace_name(fitted_xp)} arrays; inputs must use the same "
+                f"namespace and device as the fitted model. Convert X to "
+                f"{namespace_name(fitted_xp)} (device {device_of(centers)}), or the "
+                f"model with .to_namespace(...) / .to_numpy()."
             )
         if device_of(X) != device_of(centers):
             raise ValueError(
-                f"X is on device {device_of(X)} but the fitted centres are on "
-                f"{device_of(centers)}; move X there first."
+                f"{where}: X is on device {device_of(X)} but the fitted centres are on "
+                f"{device_of(centers)}; inputs must use the same namespace and device "
+                "as the fitted model. Move X there, or the model with .to_namespace(xp, device)."
             )
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -352,6 +361,12 @@ class KMeans(EstimatorBase):
         # repeated fits from the *same* initial centres agree: see
         # tests/test_properties.py::test_integer_weights_equal_repeated_rows.
         return {
+            # Runs only with SCIPY_ARRAY_API=1.
+            "check_array_api_mixed_inputs": (
+                "by design, sample_weight (and init) in another namespace or on "
+                "another device than X raise an error naming both instead of "
+                "being copied to X's device behind the user's back."
+            ),
             "check_sample_weight_equivalence_on_dense_data": (
                 "the check shuffles the weighted rows, so a random init draws "
                 "other initial centres than on the repeated rows and Lloyd "

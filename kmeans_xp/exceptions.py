@@ -13,6 +13,7 @@ __all__ = [
     "ConvergenceWarning",
     "InvalidParameterError",
     "MemoryRetryWarning",
+    "NamespaceMismatchError",
 ]
 
 
@@ -58,6 +59,14 @@ class InvalidParameterError(ValueError, TypeError):
 
     Subclasses both ValueError and TypeError, as scikit-learn's does, so
     either ``except`` clause catches it.
+    """
+
+
+class NamespaceMismatchError(TypeError, ValueError):
+    """An array from another library than the fitted model's (or than X).
+
+    A TypeError (the wrong kind of array) that is also a ValueError, which
+    scikit-learn's array-API checks expect for the same mistake.
     """
 
 

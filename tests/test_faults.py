@@ -47,12 +47,20 @@ class FaultyKernels:
         return getattr(self._kernels, name)
 
     def assign(self, X, centers, centers_sqnorm):
-        if self._before:
-            self._before("assign", X)
-        out = self._kernels.assign(X, centers, centers_sqnorm)
-        if self._after:
-            self._after("assign", X)
-        return out
+        return self.assigner(centers, centers_sqnorm)(X)
+
+    def assigner(self, centers, centers_sqnorm):
+        real = self._kernels.assigner(centers, centers_sqnorm)
+
+        def assign(X):
+            if self._before:
+                self._before("assign", X)
+            out = real(X)
+            if self._after:
+                self._after("assign", X)
+            return out
+
+        return assign
 
     def accumulate(self, X, labels, weights, sums, counts):
         if self._before:
