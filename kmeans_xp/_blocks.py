@@ -61,7 +61,14 @@ class BlockRunner:
         """
         n = self.n_samples
         if self.n_workers == 1 or n <= self.rows:
-            acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)
+            if self.n_workers == 1 or n * self.X.shape[1] < 1 << 16:
+                acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)
+                return [acc], outs
+            # One block, but not a tiny one: still single-threaded BLAS, as a
+            # two-thread BLAS on a busy 2-core machine stalls on small GEMMs
+            # (a one-hot product of the (1M, 16, 8) row took 100 ms, not 0.1).
+            with self._pool_context():
+                acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)
             return [acc], outs
         n_blocks = -(-n // self.rows)
         workers = min(self.n_workers, n_blocks)

@@ -57,10 +57,14 @@ class Kernels:
         scores = centers_sqnorm[None, :] - 2 * (X @ centers.T)
         return xp.argmin(scores, axis=1), xp.min(scores, axis=1)
 
-    def assigner(self, centers, centers_sqnorm):
+    def assigner(self, centers, centers_sqnorm, *, partial: bool = True):
         """``assign`` with ``centers`` fixed: a function ``Xb -> (labels,
         partial)`` for one pass, so per-pass preparation of the centres
-        (transposes, scaling) is done once rather than once per block."""
+        (transposes, scaling) is done once rather than once per block.
+
+        With ``partial=False`` the caller promises not to read the second
+        result, and fast paths may return None for it (saving a gather).
+        """
         return lambda Xb: self.assign(Xb, centers, centers_sqnorm)
 
     def accumulate(self, X, labels, weights, sums, counts):
@@ -123,19 +127,21 @@ class NumpyKernels(Kernels):
     # numpy releases the GIL in BLAS and ufunc loops: use every core.
     threaded = True
 
-    def assigner(self, centers, centers_sqnorm):
+    def assigner(self, centers, centers_sqnorm, *, partial: bool = True):
         import numpy as np
 
         # -2 C^T once per pass, contiguous for BLAS.
         centers_t = np.ascontiguousarray((-2 * centers).T)
+        want_partial = partial
 
         def assign(Xb):
             scores = Xb @ centers_t
             scores += centers_sqnorm
             labels = np.argmin(scores, axis=1)
+            if not want_partial:
+                return labels, None
             # A gather of n values, not a second pass over the block.
-            partial = scores[np.arange(labels.shape[0]), labels]
-            return labels, partial
+            return labels, scores[np.arange(labels.shape[0]), labels]
 
         return assign
 
@@ -199,7 +205,7 @@ class TorchKernels(Kernels):
     # iteration on a loaded 2-core machine). GPUs get one stream instead.
     threaded = True
 
-    def assigner(self, centers, centers_sqnorm):
+    def assigner(self, centers, centers_sqnorm, *, partial: bool = True):
         import torch
 
         # C^T made contiguous once per pass, not once per block.
@@ -234,14 +240,26 @@ class CupyKernels(Kernels):
 
     block_bytes = 1 << 30
 
-    def assign(self, X, centers, centers_sqnorm):
+    def assigner(self, centers, centers_sqnorm, *, partial: bool = True):
         import cupy
 
-        scores = X @ (-2 * centers).T
-        scores += centers_sqnorm
-        labels = cupy.argmin(scores, axis=1)
-        partial = cupy.take_along_axis(scores, labels[:, None], axis=1)[:, 0]
-        return labels, partial
+        # -2 C^T once per pass, contiguous for cuBLAS.
+        centers_t = cupy.ascontiguousarray((-2 * centers).T)
+        want_partial = partial
+
+        def assign(Xb):
+            scores = Xb @ centers_t
+            scores += centers_sqnorm
+            labels = cupy.argmin(scores, axis=1)
+            if not want_partial:
+                return labels, None
+            # A gather of n values, not a second pass over the block.
+            return labels, scores[cupy.arange(labels.shape[0]), labels]
+
+        return assign
+
+    def assign(self, X, centers, centers_sqnorm):
+        return self.assigner(centers, centers_sqnorm)(X)
 
     def accumulate(self, X, labels, weights, sums, counts):
         import cupyx

@@ -88,7 +88,7 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
     """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
-    assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
+    assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=want_inertia)
 
     def step(Xb, start, stop, acc):
         labels, partial = assign(Xb)
@@ -131,7 +131,7 @@ def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
 def _assign_labels(problem: Problem, centers):
     """Labels of the nearest centres, without statistics (final E-step)."""
     kernels = problem.kernels
-    assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
+    assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
 
     def step(Xb, start, stop, acc):
         return acc, assign(Xb)[0]
