@@ -303,9 +303,20 @@ def _progress_enabled(args) -> bool:
 # --------------------------------------------------------------------------
 
 
+def _json_safe(value):
+    """NaN and infinity become null: strict JSON has no such numbers."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _emit(args, text_lines: list[str], payload: dict) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(_json_safe(payload), indent=2, allow_nan=False))
     else:
         for line in text_lines:
             print(line)

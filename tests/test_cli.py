@@ -206,6 +206,11 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_json_has_no_nan():
+    payload = {"a": [1.0, float("nan")], "b": {"c": float("inf")}, "d": "x"}
+    assert cli._json_safe(payload) == {"a": [1.0, None], "b": {"c": None}, "d": "x"}
+
+
 def test_progress_bar_appears_only_after_a_second(capsys):
     pytest.importorskip("tqdm")
     with cli._Progress(2, "quick", enabled=True) as bar:
