@@ -142,8 +142,9 @@ def select_k(
     n_init, max_iter, tol :
         Passed to :class:`~kmeans_xp.KMeans`.
     random_state : None, int or numpy.random.Generator
-        Seeds every fit (each k draws its own generator from it, in order)
-        and the silhouette sample.
+        Seeds every fit (each k's model gets an int seed drawn from it, in
+        order, so ``best_model`` can be refitted on its own) and the
+        silhouette sample.
     sample_weight : array of shape (n_samples,), optional
         Weights for the fits and the inertia. The metrics, as in
         scikit-learn, are unweighted.
@@ -217,8 +218,8 @@ def select_k(
     shift = xp.mean(X_metrics, axis=0)
     models, records = {}, []
     for k in k_values:
-        model = KMeans(n_clusters=k, random_state=np.random.default_rng(rng.integers(2**32)),
-                       **kmeans_params)
+        # An int seed per k, drawn in order: the model can be refitted alone.
+        model = KMeans(n_clusters=k, random_state=int(rng.integers(2**32)), **kmeans_params)
         start = time.perf_counter()
         model.fit(X, sample_weight=weights)
         fit_time = time.perf_counter() - start
