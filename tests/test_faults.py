@@ -49,8 +49,8 @@ class FaultyKernels:
     def assign(self, X, centers, centers_sqnorm):
         return self.assigner(centers, centers_sqnorm)(X)
 
-    def assigner(self, centers, centers_sqnorm):
-        real = self._kernels.assigner(centers, centers_sqnorm)
+    def assigner(self, centers, centers_sqnorm, **options):
+        real = self._kernels.assigner(centers, centers_sqnorm, **options)
 
         def assign(X):
             if self._before:
@@ -332,22 +332,68 @@ def test_half_precision_torch_model_converts_to_numpy(dtype_name):
 # --- concurrent predict / transform ---------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=False,  # a race: lost on almost every run, not on every one
+    reason=(
+        "NumpyKernels.pool_context enters threadpoolctl's limit(1) per call; "
+        "overlapping calls from several threads restore each other's saved "
+        "limit, leaving the process at 1 BLAS thread; see the report."
+    ),
+)
+def test_concurrent_predicts_leave_blas_threads_as_they_were():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    X = blobs(n_samples=70_000, n_features=2)
+    km = KMeans(4, random_state=0, max_iter=5).fit(X)
+    before = blas_threads()
+    try:
+        for _ in range(5):
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda _: km.predict(X), range(16)))
+        after = blas_threads()
+    finally:
+        # Give later tests the limits this one found.
+        for n_threads in set(before):
+            threadpoolctl.threadpool_limits(limits=n_threads, user_api="blas")
+    assert after == before
+
+
 def test_predict_and_transform_from_many_threads(xp, to_xp):
-    X_np = blobs(n_samples=2000)
-    X = to_xp(X_np)
-    km = KMeans(4, random_state=0).fit(X)
-    slices = [slice(i * 97, i * 97 + 300) for i in range(16)]
+    # 70k rows: numpy blocks are spread over the shared worker pool, so
+    # concurrent callers also share that pool.
+    X = to_xp(blobs(n_samples=70_000, n_features=2))
+    km = KMeans(4, random_state=0, max_iter=5).fit(X)
+    slices = [slice(0, 70_000), slice(1_000, 50_000), slice(123, 777)]
     labels = {s.start: to_numpy(km.predict(X[s, :])) for s in slices}
     distances = {s.start: to_numpy(km.transform(X[s, :])) for s in slices}
-    start = threading.Barrier(8)
+    start = threading.Barrier(6)
 
     def work(s):
-        start.wait(timeout=30) if s.start < 8 * 97 else None
+        start.wait(timeout=60)
         return s, to_numpy(km.predict(X[s, :])), to_numpy(km.transform(X[s, :]))
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(work, slices * 3))
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(work, slices * 2))
     for s, got_labels, got_distances in results:
         np.testing.assert_array_equal(got_labels, labels[s.start])
         np.testing.assert_array_equal(got_distances, distances[s.start])
-    assert same_partition(km.predict(X), km.labels_)
+
+
+def test_fit_memory_is_linear_in_n_not_n_times_k():
+    import tracemalloc
+
+    n_samples, n_clusters = 100_000, 100
+    X = blobs(n_samples=n_samples, n_features=2)
+    tracemalloc.start()
+    try:
+        KMeans(n_clusters, random_state=0, max_iter=3).fit(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # An (n x k) float64 matrix is 80 MB; the bound is X-sized arrays
+    # (labels, k-means++ distances) plus fixed-size blocks.
+    assert peak < n_samples * n_clusters * 8 / 4, f"peak {peak / 1e6:.1f} MB"
+    assert peak < 20 * X.nbytes, f"peak {peak / 1e6:.1f} MB for X of {X.nbytes / 1e6:.1f} MB"
