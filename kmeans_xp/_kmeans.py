@@ -252,7 +252,8 @@ class KMeans(EstimatorBase):
             return dask_predict(self, X)
         problem, centers = self._problem_for(X, sample_weight, method="predict")
         kernels = problem.kernels
-        assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
+        # Labels only: no partial distances to gather.
+        assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
 
         def step(Xb, start, stop, acc):
             return acc, assign(Xb)[0]
