@@ -100,12 +100,12 @@ def _expected_dtype(xp, dtype_name, fitted_dtype):
     return fitted_dtype  # integer/bool: the default floating dtype
 
 
-def _check_one_case(xp, device, case):
+def _check_one_case(xp, device, case, estimator=KMeans):
     X_np, dtype_name, n_clusters, init, weights_np = case
     X = xp.asarray(X_np, dtype=getattr(xp, dtype_name), device=device)
     X_before = to_numpy(X).copy()
     w = None if weights_np is None else xp.asarray(weights_np, dtype=xp.float64, device=device)
-    km = KMeans(n_clusters, init=init, random_state=0)
+    km = estimator(n_clusters, init=init, random_state=0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -163,6 +163,21 @@ def test_fuzz_fit(backend, xp, device):
         if case[1] not in dtypes:
             return
         _check_one_case(xp, device, case)
+
+    check()
+
+
+def test_fuzz_minibatch_fit():
+    try:
+        from kmeans_xp import MiniBatchKMeans
+    except ImportError:
+        pytest.skip("MiniBatchKMeans is not available")
+    import array_api_compat.numpy as xp
+
+    @settings(FUZZ_SETTINGS, max_examples=300)
+    @given(case=fuzz_cases())
+    def check(case):
+        _check_one_case(xp, "cpu", case, estimator=MiniBatchKMeans)
 
     check()
 
