@@ -237,6 +237,29 @@ def test_interrupted_first_fit_leaves_an_unfitted_estimator(xp, to_xp, monkeypat
         km.predict(to_xp(blobs()))
 
 
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), RuntimeError("device lost")], ids=repr)
+def test_interrupted_minibatch_fit_is_all_or_nothing(monkeypatch, exc):
+    try:
+        from kmeans_xp import MiniBatchKMeans
+    except ImportError:
+        pytest.skip("MiniBatchKMeans is not available")
+    X = blobs()
+    km = MiniBatchKMeans(4, random_state=0).fit(X)
+    before = dict(vars(km))
+    fresh = MiniBatchKMeans(4, random_state=0)
+    params = dict(vars(fresh))
+    _inject(monkeypatch, before=_interrupt_after(3, exc)[0])
+    with pytest.raises(type(exc)):
+        km.fit(blobs(seed=1))
+    _inject(monkeypatch, before=_interrupt_after(3, exc)[0])
+    with pytest.raises(type(exc)):
+        fresh.fit(X)
+    monkeypatch.undo()
+    assert vars(km).keys() == before.keys()
+    assert all(vars(km)[name] is value for name, value in before.items())
+    assert vars(fresh) == params
+
+
 def test_not_fitted_error_is_also_sklearns():
     sklearn_exceptions = pytest.importorskip("sklearn.exceptions")
     with pytest.raises(sklearn_exceptions.NotFittedError):
