@@ -130,9 +130,11 @@ class NumpyKernels(Kernels):
     def assigner(self, centers, centers_sqnorm, *, partial: bool = True):
         import numpy as np
 
+        want_partial = partial
+        if centers.shape[0] <= 16:
+            return self._few_centers_assigner(centers, centers_sqnorm, want_partial)
         # -2 C^T once per pass, contiguous for BLAS.
         centers_t = np.ascontiguousarray((-2 * centers).T)
-        want_partial = partial
 
         def assign(Xb):
             scores = Xb @ centers_t
@@ -142,6 +144,30 @@ class NumpyKernels(Kernels):
                 return labels, None
             # A gather of n values, not a second pass over the block.
             return labels, scores[np.arange(labels.shape[0]), labels]
+
+        return assign
+
+    @staticmethod
+    def _few_centers_assigner(centers, centers_sqnorm, want_partial):
+        import numpy as np
+
+        # Few centres (the (1M, 16, 8) row): numpy's argmin over rows of 8
+        # values costs ~30 ns a row. Scores are computed transposed, (k, n),
+        # and reduced with k contiguous vector passes instead (1.3x faster
+        # per block). Strict ``<`` keeps the first centre on ties.
+        minus2_centers = -2 * centers
+        sqnorm_col = centers_sqnorm[:, None]
+
+        def assign(Xb):
+            scores = minus2_centers @ Xb.T
+            scores += sqnorm_col
+            best = scores[0].copy()
+            labels = np.zeros(Xb.shape[0], dtype=np.intp)
+            for j in range(1, scores.shape[0]):
+                closer = scores[j] < best
+                np.minimum(best, scores[j], out=best)
+                labels[closer] = j
+            return labels, (best if want_partial else None)
 
         return assign
 
@@ -156,17 +182,16 @@ class NumpyKernels(Kernels):
         counts += np.bincount(labels, weights=weights, minlength=n_clusters).astype(
             counts.dtype, copy=False
         )
-        if n_clusters * 8 <= n_rows:
-            # Few clusters, long runs of equal labels: a one-hot GEMM is
-            # fastest (the (1M, 16, 8) and (200k, 32, 64) rows).
-            onehot = np.zeros((n_rows, n_clusters), dtype=X.dtype)
-            onehot[np.arange(n_rows), labels] = 1 if weights is None else weights
-            sums += onehot.T @ X
+        if n_clusters <= 16:
+            # Few clusters: a one-hot GEMM, (k, n) @ (n, d), costs little
+            # (the (1M, 16, 8) row). Built transposed by one comparison.
+            onehot = (labels == np.arange(n_clusters)[:, None]).astype(X.dtype)
+            if weights is not None:
+                onehot *= weights
+            sums += onehot @ X
             return sums, counts
-        # Many clusters, short runs (the (100k, 128, 1024) row): sort the
-        # block by label (radix sort on int16 keys, O(n)), then add the
-        # r-th row of every run in one fancy-indexed add per r; within one
-        # round the target rows are distinct, so ``+=`` accumulates right.
+        # More clusters: sort the block by label (a radix sort on int16
+        # keys, O(n)) so equal labels form runs.
         keys = labels.astype(np.int16) if n_clusters <= 1 << 15 else labels
         order = np.argsort(keys, kind="stable")
         sorted_labels = labels[order]
@@ -175,6 +200,14 @@ class NumpyKernels(Kernels):
         is_start[0] = True
         np.not_equal(sorted_labels[1:], sorted_labels[:-1], out=is_start[1:])
         starts = np.flatnonzero(is_start)
+        if n_clusters * 8 <= n_rows:
+            # Long runs (the (200k, 32, 64) row): one reduceat over the runs
+            # beats a one-hot GEMM as costly as the distance GEMM itself.
+            sums[sorted_labels[starts]] += np.add.reduceat(rows, starts, axis=0)
+            return sums, counts
+        # Short runs (the (100k, 128, 1024) row): reduceat pays per run, so
+        # add the r-th row of every run in one fancy-indexed add per r;
+        # within one round the target rows are distinct, so ``+=`` is right.
         rank = np.arange(n_rows) - starts[np.cumsum(is_start) - 1]
         for r in range(int(rank.max()) + 1):
             in_round = rank == r

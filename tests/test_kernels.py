@@ -93,6 +93,19 @@ def test_assign_ties_pick_first_index(kernels, to_xp, dtype_name):
     np.testing.assert_array_equal(to_numpy(labels), [0, 0, 1, 2])
 
 
+@pytest.mark.parametrize("n_copies", [1, 6])
+def test_assign_ties_many_centres_pick_first_index(kernels, to_xp, dtype_name, n_copies):
+    # 3 distinct centres repeated: 3 or 18 centres (both numpy strategies);
+    # every row is equidistant from all copies of its nearest centre.
+    base = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]], dtype=dtype_name)
+    C_np = np.concatenate([base] * n_copies)
+    X_np = np.array([[0.0, 1.0], [4.0, 1.0], [1.0, 4.0], [2.0, 0.0]], dtype=dtype_name)
+    C = to_xp(C_np)
+    labels, _ = kernels.assign(to_xp(X_np), C, kernels.sq_row_norms(C))
+    # Row 3 is equidistant from centres 0 and 1: the first wins.
+    np.testing.assert_array_equal(to_numpy(labels), [0, 1, 2, 0])
+
+
 def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
     X = to_xp(rng.standard_normal((50, 4)).astype(dtype_name))
     C = to_xp(rng.standard_normal((6, 4)).astype(dtype_name))
@@ -105,11 +118,12 @@ def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("n_clusters", [4, 300])
+@pytest.mark.parametrize("n_clusters", [4, 20, 300])
 def test_accumulate_matches_reference(kernels, xp, device, to_xp, rng, dtype_name,
                                       weighted, n_clusters):
-    # n_clusters=4: long runs of repeated labels; 300 (> n_rows): most
-    # clusters empty, short runs. Together they cover both numpy strategies.
+    # n_clusters=4: few clusters, long runs; 20: more clusters, still long
+    # runs; 300 (> n_rows): most clusters empty, short runs. Together they
+    # cover the three numpy strategies.
     n_rows, n_features = 200, 3
     X_np = rng.standard_normal((n_rows, n_features)).astype(dtype_name)
     # Only even labels are used: every odd cluster stays empty.
