@@ -125,18 +125,22 @@ def magnitude_limit(xp, dtype, n_samples: int, n_features: int) -> float:
 
 
 def _largest_magnitude(X, xp, block_elements: int = 1 << 22) -> float:
-    """``max(abs(X))`` (NaN or inf if any value is not finite), in row
-    blocks: a memmap is streamed and no array the size of X is made. One
-    host sync per block."""
+    """``max(abs(X))``, NaN if any value is NaN and inf if any is infinite.
+
+    In row blocks, so a memmap is streamed; two reductions per block and no
+    temporary the size of a block (the standard's ``max``/``min`` propagate
+    NaN). One host sync per block.
+    """
     n_samples = X.shape[0]
     rows = max(1, block_elements // max(1, X.shape[1]))
     largest = 0.0
     for start in range(0, n_samples, rows):
         block = X[start : min(start + rows, n_samples), :]
-        # max() would skip a NaN in some libraries; isfinite catches it.
-        if not as_host_scalar(xp.all(xp.isfinite(block))):
-            return math.nan
-        largest = max(largest, as_host_scalar(xp.max(xp.abs(block))))
+        extremes = xp.stack([xp.max(block), -xp.min(block)])
+        block_largest = as_host_scalar(xp.max(extremes))
+        if not math.isfinite(block_largest):
+            return math.nan if math.isnan(block_largest) else math.inf
+        largest = max(largest, block_largest)
     return largest
 
 
