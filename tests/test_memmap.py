@@ -1,9 +1,9 @@
 """Out-of-core fits on one machine: numpy memmaps are streamed, not loaded.
 
 The peak memory test fits a 100 MB float64 memmap, far larger than the
-row-block budget of the kernels (256 KiB on numpy) and than the finiteness
-check's block (4 Mi elements), and bounds the peak memory numpy allocates
-(traced by tracemalloc; the memmap's own pages are not allocations).
+row blocks the kernels and the finiteness check work in, and bounds the
+peak memory numpy allocates (traced by tracemalloc; the memmap's own pages
+are not allocations) by a fifth of the file.
 """
 
 from __future__ import annotations
@@ -49,13 +49,12 @@ def _peak_bytes(fit):
         tracemalloc.stop()
 
 
-# Stated bound: the finiteness/magnitude check's block (4 Mi float64 values,
-# 32 MiB: ``abs`` of one block in kmeans_xp._validation) plus 10 vectors of
-# n_rows float64 (labels, k-means++ potentials and their concatenations)
-# plus 2 MiB; for this file that is 0.42 of its size, and without that
-# check's temporary it would be 0.1.
+# Stated bound: a fifth of the file. What is traced is row blocks (a few
+# MiB over the worker threads), the finiteness check's blocks and a few
+# vectors of n_rows values (labels, k-means++ potentials); measured 15.9 MiB
+# (KMeans) and 14.5 MiB (MiniBatchKMeans) for this 100 MB file.
 FILE_BYTES = N_ROWS * N_FEATURES * 8
-PEAK_BOUND = (1 << 22) * 8 + 10 * N_ROWS * 8 + (2 << 20)
+PEAK_BOUND = FILE_BYTES // 5
 
 
 @pytest.mark.parametrize("estimator", ["KMeans", "MiniBatchKMeans"])
@@ -67,7 +66,6 @@ def test_memmap_fit_streams_under_memory_bound(big_file, estimator):
     else:
         model = MiniBatchKMeans(N_CLUSTERS, random_state=0)
     peak = _peak_bytes(lambda: model.fit(X))
-    assert PEAK_BOUND < 0.45 * FILE_BYTES
     assert peak < PEAK_BOUND, f"peak {peak / 2**20:.1f} MiB for a {FILE_BYTES / 2**20:.0f} MiB file"
     # The fit is right: every true centre is found.
     distances = np.linalg.norm(model.cluster_centers_[:, None] - centres[None], axis=2)
