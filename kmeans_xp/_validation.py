@@ -226,7 +226,10 @@ def check_sample_weight(sample_weight, X, xp, device):
         raise ValueError("sample_weight contains NaN or infinity.")
     if as_host_scalar(xp.any(w < 0)):
         raise ValueError("sample_weight has negative values; weights must be >= 0.")
-    total = as_host_scalar(xp.sum(w))
+    largest = as_host_scalar(xp.max(w))
+    # Summed relative to the largest weight, so an overflowing total shows
+    # up as a host-side inf rather than as a backend overflow warning.
+    total = largest * as_host_scalar(xp.sum(w / largest)) if largest > 0 else 0.0
     if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
     if not math.isfinite(total):

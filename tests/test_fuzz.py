@@ -234,3 +234,18 @@ def test_integer_and_bool_data_are_returned_in_the_default_float(xp, device):
     assert km.cluster_centers_.dtype == default
     mask = xp.asarray(np.array([[True, False], [True, True], [False, False]]), device=device)
     assert KMeans(1).fit(mask).cluster_centers_.dtype == default
+
+
+def test_values_that_would_overflow_are_refused_before_work(xp, to_xp):
+    # (2 * 1e200)**2 overflows float64; 1e19 squared overflows float32.
+    with pytest.raises(ValueError, match=r"values up to 1e\+200 .* Rescale X"):
+        KMeans(1).fit(to_xp(np.array([[1e200], [0.0]])))
+    with pytest.raises(ValueError, match=r"would overflow \S*float32"):
+        KMeans(1).fit(to_xp(np.array([[1e19], [0.0]], dtype=np.float32)))
+    with pytest.raises(ValueError, match="Rescale X"):
+        KMeans(1).fit(to_xp(np.ones((3, 1)))).predict(to_xp(np.array([[1e300]])))
+    with pytest.raises(ValueError, match="sample_weight sums to inf"):
+        KMeans(1).fit(to_xp(np.ones((3, 1))), sample_weight=to_xp(np.full(3, 1.7e308)))
+    # Large but safe values fit, with finite, accurate centres.
+    X = np.array([[1e150], [-1e150], [3e150]])
+    np.testing.assert_allclose(to_numpy(KMeans(1).fit(to_xp(X)).cluster_centers_), [[1e150]], rtol=1e-15)
