@@ -50,7 +50,7 @@ class BlockRunner:
 
     def block(self, start: int, stop: int):
         """Rows ``start:stop`` of X, shifted."""
-        return self.X[start:stop, :] - self.shift
+        return self._get_kernels().shifted_block(self.X, start, stop, self.shift)
 
     def map(self, step, make_acc=None):
         """Run ``step(Xb, start, stop, acc) -> (acc, out)`` over all blocks.
@@ -90,12 +90,17 @@ class BlockRunner:
         return accs, outs
 
     def _pool_context(self):
+        return self._get_kernels().pool_context()
+
+    def _get_kernels(self):
+        """The kernels for X's namespace and device (pool context, shifted
+        blocks); found once, on first use."""
         if self._kernels is None:
-            # Imported here: _kernels is the delegation layer's seam.
+            from ._array_api import device_of
             from ._kernels import get_kernels
 
-            self._kernels = get_kernels(self.xp)
-        return self._kernels.pool_context()
+            self._kernels = get_kernels(self.xp, device_of(self.X))
+        return self._kernels
 
     def _run_range(self, step, start: int, stop: int, acc):
         outs = []
