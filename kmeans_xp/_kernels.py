@@ -327,7 +327,9 @@ class TorchCPUKernels(TorchKernels):
         # numpy here too: one torch op per block wakes torch's OpenMP team,
         # whose spinning threads starved the pool (the (200k, 32, 64) torch
         # row ran 7x slower than numpy).
-        return torch.from_numpy(np.subtract(_numpy_view(X)[start:stop], _numpy_view(shift)))
+        if isinstance(shift, torch.Tensor):
+            shift = _numpy_view(shift)
+        return torch.from_numpy(np.subtract(_numpy_view(X)[start:stop], shift))
 
 
 def _numpy_view(tensor):

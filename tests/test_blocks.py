@@ -61,6 +61,17 @@ def test_workers_give_the_same_result_as_one(xp, to_xp, rng):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+def test_scalar_shift(xp, to_xp, rng):
+    # Callers outside the Lloyd loop (metrics) shift by a Python scalar.
+    X_np = rng.standard_normal((40, 3))
+    X = to_xp(X_np)
+    runner = BlockRunner(X, 0.5, xp=xp, rows=16, n_workers=2)
+    _, outs = _collect(runner, xp)
+    got = np.concatenate([to_numpy(o[2]) for o in outs])
+    assert_array_like(outs[0][2], X)
+    np.testing.assert_allclose(got, X_np - 0.5, rtol=1e-12)
+
+
 def test_input_is_not_modified(xp, to_xp, rng):
     X_np = rng.standard_normal((50, 2))
     X = to_xp(X_np)
