@@ -11,6 +11,11 @@ CPU-only machine just as they would on a GPU.
 from __future__ import annotations
 
 import enum
+import os
+
+# scikit-learn runs its array-API estimator checks only when scipy was
+# imported with this set; conftest loads before any test imports scipy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 import pytest

@@ -63,7 +63,7 @@ def _resolve_n_init(n_init, init) -> int:
     # scikit-learn's "auto": one run of k-means++ or of given centres,
     # ten of random rows or of a callable.
     if isinstance(init, str):
-        return 1 if init == "k-means++" else 10
+        return 1 if init in ("k-means++", "k-means||") else 10
     return 10 if callable(init) else 1
 
 
@@ -78,9 +78,11 @@ class KMeans(EstimatorBase):
     ----------
     n_clusters : int, default=8
         Number of clusters; at most the number of samples.
-    init : {"k-means++", "random"}, array or callable, default="k-means++"
+    init : {"k-means++", "k-means||", "random"}, array or callable, default="k-means++"
         "k-means++": greedy k-means++ with ``2 + ln(n_clusters)`` local
-        trials, weighted by ``sample_weight``. "random": distinct rows drawn
+        trials, weighted by ``sample_weight`` (on Dask input, its scalable
+        form k-means||; "k-means||" names that form explicitly and means
+        k-means++ in memory). "random": distinct rows drawn
         with probability proportional to their weight. An array of shape
         (n_clusters, n_features) in the namespace and device of X (or a list
         / numpy array). A callable ``init(X, n_clusters, random_state)``
@@ -415,7 +417,9 @@ def _fit(
 def _initial_centers(problem: Problem, init, n_clusters: int, rng):
     """Initial centres in the problem's shifted coordinates."""
     if isinstance(init, str):
-        if init == "k-means++":
+        # In memory, exact greedy k-means++ is affordable; "k-means||"
+        # (its scalable form, the Dask default) is accepted as a synonym.
+        if init in ("k-means++", "k-means||"):
             return _kmeans_plusplus(problem, n_clusters, rng)[0]
         return _random_rows(problem, n_clusters, rng)[0]
     if callable(init):

@@ -57,23 +57,6 @@ from .exceptions import InvalidParameterError
 __all__ = ["MiniBatchKMeans"]
 
 
-def check_readable(X, name: str = "X") -> None:
-    """Refuse a numpy memmap opened with mode ``'w+'``.
-
-    ``'w+'`` creates the file, or truncates an existing one, so its
-    contents are whatever was written since; fitting one is almost surely a
-    mistake for ``'r'`` (read-only) or ``'r+'``. Modes ``'r'``, ``'r+'``
-    and ``'c'`` (copy-on-write) are read, in chunks, without a copy.
-    """
-    if isinstance(X, np.memmap) and getattr(X, "mode", None) == "w+":
-        filename = getattr(X, "filename", None) or "its file"
-        raise ValueError(
-            f"{name} is a numpy memmap opened for writing (mode='w+'), which creates "
-            f"or truncates {filename}; reopen it for reading with "
-            f"numpy.memmap(..., mode='r') (or 'r+'/'c') before fitting."
-        )
-
-
 class MiniBatchKMeans(EstimatorBase):
     """Mini-batch k-means on numpy, PyTorch, CuPy or any array-API array.
 
@@ -342,6 +325,12 @@ class MiniBatchKMeans(EstimatorBase):
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # scikit-learn lists the same check for its own MiniBatchKMeans.
         return {
+            # Runs only with SCIPY_ARRAY_API=1.
+            "check_array_api_mixed_inputs": (
+                "by design, sample_weight (and init) in another namespace or on "
+                "another device than X raise an error naming both instead of "
+                "being copied to X's device behind the user's back."
+            ),
             "check_sample_weight_equivalence_on_dense_data": (
                 "batches are drawn uniformly by row index, so a row of weight 2 "
                 "and the same row repeated twice lead to other random batches "
@@ -382,7 +371,6 @@ class MiniBatchKMeans(EstimatorBase):
                 "MiniBatchKMeans does not take Dask arrays; use KMeans, which runs "
                 "on Dask, or call partial_fit on computed chunks."
             )
-        check_readable(X)
         X_input = X
         X, xp, device = check_array(X)
         return X, xp, device, X_input

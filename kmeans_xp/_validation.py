@@ -21,7 +21,7 @@ from ._array_api import (
 )
 from .exceptions import InvalidParameterError
 
-_INIT_STRINGS = ("k-means++", "random")
+_INIT_STRINGS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
 
 
@@ -43,6 +43,7 @@ def check_array(X, *, name: str = "X"):
         Not 2-D, no samples or no features, complex, NaN or infinite
         values, or values so large that squared distances would overflow.
     """
+    check_readable(X, name)
     if _is_sparse(X):
         raise TypeError(
             f"Sparse input is not supported: {name} is a {type(X).__module__}."
@@ -142,6 +143,22 @@ def _largest_magnitude(X, xp, block_elements: int = 1 << 22) -> float:
             return math.nan if math.isnan(block_largest) else math.inf
         largest = max(largest, block_largest)
     return largest
+
+
+def check_readable(X, name: str = "X") -> None:
+    """Refuse a numpy memmap opened with mode ``'w+'``.
+
+    ``'w+'`` creates the file, or truncates an existing one, so its contents
+    are whatever was written since; fitting one is almost surely a mistake
+    for ``'r'``. Modes ``'r'``, ``'r+'`` and ``'c'`` are read in blocks,
+    without a copy.
+    """
+    if isinstance(X, np.memmap) and getattr(X, "mode", None) == "w+":
+        raise ValueError(
+            f"{name} is a numpy memmap opened for writing (mode='w+'), which creates or "
+            f"truncates {getattr(X, 'filename', None) or 'its file'}; reopen it with "
+            "numpy.memmap(..., mode='r') (or 'r+' / 'c') before fitting."
+        )
 
 
 def _as_working_dtype(X, xp, device, name):

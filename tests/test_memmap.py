@@ -116,11 +116,6 @@ def test_write_only_memmap_rejected(tmp_path):
         MiniBatchKMeans(2).partial_fit(X[:50])
 
 
-@pytest.mark.xfail(
-    reason="KMeans validates in kmeans_xp._validation.check_array (not this "
-    "module's file); the mode check is proposed there",
-    strict=False,
-)
 @pytest.mark.filterwarnings("ignore::kmeans_xp.ConvergenceWarning")
 def test_write_only_memmap_rejected_by_kmeans(tmp_path):
     X = np.memmap(tmp_path / "new.f64", dtype=np.float64, mode="w+", shape=(100, 3))
