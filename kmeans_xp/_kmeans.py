@@ -191,12 +191,18 @@ class KMeans(EstimatorBase):
             return self
         X_input = X
         X, xp, device = check_array(X)
-        n_samples, n_features = X.shape
-        check_n_clusters_fits(self.n_clusters, n_samples)
-        spherical = self.metric == "cosine"
-        if spherical:
+        check_n_clusters_fits(self.n_clusters, X.shape[0])
+        if self.metric == "cosine":
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
+        return self._fit_checked(X, X_input, weights, xp, device)
+
+    def _fit_checked(self, X, X_input, weights, xp, device, data_stats=None):
+        """``fit`` on data and weights that passed the checks (unit rows for
+        cosine). ``data_stats``, the ``(mean, mean variance)`` of X, lets
+        several fits on the same data (``select_k``) share those passes."""
+        check_n_clusters_fits(self.n_clusters, X.shape[0])
+        spherical = self.metric == "cosine"
         rng = check_random_state(self.random_state)
         init = self.init
         if not isinstance(init, str) and not callable(init):
@@ -210,7 +216,7 @@ class KMeans(EstimatorBase):
             X, weights, xp, device,
             n_clusters=self.n_clusters, init=init, n_init=n_init,
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
-            spherical=spherical,
+            spherical=spherical, data_stats=data_stats,
         )
         n_distinct = int(xp.unique_values(labels).shape[0])
         if n_distinct < self.n_clusters:
@@ -218,7 +224,7 @@ class KMeans(EstimatorBase):
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
                 f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         out_dtype = result_dtype(X_input, X)
         if centers.dtype != out_dtype:
@@ -228,7 +234,7 @@ class KMeans(EstimatorBase):
             labels_=labels,
             inertia_=inertia,
             n_iter_=n_iter,
-            n_features_in_=n_features,
+            n_features_in_=X.shape[1],
             fit_time_=time.perf_counter() - start,
         )
         return self
@@ -379,18 +385,29 @@ class KMeans(EstimatorBase):
         }
 
 
+def data_stats(X, xp, device, *, need_variance: bool = True):
+    """``(column means, mean column variance)`` of validated X, for fits
+    that share them (see ``KMeans._fit_checked``)."""
+    return data_mean_and_variance(_make_problem(X, None, xp, device, 1), need_variance=need_variance)
+
+
 def _fit(
     X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng,
-    spherical=False,
+    spherical=False, data_stats=None,
 ):
     """Best of ``n_init`` Lloyd runs on validated input.
 
     Returns centres (original coordinates), labels, inertia (float) and the
     iteration count of the best run. With ``spherical`` the rows of X are
     unit vectors and the inertia is the weighted sum of (1 - cos).
+    ``data_stats`` is X's ``(mean, mean variance)`` when already known.
     """
     problem = _make_problem(X, weights, xp, device, n_clusters)
-    shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
+    if data_stats is None:
+        shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
+    else:
+        shift, mean_variance = data_stats
+        problem.runner.shift = shift
     abs_tol = _tolerance(mean_variance, tol)
     if spherical:
         # Unit rows need no shift for precision, and centres are normalised

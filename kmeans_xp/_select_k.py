@@ -19,8 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._array_api import as_host_scalar, to_device_array
-from ._kmeans import KMeans
-from ._validation import check_array, check_random_state, check_sample_weight
+from ._kmeans import KMeans, data_stats
+from ._validation import (
+    check_array,
+    check_params,
+    check_random_state,
+    check_sample_weight,
+    unit_rows,
+)
 from .exceptions import InvalidParameterError
 from .metrics import (
     _check_metric,
@@ -187,18 +193,14 @@ def select_k(
     if criterion not in CRITERIA:
         raise InvalidParameterError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
     _check_metric(metric)
+    X_input = X
     X, xp, device = check_array(X)
     n_samples = X.shape[0]
     k_values = _check_k_range(k_range, n_samples)
     weights = check_sample_weight(sample_weight, X, xp, device)
     rng = check_random_state(random_state)
-    kmeans_params = {"n_init": n_init, "max_iter": max_iter, "tol": tol}
-    if metric == "cosine":
-        if "metric" not in KMeans().get_params():
-            raise InvalidParameterError(
-                "metric='cosine' needs cosine k-means, which this KMeans does not have."
-            )
-        kmeans_params["metric"] = "cosine"
+    kmeans_params = {"n_init": n_init, "max_iter": max_iter, "tol": tol, "metric": metric}
+    check_params(n_clusters=k_values[0], init="k-means++", **kmeans_params)
     if sample_size == "auto":
         sample_size = AUTO_SILHOUETTE_SAMPLES if n_samples > AUTO_SILHOUETTE_SAMPLES else None
     if sample_size is not None and sample_size >= n_samples:
@@ -208,26 +210,24 @@ def select_k(
         host_indices = np.sort(_sample_indices(n_samples, sample_size, rng))
         sample = to_device_array(host_indices, xp, dtype=xp.int64, device=device)
 
-    # Shared by every k: the rows the metrics see (unit rows for cosine,
-    # the space cosine k-means clusters in) and their mean, which shifts
-    # the blocks of the metric passes.
-    X_metrics = X
-    if metric == "cosine":
-        norms = xp.sqrt(xp.sum(X * X, axis=1))
-        X_metrics = X / xp.where(norms > 0, norms, xp.ones_like(norms))[:, None]
-    shift = xp.mean(X_metrics, axis=0)
+    # Shared by every k: the rows that are clustered and scored (unit rows
+    # for cosine, the space cosine k-means works in), their mean (which also
+    # shifts the blocks of the metric passes) and variance.
+    X_fit = unit_rows(X, xp) if metric == "cosine" else X
+    stats = data_stats(X_fit, xp, device, need_variance=tol > 0)
+    shift = stats[0]
     models, records = {}, []
     for k in k_values:
         # An int seed per k, drawn in order: the model can be refitted alone.
         model = KMeans(n_clusters=k, random_state=int(rng.integers(2**32)), **kmeans_params)
         start = time.perf_counter()
-        model.fit(X, sample_weight=weights)
+        model._fit_checked(X_fit, X_input, weights, xp, device, data_stats=stats)
         fit_time = time.perf_counter() - start
         codes, n_labels = _codes(model.labels_, xp)
         ch, db = (float("nan"), float("nan"))
         if n_labels >= 2:
-            stats = _stats_pass(X_metrics, codes, n_labels, shift)
-            ch, db = (as_host_scalar(s) for s in _cluster_scores(stats))
+            stats_k = _stats_pass(X_fit, codes, n_labels, shift)
+            ch, db = (as_host_scalar(s) for s in _cluster_scores(stats_k))
         record = {
             "inertia": float(model.inertia_),
             "fit_time": fit_time,
