@@ -517,7 +517,11 @@ def plot(rows: list[Row], path: str) -> None:
     for ax, config in zip(axes[0], configs):
         sel = [r for r in timed if r.config == config]
         sk = next((r for r in sel if r.impl == "scikit-learn"), None)
-        if sk is not None:
+        if all("ratio" in r.extra for r in sel):
+            values = [r.extra["ratio"] for r in sel]
+            ax.set_ylabel("working memory / size of X")
+            ax.axhline(0.25, color="red", lw=0.8)  # the target
+        elif sk is not None:
             values = [sk.seconds / r.seconds for r in sel]
             ax.set_ylabel("speed vs scikit-learn (x)")
             ax.axhline(1.0, color="grey", lw=0.8)
