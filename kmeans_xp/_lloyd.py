@@ -86,6 +86,19 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
     Returns labels, per-cluster weighted sums and weights, and (when asked)
     the inertia of the assignment.
     """
+    labels, sums, counts, inertia, _ = _lloyd_pass_into(
+        problem, centers, want_inertia=want_inertia, out=None
+    )
+    return labels, sums, counts, inertia
+
+
+def _lloyd_pass_into(problem: Problem, centers, *, want_inertia: bool, out):
+    """``_lloyd_pass`` that, given ``out`` (the previous labels, shape
+    (n_samples,)), counts the labels that change and overwrites ``out`` with
+    the new ones block by block: one labels array per fit instead of three
+    (old, per-block parts, their concatenation). Returns ``(labels, sums,
+    counts, inertia, n_changed)``; ``n_changed`` is None without ``out``.
+    """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
     assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=want_inertia)
@@ -93,21 +106,28 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
     def step(Xb, start, stop, acc):
         labels, partial = assign(Xb)
         w = problem.block_weights(start, stop)
-        sums, counts, inertia = acc
+        sums, counts, inertia, changed = acc
         sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
         if want_inertia:
             d2 = xp.maximum(partial + kernels.sq_row_norms(Xb), xp.zeros_like(partial))
             inertia = inertia + (xp.sum(d2) if w is None else xp.sum(w * d2))
-        return (sums, counts, inertia), labels
+        if out is None:
+            return (sums, counts, inertia, changed), labels
+        changed = changed + xp.sum(xp.astype(labels != out[start:stop], xp.int32))
+        out[start:stop] = labels  # workers write disjoint slices
+        return (sums, counts, inertia, changed), None
 
     def make_acc():
-        return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0
+        return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0, 0
 
     accs, labels = problem.runner.map(step, make_acc)
-    sums, counts, inertia = accs[0]
-    for other_sums, other_counts, other_inertia in accs[1:]:
-        sums, counts, inertia = sums + other_sums, counts + other_counts, inertia + other_inertia
-    return _concat(xp, labels), sums, counts, inertia
+    sums, counts, inertia, changed = accs[0]
+    for other_sums, other_counts, other_inertia, other_changed in accs[1:]:
+        sums, counts = sums + other_sums, counts + other_counts
+        inertia, changed = inertia + other_inertia, changed + other_changed
+    if out is None:
+        return _concat(xp, labels), sums, counts, inertia, None
+    return out, sums, counts, inertia, int(as_host_scalar(changed))
 
 
 def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
@@ -128,16 +148,25 @@ def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
     return total, (_concat(xp, d2) if per_sample else None)
 
 
-def _assign_labels(problem: Problem, centers):
-    """Labels of the nearest centres, without statistics (final E-step)."""
+def _assign_labels(problem: Problem, centers, *, out=None):
+    """Labels of the nearest centres, without statistics (final E-step).
+
+    With ``out`` (an integer array of shape (n_samples,) that may be
+    overwritten) the labels are written into it, saving two label-sized
+    temporaries.
+    """
     kernels = problem.kernels
     assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
 
     def step(Xb, start, stop, acc):
-        return acc, assign(Xb)[0]
+        labels = assign(Xb)[0]
+        if out is None:
+            return acc, labels
+        out[start:stop] = labels
+        return acc, None
 
     _, labels = problem.runner.map(step)
-    return _concat(problem.xp, labels)
+    return _concat(problem.xp, labels) if out is None else out
 
 
 def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_empty):
@@ -207,10 +236,14 @@ def lloyd(
     n_iter : int
     """
     xp = problem.xp
-    labels_old = None
+    labels = None
     strict_convergence = False
     for i in range(max_iter):
-        labels, sums, counts, inertia = _lloyd_pass(problem, centers, want_inertia=bool(verbose))
+        # From the second pass on, labels are updated in place and the
+        # pass counts how many changed (strict convergence: none).
+        labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
+            problem, centers, want_inertia=bool(verbose), out=labels
+        )
         is_empty = counts == 0
         # One host sync per iteration for the common no-empty case.
         n_empty = (
@@ -227,7 +260,7 @@ def lloyd(
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
         center_shift = as_host_scalar(xp.sum((new_centers - centers) ** 2))
         centers = new_centers
-        if labels_old is not None and as_host_scalar(xp.all(labels == labels_old)):
+        if n_changed == 0:
             strict_convergence = True
             if verbose:
                 print(f"Converged at iteration {i}: strict convergence.")
@@ -239,9 +272,8 @@ def lloyd(
                     f"within tolerance {tol:.6g}."
                 )
             break
-        labels_old = labels
     if not strict_convergence:
-        labels = _assign_labels(problem, centers)
+        labels = _assign_labels(problem, centers, out=labels)
     inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
     return centers, labels, inertia, i + 1
 
