@@ -16,6 +16,7 @@ functions have validated shapes, dtypes and devices already.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from ._array_api import (
     device_of,
@@ -32,6 +33,10 @@ class Kernels:
     block_bytes = 1 << 20
     #: Whether blocks may run on a thread pool (kernels release the GIL).
     threaded = False
+    #: Whether Lloyd should update the cluster sums with the rows that
+    #: changed cluster only, instead of summing every row each iteration:
+    #: worth it where ``accumulate`` costs as much as ``assign`` (CPU).
+    incremental_sums = False
 
     def __init__(self, xp):
         self.xp = xp
@@ -96,6 +101,10 @@ class Kernels:
         """Squared Euclidean norm of each row, array of shape (n_rows,)."""
         return self.xp.sum(X * X, axis=1)
 
+    def count_nonempty(self, labels, n_clusters: int) -> int:
+        """How many of the ``n_clusters`` labels occur in ``labels``."""
+        return int(self.xp.unique_values(labels).shape[0])
+
     def pool_context(self):
         """A context manager held while blocks run on the thread pool."""
         return contextlib.nullcontext()
@@ -122,6 +131,34 @@ def _blas_controller():
     return _BLAS_CONTROLLER or None
 
 
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_DEPTH = 0
+_LIMITER = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread(controller):
+    """Limit BLAS to one thread while any pass holds this, process-wide.
+
+    Reference counted: passes that overlap (``predict`` from several
+    threads) share one limit, and the last one out restores the original,
+    instead of each restoring a limit another one saved.
+    """
+    global _LIMIT_DEPTH, _LIMITER
+    with _LIMIT_LOCK:
+        if _LIMIT_DEPTH == 0:
+            _LIMITER = controller.limit(limits=1)
+        _LIMIT_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_DEPTH -= 1
+            if _LIMIT_DEPTH == 0:
+                _LIMITER.restore_original_limits()
+                _LIMITER = None
+
+
 class NumpyKernels(Kernels):
     """numpy: BLAS matmul on cache-resident blocks spread over a thread pool."""
 
@@ -130,6 +167,9 @@ class NumpyKernels(Kernels):
     block_bytes = 1 << 20
     # numpy releases the GIL in BLAS and ufunc loops: use every core.
     threaded = True
+    # Summing every row costs as much as assigning it here; after the first
+    # iterations few rows change cluster (all three Lloyd rows).
+    incremental_sums = True
 
     def assigner(self, centers, centers_sqnorm, *, partial: bool = True):
         import numpy as np
@@ -181,18 +221,22 @@ class NumpyKernels(Kernels):
     def accumulate(self, X, labels, weights, sums, counts):
         import numpy as np
 
+        # Everything that allocates comes first and the accumulators are
+        # only touched at the end, so an out-of-memory error in this block
+        # leaves them as they were and the block can be retried.
         n_rows = X.shape[0]
         n_clusters = sums.shape[0]
-        counts += np.bincount(labels, weights=weights, minlength=n_clusters).astype(
-            counts.dtype, copy=False
-        )
-        if n_clusters <= 16:
-            # Few clusters: a one-hot GEMM, (k, n) @ (n, d), costs little
-            # (the (1M, 16, 8) row). Built transposed by one comparison.
+        block_counts = np.bincount(labels, weights=weights, minlength=n_clusters)
+        if n_clusters <= 16 or n_clusters * n_rows <= 1 << 16:
+            # Few clusters, or few rows (the moved rows of an incremental
+            # update): a one-hot GEMM, (k, n) @ (n, d), costs little (the
+            # (1M, 16, 8) row). Built transposed by one comparison.
             onehot = (labels == np.arange(n_clusters)[:, None]).astype(X.dtype)
             if weights is not None:
                 onehot *= weights
-            sums += onehot @ X
+            block_sums = onehot @ X
+            counts += block_counts.astype(counts.dtype, copy=False)
+            sums += block_sums
             return sums, counts
         # More clusters: sort the block by label (a radix sort on int16
         # keys, O(n)) so equal labels form runs.
@@ -207,16 +251,25 @@ class NumpyKernels(Kernels):
         if n_clusters * 8 <= n_rows:
             # Long runs (the (200k, 32, 64) row): one reduceat over the runs
             # beats a one-hot GEMM as costly as the distance GEMM itself.
-            sums[sorted_labels[starts]] += np.add.reduceat(rows, starts, axis=0)
-            return sums, counts
-        # Short runs (the (100k, 128, 1024) row): reduceat pays per run, so
-        # add the r-th row of every run in one fancy-indexed add per r;
-        # within one round the target rows are distinct, so ``+=`` is right.
-        rank = np.arange(n_rows) - starts[np.cumsum(is_start) - 1]
-        for r in range(int(rank.max()) + 1):
-            in_round = rank == r
-            sums[sorted_labels[in_round]] += rows[in_round]
+            parts = [(sorted_labels[starts], np.add.reduceat(rows, starts, axis=0))]
+        else:
+            # Short runs (the (100k, 128, 1024) row): reduceat pays per run,
+            # so take the r-th row of every run together; within one round
+            # the target rows are distinct, so ``+=`` is right.
+            rank = np.arange(n_rows) - starts[np.cumsum(is_start) - 1]
+            parts = [
+                (sorted_labels[in_round], rows[in_round])
+                for in_round in (rank == r for r in range(int(rank.max()) + 1))
+            ]
+        counts += block_counts.astype(counts.dtype, copy=False)
+        for targets, values in parts:
+            sums[targets] += values
         return sums, counts
+
+    def count_nonempty(self, labels, n_clusters: int) -> int:
+        import numpy as np
+
+        return int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
 
     def sq_row_norms(self, X):
         import numpy as np
@@ -230,7 +283,7 @@ class NumpyKernels(Kernels):
         # One BLAS thread per pool worker: two workers each calling a
         # two-thread BLAS oversubscribe the cores (the (100k, 128, 1024)
         # row ran 2x slower).
-        return controller.limit(limits=1)
+        return _one_blas_thread(controller)
 
 
 class TorchKernels(Kernels):
@@ -259,16 +312,23 @@ class TorchKernels(Kernels):
         return self.assigner(centers, centers_sqnorm)(X)
 
     def accumulate(self, X, labels, weights, sums, counts):
+        # Allocate before the in-place adds: an out-of-memory error then
+        # leaves the accumulators untouched and the block can be retried.
         if weights is None:
-            sums.index_add_(0, labels, X)
-            counts.index_add_(0, labels, X.new_ones(labels.shape[0]))
+            rows, row_weights = X, X.new_ones(labels.shape[0])
         else:
-            sums.index_add_(0, labels, X * weights[:, None])
-            counts.index_add_(0, labels, weights)
+            rows, row_weights = X * weights[:, None], weights
+        sums.index_add_(0, labels, rows)
+        counts.index_add_(0, labels, row_weights)
         return sums, counts
 
     def sq_row_norms(self, X):
         return (X * X).sum(dim=1)
+
+    def count_nonempty(self, labels, n_clusters: int) -> int:
+        import torch
+
+        return int(torch.count_nonzero(torch.bincount(labels, minlength=n_clusters)))
 
 
 class TorchCPUKernels(TorchKernels):
@@ -283,6 +343,7 @@ class TorchCPUKernels(TorchKernels):
 
     block_bytes = NumpyKernels.block_bytes
     threaded = True
+    incremental_sums = True
 
     def __init__(self, xp):
         super().__init__(xp)
@@ -368,12 +429,14 @@ class CupyKernels(Kernels):
 
         # cupyx.scatter_add accumulates repeated indices (atomicAdd);
         # fancy-index += would keep only one of them.
+        # Allocations first, so an out-of-memory error leaves the
+        # accumulators untouched.
         if weights is None:
-            cupyx.scatter_add(sums, labels, X)
-            cupyx.scatter_add(counts, labels, 1)
+            rows, row_weights = X, 1
         else:
-            cupyx.scatter_add(sums, labels, X * weights[:, None])
-            cupyx.scatter_add(counts, labels, weights)
+            rows, row_weights = X * weights[:, None], weights
+        cupyx.scatter_add(sums, labels, rows)
+        cupyx.scatter_add(counts, labels, row_weights)
         return sums, counts
 
 

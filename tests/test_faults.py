@@ -142,40 +142,29 @@ def test_oom_on_a_single_row_is_raised_not_retried_forever(xp, to_xp, monkeypatc
     assert seen[-1] == 1 and len(seen) < 20  # halved down to one row, then gave up
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BlockRunner retries a block whose step already added into the running "
-        "accumulators in place (NumpyKernels/TorchKernels.accumulate), so the "
-        "retried block is counted twice; see the report for the fix in _lloyd_pass."
-    ),
-)
-def test_oom_after_a_partial_in_place_accumulate_keeps_the_result():
-    # NumpyKernels.accumulate adds bincount into `counts` before it allocates
-    # its (rows x k) one-hot array; a MemoryError there is this fault.
-    X = blobs()
-    init = X[[0, 150, 300, 450]]
-    expected = KMeans(4, init=init, max_iter=1).fit(X)
-    calls = []
+@pytest.mark.parametrize("n_clusters, fails", [(4, "arange"), (100, "flatnonzero")])
+def test_accumulate_touches_nothing_until_its_allocations_succeed(monkeypatch, n_clusters, fails):
+    # The block runner retries a block that ran out of memory, so the kernel
+    # must not have added part of it into the accumulators: everything that
+    # allocates comes before the in-place updates. Fail a late allocation
+    # (after bincount) of the one-hot path (k=4) and of the sorted path (k=100).
+    import array_api_compat.numpy as np_xp
 
-    def before(name, Xb):
-        # First make the runner split X into two blocks of 300 rows...
-        if name == "accumulate" and Xb.shape[0] > 300:
-            raise MemoryError("injected before the update")
+    from kmeans_xp._kernels import NumpyKernels
 
-    def after(name, Xb):
-        # ...then fail the second block after its in-place update.
-        if name == "accumulate":
-            calls.append(Xb.shape[0])
-            if len(calls) == 2:
-                raise MemoryError("injected after the in-place update")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1000, 3))
+    labels = rng.integers(0, n_clusters, size=1000)
+    sums, counts = np.ones((n_clusters, 3)), np.ones(n_clusters)
 
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        _inject(monkeypatch, before=before, after=after)
-        with pytest.warns(MemoryRetryWarning):
-            km = KMeans(4, init=init, max_iter=1).fit(X)
-    assert calls[:2] == [300, 300]
-    np.testing.assert_allclose(km.cluster_centers_, expected.cluster_centers_, rtol=1e-12)
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("injected")
+
+    monkeypatch.setattr(np, fails, out_of_memory)
+    with pytest.raises(MemoryError):
+        NumpyKernels(np_xp).accumulate(X, labels, None, sums, counts)
+    np.testing.assert_array_equal(sums, 1.0)
+    np.testing.assert_array_equal(counts, 1.0)
 
 
 # --- interrupted fits: all or nothing ---------------------------------------------
@@ -355,14 +344,6 @@ def test_half_precision_torch_model_converts_to_numpy(dtype_name):
 # --- concurrent predict / transform ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: lost on almost every run, not on every one
-    reason=(
-        "NumpyKernels.pool_context enters threadpoolctl's limit(1) per call; "
-        "overlapping calls from several threads restore each other's saved "
-        "limit, leaving the process at 1 BLAS thread; see the report."
-    ),
-)
 def test_concurrent_predicts_leave_blas_threads_as_they_were():
     threadpoolctl = pytest.importorskip("threadpoolctl")
 
