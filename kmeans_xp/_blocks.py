@@ -35,8 +35,8 @@ class BlockRunner:
 
     def __init__(self, X, shift, *, xp, rows: int, n_workers: int = 1):
         self.X = X
-        self.shift = shift
         self.xp = xp
+        self.shift = shift
         self.rows = max(1, int(rows))
         self.n_workers = max(1, int(n_workers))
         self._oom = oom_errors(xp)
@@ -48,8 +48,26 @@ class BlockRunner:
     def n_samples(self) -> int:
         return self.X.shape[0]
 
+    @property
+    def shift(self):
+        """The vector subtracted from every block (None or zeros: none)."""
+        return self._shift
+
+    @shift.setter
+    def shift(self, value):
+        self._shift = value
+        # A zero shift needs no subtraction: blocks are then views of X, not
+        # copies (one pass over each block saved, the (1M, 16, 8) row).
+        if value is None or isinstance(value, (int, float)):
+            self._subtract = bool(value)
+        else:
+            self._subtract = bool(self.xp.any(value != 0))
+
     def block(self, start: int, stop: int):
-        """Rows ``start:stop`` of X, shifted."""
+        """Rows ``start:stop`` of X, shifted (a view of X when the shift is
+        zero: steps must not modify their block in place)."""
+        if not self._subtract:
+            return self.X[start:stop, :]
         return self._get_kernels().shifted_block(self.X, start, stop, self.shift)
 
     def map(self, step, make_acc=None):
