@@ -47,31 +47,45 @@ class Problem:
 
 
 def data_mean_and_variance(problem: Problem, *, need_variance: bool):
-    """Column means of X (unweighted) and the mean of the column variances.
+    """The shift for the block passes, and the mean of the column variances.
 
-    Two block passes (mean, then squared deviations from it) keep float32
-    sums accurate for data far from the origin. Sets ``runner.shift`` to
-    the mean as a side effect, so later passes see centred blocks.
+    Sets ``runner.shift`` and returns it. The shift is the column mean
+    (unweighted) when the data sit far from the origin compared with their
+    spread, where it keeps the ``||c||^2 - 2 x.c`` products accurate, and
+    zero otherwise, where blocks are then views of X instead of copies.
+    Variances are sums of squared deviations from the mean in a second pass,
+    accurate for float32 data far from the origin.
     """
     xp, runner = problem.xp, problem.runner
     n_samples, n_features = problem.X.shape
-    runner.shift = problem.zeros((n_features,))
+    runner.shift = None
 
-    def column_sums(Xb, start, stop, acc):
-        return acc + xp.sum(Xb, axis=0), None
+    def column_moments(Xb, start, stop, acc):
+        sums, squares = acc
+        return (sums + xp.sum(Xb, axis=0), squares + xp.sum(Xb * Xb, axis=0)), None
 
-    accs, _ = runner.map(column_sums, lambda: problem.zeros((n_features,)))
-    mean = sum(accs[1:], accs[0]) / n_samples
-    runner.shift = mean
+    def zeros_pair():
+        return problem.zeros((n_features,)), problem.zeros((n_features,))
+
+    accs, _ = runner.map(column_moments, zeros_pair)
+    mean = sum(a[0] for a in accs[1:]) + accs[0][0] if len(accs) > 1 else accs[0][0]
+    mean = mean / n_samples
+    second_moment = sum(as_host_scalar(xp.sum(a[1])) for a in accs) / n_samples
+    # Relative round-off of the products grows with ||x||^2 / spread: shift
+    # once the offset carries more than half of the second moment.
+    offset = as_host_scalar(xp.sum(mean * mean))
+    far_from_origin = 2 * offset > second_moment
+    runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
-        return mean, 0.0
+        return runner.shift, 0.0
 
     def squared_deviations(Xb, start, stop, acc):
-        return acc + xp.sum(Xb * Xb, axis=0), None
+        deviations = Xb if far_from_origin else Xb - mean
+        return acc + xp.sum(deviations * deviations, axis=0), None
 
     accs, _ = runner.map(squared_deviations, lambda: problem.zeros((n_features,)))
     variances = sum(accs[1:], accs[0]) / n_samples
-    return mean, as_host_scalar(xp.mean(variances))
+    return runner.shift, as_host_scalar(xp.mean(variances))
 
 
 def _tolerance(mean_variance: float, tol: float) -> float:
@@ -92,30 +106,62 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
     return labels, sums, counts, inertia
 
 
-def _lloyd_pass_into(problem: Problem, centers, *, want_inertia: bool, out):
+def _lloyd_pass_into(
+    problem: Problem, centers, *, want_inertia: bool, out, previous_sums=None
+):
     """``_lloyd_pass`` that, given ``out`` (the previous labels, shape
     (n_samples,)), counts the labels that change and overwrites ``out`` with
     the new ones block by block: one labels array per fit instead of three
     (old, per-block parts, their concatenation). Returns ``(labels, sums,
     counts, inertia, n_changed)``; ``n_changed`` is None without ``out``.
+
+    With ``previous_sums`` (the ``(sums, counts)`` that match ``out``), only
+    the rows that change cluster are added to their new cluster and taken
+    from their old one: the same sums, at the cost of the moved rows only.
     """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
     assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=want_inertia)
+    incremental = previous_sums is not None
 
     def step(Xb, start, stop, acc):
+        # Everything that allocates runs before the in-place accumulation,
+        # so a block that runs out of memory can be retried (see _blocks).
         labels, partial = assign(Xb)
         w = problem.block_weights(start, stop)
         sums, counts, inertia, changed = acc
-        sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
         if want_inertia:
             d2 = xp.maximum(partial + kernels.sq_row_norms(Xb), xp.zeros_like(partial))
             inertia = inertia + (xp.sum(d2) if w is None else xp.sum(w * d2))
         if out is None:
+            sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
             return (sums, counts, inertia, changed), labels
-        changed = changed + xp.sum(xp.astype(labels != out[start:stop], xp.int32))
+        old = out[start:stop]
+        moved = labels != old
+        if not incremental:
+            changed = changed + xp.sum(xp.astype(moved, xp.int32))
+            sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
+            out[start:stop] = labels  # workers write disjoint slices
+            return (sums, counts, inertia, changed), None
+        n_moved = int(as_host_scalar(xp.sum(xp.astype(moved, xp.int32))))
+        if n_moved:
+            rows = xp.nonzero(moved)[0]
+            moved_X = xp.take(Xb, rows, axis=0)
+            if w is None:
+                gained = xp.ones((n_moved,), dtype=Xb.dtype, device=problem.device)
+            else:
+                gained = xp.take(w, rows)
+            # One accumulation: each moved row added to its new cluster with
+            # its weight and to its old one with the opposite weight.
+            sums, counts = kernels.accumulate(
+                xp.concat([moved_X, moved_X]),
+                xp.concat([xp.take(labels, rows), xp.take(old, rows)]),
+                xp.concat([gained, -gained]),
+                sums,
+                counts,
+            )
         out[start:stop] = labels  # workers write disjoint slices
-        return (sums, counts, inertia, changed), None
+        return (sums, counts, inertia, changed + n_moved), None
 
     def make_acc():
         return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0, 0
@@ -125,6 +171,8 @@ def _lloyd_pass_into(problem: Problem, centers, *, want_inertia: bool, out):
     for other_sums, other_counts, other_inertia, other_changed in accs[1:]:
         sums, counts = sums + other_sums, counts + other_counts
         inertia, changed = inertia + other_inertia, changed + other_changed
+    if incremental:
+        sums, counts = previous_sums[0] + sums, previous_sums[1] + counts
     if out is None:
         return _concat(xp, labels), sums, counts, inertia, None
     return out, sums, counts, inertia, int(as_host_scalar(changed))
@@ -236,14 +284,27 @@ def lloyd(
     n_iter : int
     """
     xp = problem.xp
+    n_samples = problem.X.shape[0]
     labels = None
     strict_convergence = False
+    # Sums matching the current labels, kept for incremental updates; None
+    # forces a full pass (first pass, after a relocation, and periodically
+    # so float32 round-off cannot build up).
+    matching_sums = None
     for i in range(max_iter):
         # From the second pass on, labels are updated in place and the
         # pass counts how many changed (strict convergence: none).
-        labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
-            problem, centers, want_inertia=bool(verbose), out=labels
+        incremental = (
+            matching_sums is not None and problem.kernels.incremental_sums and i % 16 != 0
         )
+        labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
+            problem, centers, want_inertia=bool(verbose), out=labels,
+            previous_sums=matching_sums if incremental else None,
+        )
+        # The sums match the new labels; update them incrementally next
+        # time unless many rows moved (that pays twice per moved row).
+        few_moved = n_changed is not None and 4 * n_changed < n_samples
+        matching_sums = (sums, counts) if few_moved else None
         is_empty = counts == 0
         # One host sync per iteration for the common no-empty case.
         n_empty = (
@@ -253,6 +314,8 @@ def lloyd(
         )
         if n_empty:
             sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
+            # Relocated rows keep their old labels: the sums no longer match.
+            matching_sums = None
         new_centers = _update_centers(sums, counts, centers, xp)
         if spherical:
             new_centers = _normalize_rows(new_centers, centers, xp)
