@@ -218,7 +218,7 @@ class KMeans(EstimatorBase):
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
             spherical=spherical, data_stats=data_stats,
         )
-        n_distinct = int(xp.unique_values(labels).shape[0])
+        n_distinct = get_kernels(xp, device).count_nonempty(labels, self.n_clusters)
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
