@@ -12,7 +12,7 @@ import copy
 import inspect
 
 import numpy as np
-from array_api_compat import array_namespace, device as device_of, is_array_api_obj, to_device
+from array_api_compat import array_namespace, is_array_api_obj, to_device
 
 from .exceptions import InvalidParameterError, not_fitted_error
 

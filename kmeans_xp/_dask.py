@@ -49,7 +49,7 @@ from ._array_api import (
     namespace_name,
     to_device_array,
 )
-from ._blocks import BlockRunner, block_rows
+from ._blocks import BlockRunner
 from ._kernels import get_kernels
 from ._lloyd import (
     Problem,
@@ -222,7 +222,7 @@ def _chunk_problem(Xc, wc, shift, width: int) -> Problem:
     xp = array_namespace(Xc)
     kernels = get_kernels(xp, device_of(Xc))
     itemsize = xp.finfo(Xc.dtype).bits // 8
-    rows = block_rows(Xc.shape[0], max(width, Xc.shape[1]), itemsize, kernels.block_bytes)
+    rows = kernels.rows_per_block(Xc.shape[0], max(width, Xc.shape[1]), itemsize)
     # One thread per chunk: Dask already runs chunks in parallel.
     runner = BlockRunner(Xc, shift, xp=xp, rows=rows, n_workers=1)
     return Problem(runner=runner, kernels=kernels, weights=wc, xp=xp)

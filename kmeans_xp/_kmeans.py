@@ -19,7 +19,7 @@ from ._array_api import (
     namespace_name,
 )
 from ._base import EstimatorBase
-from ._blocks import BlockRunner, block_rows
+from ._blocks import BlockRunner
 from ._init import _kmeans_plusplus, _random_rows
 from ._kernels import get_kernels
 from ._lloyd import Problem, data_mean_and_variance, distances_to, lloyd, _tolerance
@@ -43,7 +43,7 @@ def _make_problem(X, weights, xp, device, width: int) -> Problem:
     """Kernels and a block runner sized for (rows x width) work arrays."""
     kernels = get_kernels(xp, device)
     itemsize = xp.finfo(X.dtype).bits // 8
-    rows = block_rows(X.shape[0], max(width, X.shape[1]), itemsize, kernels.block_bytes)
+    rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
     workers = host_workers() if kernels.threaded else 1
     runner = BlockRunner(X, None, xp=xp, rows=rows, n_workers=workers)
     return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)

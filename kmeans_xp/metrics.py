@@ -37,7 +37,7 @@ from ._array_api import (
     is_array_api_obj,
     to_device_array,
 )
-from ._blocks import BlockRunner, block_rows
+from ._blocks import BlockRunner
 from ._kernels import get_kernels
 from ._validation import check_array, check_same_namespace, _isdtype
 
@@ -257,7 +257,7 @@ def _runner(X, shift, xp, width: int) -> tuple[BlockRunner, object]:
     device = device_of(X)
     kernels = get_kernels(xp, device)
     itemsize = xp.finfo(X.dtype).bits // 8
-    rows = block_rows(X.shape[0], max(width, X.shape[1]), itemsize, kernels.block_bytes)
+    rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
     workers = host_workers() if kernels.threaded else 1
     return BlockRunner(X, shift, xp=xp, rows=rows, n_workers=workers), kernels
 

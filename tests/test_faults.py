@@ -17,7 +17,7 @@ import pytest
 import kmeans_xp._kmeans
 from kmeans_xp import KMeans, NotFittedError
 from kmeans_xp._array_api import oom_errors
-from kmeans_xp._testing import assert_array_like, same_partition, to_numpy
+from kmeans_xp._testing import assert_array_like, to_numpy
 from kmeans_xp.exceptions import MemoryRetryWarning
 
 

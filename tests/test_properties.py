@@ -18,7 +18,6 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from kmeans_xp import KMeans  # noqa: E402
 from kmeans_xp._testing import assert_array_like, same_partition, to_numpy  # noqa: E402
