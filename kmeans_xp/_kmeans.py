@@ -18,7 +18,7 @@ from ._array_api import (
     is_dask_array,
     namespace_name,
 )
-from ._base import EstimatorBase
+from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._blocks import BlockRunner
 from ._init import _kmeans_plusplus, _random_rows
 from ._kernels import get_kernels
@@ -371,11 +371,7 @@ class KMeans(EstimatorBase):
         # tests/test_properties.py::test_integer_weights_equal_repeated_rows.
         return {
             # Runs only with SCIPY_ARRAY_API=1.
-            "check_array_api_mixed_inputs": (
-                "by design, sample_weight (and init) in another namespace or on "
-                "another device than X raise an error naming both instead of "
-                "being copied to X's device behind the user's back."
-            ),
+            "check_array_api_mixed_inputs": MIXED_INPUTS_REASON,
             "check_sample_weight_equivalence_on_dense_data": (
                 "the check shuffles the weighted rows, so a random init draws "
                 "other initial centres than on the repeated rows and Lloyd "

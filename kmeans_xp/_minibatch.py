@@ -33,7 +33,7 @@ from ._array_api import (
     namespace_name,
     to_device_array,
 )
-from ._base import EstimatorBase
+from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._kmeans import KMeans, _initial_centers, _make_problem
 from ._lloyd import (
     _assign_labels,
@@ -326,11 +326,7 @@ class MiniBatchKMeans(EstimatorBase):
         # scikit-learn lists the same check for its own MiniBatchKMeans.
         return {
             # Runs only with SCIPY_ARRAY_API=1.
-            "check_array_api_mixed_inputs": (
-                "by design, sample_weight (and init) in another namespace or on "
-                "another device than X raise an error naming both instead of "
-                "being copied to X's device behind the user's back."
-            ),
+            "check_array_api_mixed_inputs": MIXED_INPUTS_REASON,
             "check_sample_weight_equivalence_on_dense_data": (
                 "batches are drawn uniformly by row index, so a row of weight 2 "
                 "and the same row repeated twice lead to other random batches "
