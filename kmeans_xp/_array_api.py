@@ -111,3 +111,31 @@ def as_host_scalar(x) -> float:
 def to_device_array(values, xp, *, dtype, device):
     """Send a small host array (random draws, indices) to ``device``."""
     return xp.asarray(np.asarray(values), dtype=dtype, device=device)
+
+
+def numpy_twin(xp, device):
+    """``(numpy namespace, view, back)`` when arrays of ``xp`` on ``device``
+    share memory with numpy arrays (torch CPU tensors), else None.
+
+    ``view(a)`` is a numpy array on ``a``'s memory and ``back(a)`` a tensor on
+    a numpy array's memory: neither copies. Fits on torch CPU tensors run the
+    numpy code through them: per-block torch calls cost more than numpy's
+    and wake torch's OpenMP team, which competes with the block pool.
+    """
+    if not is_torch_namespace(xp) or getattr(device, "type", None) != "cpu":
+        return None
+    import array_api_compat.numpy as np_xp
+    import torch
+
+    def back(a):
+        return None if a is None else torch.from_numpy(a)
+
+    return np_xp, numpy_view, back
+
+
+def numpy_view(tensor):
+    """A numpy array sharing the memory of a CPU tensor (None stays None)."""
+    if tensor is None:
+        return None
+    # Lazy negation/conjugation flags are resolved first (a copy only then).
+    return tensor.detach().resolve_neg().resolve_conj().numpy()

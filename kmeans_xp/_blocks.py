@@ -45,6 +45,11 @@ class BlockRunner:
         self._kernels = None
 
     @property
+    def oom_errors(self) -> tuple:
+        """The exceptions that mean a block ran out of memory."""
+        return self._oom
+
+    @property
     def n_samples(self) -> int:
         return self.X.shape[0]
 

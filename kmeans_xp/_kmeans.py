@@ -17,6 +17,7 @@ from ._array_api import (
     host_workers,
     is_dask_array,
     namespace_name,
+    numpy_twin,
 )
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._blocks import BlockRunner
@@ -212,13 +213,29 @@ class KMeans(EstimatorBase):
         n_init = _resolve_n_init(self.n_init, self.init)
 
         start = time.perf_counter()
+        run_xp, run_device, back = xp, device, None
+        X_checked = X
+        twin = numpy_twin(xp, device)
+        # A callable init is called with X and expects X's own namespace.
+        if twin is not None and not callable(init):
+            # torch CPU: the numpy code on the same memory, results back as
+            # tensors (the torch CPU rows of benchmarks/run.py).
+            run_xp, view, back = twin
+            run_device = "cpu"
+            X, weights = view(X), view(weights)
+            if not isinstance(init, str):
+                init = view(init)
+            if data_stats is not None:
+                data_stats = (view(data_stats[0]), data_stats[1])
         centers, labels, inertia, n_iter = _fit(
-            X, weights, xp, device,
+            X, weights, run_xp, run_device,
             n_clusters=self.n_clusters, init=init, n_init=n_init,
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
             spherical=spherical, data_stats=data_stats,
         )
-        n_distinct = get_kernels(xp, device).count_nonempty(labels, self.n_clusters)
+        n_distinct = get_kernels(run_xp, run_device).count_nonempty(labels, self.n_clusters)
+        if back is not None:
+            centers, labels = back(centers), back(labels)
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
@@ -226,7 +243,7 @@ class KMeans(EstimatorBase):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        out_dtype = result_dtype(X_input, X)
+        out_dtype = result_dtype(X_input, X_checked)
         if centers.dtype != out_dtype:
             centers = xp.astype(centers, out_dtype)
         self._set_fitted(

@@ -27,6 +27,10 @@ class Problem:
     weights: object  # array of shape (n_samples,) or None for unit weights
     xp: object
 
+    def __post_init__(self):
+        # Looked up once: small fits ask for it on every pass.
+        self.device = device_of(self.runner.X)
+
     @property
     def X(self):
         return self.runner.X
@@ -36,8 +40,9 @@ class Problem:
         return self.runner.X.dtype
 
     @property
-    def device(self):
-        return device_of(self.runner.X)
+    def single_block(self) -> bool:
+        """Whether every pass is one block (small data)."""
+        return self.runner.n_samples <= self.runner.rows
 
     def block_weights(self, start: int, stop: int):
         return None if self.weights is None else self.weights[start:stop]
@@ -107,7 +112,7 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
 
 
 def _lloyd_pass_into(
-    problem: Problem, centers, *, want_inertia: bool, out, previous_sums=None
+    problem: Problem, centers, *, want_inertia: bool, out, previous_sums=None, block=None
 ):
     """``_lloyd_pass`` that, given ``out`` (the previous labels, shape
     (n_samples,)), counts the labels that change and overwrites ``out`` with
@@ -118,6 +123,10 @@ def _lloyd_pass_into(
     With ``previous_sums`` (the ``(sums, counts)`` that match ``out``), only
     the rows that change cluster are added to their new cluster and taken
     from their old one: the same sums, at the cost of the moved rows only.
+
+    ``block``, when the data are one block (``problem.single_block``), is
+    that block already shifted: small fits then skip the block runner and
+    the shift on every pass (the latency row of ``benchmarks/run.py``).
     """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
@@ -139,11 +148,11 @@ def _lloyd_pass_into(
         old = out[start:stop]
         moved = labels != old
         if not incremental:
-            changed = changed + xp.sum(xp.astype(moved, xp.int32))
+            changed = changed + kernels.count_true(moved)
             sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
             out[start:stop] = labels  # workers write disjoint slices
             return (sums, counts, inertia, changed), None
-        n_moved = int(as_host_scalar(xp.sum(xp.astype(moved, xp.int32))))
+        n_moved = int(as_host_scalar(kernels.count_true(moved)))
         if n_moved:
             rows = xp.nonzero(moved)[0]
             moved_X = xp.take(Xb, rows, axis=0)
@@ -166,7 +175,15 @@ def _lloyd_pass_into(
     def make_acc():
         return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0, 0
 
-    accs, labels = problem.runner.map(step, make_acc)
+    accs = None
+    if block is not None:
+        try:
+            acc, block_labels = step(block, 0, block.shape[0], make_acc())
+            accs, labels = [acc], [block_labels]
+        except problem.runner.oom_errors:
+            pass  # the runner retries in halved blocks (and warns)
+    if accs is None:
+        accs, labels = problem.runner.map(step, make_acc)
     sums, counts, inertia, changed = accs[0]
     for other_sums, other_counts, other_inertia, other_changed in accs[1:]:
         sums, counts = sums + other_sums, counts + other_counts
@@ -291,32 +308,36 @@ def lloyd(
     # forces a full pass (first pass, after a relocation, and periodically
     # so float32 round-off cannot build up).
     matching_sums = None
+    # Small data: one block, shifted once for the whole run; summing all of
+    # it costs fewer calls than gathering the moved rows.
+    block = problem.runner.block(0, n_samples) if problem.single_block else None
     for i in range(max_iter):
+        if block is not None and not problem.single_block:
+            block = None  # out of memory: the runner now splits the data
         # From the second pass on, labels are updated in place and the
         # pass counts how many changed (strict convergence: none).
         incremental = (
-            matching_sums is not None and problem.kernels.incremental_sums and i % 16 != 0
+            matching_sums is not None
+            and problem.kernels.incremental_sums
+            and block is None
+            and i % 16 != 0
         )
         labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
             problem, centers, want_inertia=bool(verbose), out=labels,
-            previous_sums=matching_sums if incremental else None,
+            previous_sums=matching_sums if incremental else None, block=block,
         )
         # The sums match the new labels; update them incrementally next
         # time unless many rows moved (that pays twice per moved row).
         few_moved = n_changed is not None and 4 * n_changed < n_samples
         matching_sums = (sums, counts) if few_moved else None
-        is_empty = counts == 0
-        # One host sync per iteration for the common no-empty case.
-        n_empty = (
-            int(as_host_scalar(xp.sum(xp.astype(is_empty, xp.int32))))
-            if as_host_scalar(xp.any(is_empty))
-            else 0
-        )
+        n_empty = int(as_host_scalar(problem.kernels.count_true(counts == 0)))
         if n_empty:
             sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
             # Relocated rows keep their old labels: the sums no longer match.
             matching_sums = None
-        new_centers = _update_centers(sums, counts, centers, xp)
+            new_centers = _update_centers(sums, counts, centers, xp)
+        else:
+            new_centers = sums / counts[:, None]
         if spherical:
             new_centers = _normalize_rows(new_centers, centers, xp)
         if verbose:

@@ -17,6 +17,7 @@ from ._array_api import (
     default_float_dtype,
     device_of,
     is_array_api_obj,
+    is_torch_namespace,
     namespace_name,
 )
 from .exceptions import InvalidParameterError
@@ -63,6 +64,10 @@ def check_array(X, *, name: str = "X"):
         X = _numbers_from_objects(X, name)
     xp = array_namespace(X)
     device = device_of(X)
+    if is_torch_namespace(xp):
+        # k-means is not differentiable: no autograd graph for its passes
+        # (a view, not a copy).
+        X = X.detach()
     if X.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); "

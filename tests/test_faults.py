@@ -16,7 +16,7 @@ import pytest
 
 import kmeans_xp._kmeans
 from kmeans_xp import KMeans, NotFittedError
-from kmeans_xp._array_api import oom_errors
+from kmeans_xp._array_api import array_namespace, oom_errors
 from kmeans_xp._testing import assert_array_like, to_numpy
 from kmeans_xp.exceptions import MemoryRetryWarning
 
@@ -83,14 +83,18 @@ def _inject(monkeypatch, *, before=None, after=None):
 # --- out of memory: halve the block, warn once, same result ----------------------
 
 
-def _oom_above(xp, max_rows, method="assign"):
-    """A fault that raises the backend's OOM error for blocks over max_rows."""
+def _oom_above(max_rows, method="assign"):
+    """A fault that raises the backend's OOM error for blocks over max_rows.
+
+    The backend is the block's own: a fit on torch CPU tensors runs numpy
+    code on views of them, where running out of memory is a MemoryError.
+    """
     seen = []
 
     def fault(name, X):
         if name == method and X.shape[0] > max_rows:
             seen.append(X.shape[0])
-            raise _backend_oom(xp)
+            raise _backend_oom(array_namespace(X))
 
     return fault, seen
 
@@ -100,7 +104,7 @@ def test_oom_in_assign_halves_blocks_warns_once_same_result(xp, to_xp, monkeypat
     init = to_xp(blobs()[[0, 150, 300, 450]])
     expected = KMeans(4, init=init, random_state=0).fit(X)
 
-    fault, seen = _oom_above(xp, max_rows=100)
+    fault, seen = _oom_above(max_rows=100)
     _inject(monkeypatch, before=fault)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -123,7 +127,7 @@ def test_oom_in_predict_and_transform(xp, to_xp, monkeypatch):
     km = KMeans(4, random_state=0).fit(X)
     labels, distances = to_numpy(km.predict(X)), to_numpy(km.transform(X))
 
-    fault, _ = _oom_above(xp, max_rows=64)
+    fault, _ = _oom_above(max_rows=64)
     _inject(monkeypatch, before=fault)
     with pytest.warns(MemoryRetryWarning):
         np.testing.assert_array_equal(to_numpy(km.predict(X)), labels)
@@ -133,7 +137,7 @@ def test_oom_in_predict_and_transform(xp, to_xp, monkeypatch):
 
 def test_oom_on_a_single_row_is_raised_not_retried_forever(xp, to_xp, monkeypatch):
     X = to_xp(blobs(n_samples=40))
-    fault, seen = _oom_above(xp, max_rows=0)
+    fault, seen = _oom_above(max_rows=0)
     _inject(monkeypatch, before=fault)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MemoryRetryWarning)

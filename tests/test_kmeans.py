@@ -225,6 +225,25 @@ def test_float16_accumulates_in_float32_and_returns_float16():
         assert same_partition(km.labels_, ref.labels_)
 
 
+def test_torch_tensors_that_need_grad_or_are_strided_fit_without_a_graph():
+    # torch CPU fits run numpy code on views of the tensors: a tensor that
+    # requires grad, or a transposed (strided) one, must still work, come
+    # back as tensors without autograd history, and stay unmodified.
+    torch = pytest.importorskip("torch")
+    X_np, _ = blobs(n_samples=300, n_features=3, n_centers=3, seed=2)
+    X = torch.asarray(np.ascontiguousarray(X_np.T)).T.requires_grad_(True)
+    before = X.detach().clone()
+    init = torch.asarray(X_np[[0, 100, 200]]).requires_grad_(True)
+    km = KMeans(3, init=init, n_init=1).fit(X)
+    ref = KMeans(3, init=X_np[[0, 100, 200]], n_init=1).fit(X_np)
+    assert isinstance(km.cluster_centers_, torch.Tensor)
+    assert not km.cluster_centers_.requires_grad and km.cluster_centers_.grad_fn is None
+    assert km.labels_.dtype == torch.int64
+    np.testing.assert_array_equal(km.labels_.numpy(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-12)
+    assert torch.equal(X.detach(), before)
+
+
 def test_the_input_array_is_never_modified(xp, to_xp):
     X_np, _ = blobs()
     X = to_xp(X_np)
