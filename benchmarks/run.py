@@ -377,43 +377,49 @@ def _check_agreement(rows: list[Row], rtol: float = 1e-3) -> None:
             print(f"  ! {r.impl}/{r.device}: {r.note}", flush=True)
 
 
-def latency_rows(cfg: Config, repeats: int) -> list[Row]:
+def latency_rows(cfg: Config, repeats: int, seeds: int) -> list[Row]:
     """A whole ``fit`` (k-means++ init, n_init=1, default tol) on tiny data:
-    fixed overhead is all there is to measure."""
+    fixed overhead is all there is to measure.
+
+    How many iterations a fit takes depends on its initial centres, and the
+    same seed draws other centres in each library; so every implementation
+    is timed over ``seeds`` seeds (best of ``repeats`` calls each) and the
+    medians of the times and of the iteration counts are reported.
+    """
     import warnings
 
     X, _ = make_data(cfg)
-    rows = []
+    impls = []
     from kmeans_xp import KMeans
 
-    def ours():
-        return KMeans(cfg.k, n_init=1, random_state=0).fit(X)
-
-    ours()
-    t, _ = _best_time(ours, repeats)
-    rows.append(Row(cfg.name, "kmeans_xp", "numpy", seconds=t, note="whole fit"))
+    impls.append(("kmeans_xp", "numpy", lambda seed: KMeans(cfg.k, n_init=1, random_state=seed).fit(X)))
     if _have("torch"):
         import torch
 
         Xt = torch.from_numpy(X)
-
-        def ours_torch():
-            return KMeans(cfg.k, n_init=1, random_state=0).fit(Xt)
-
-        ours_torch()
-        t, _ = _best_time(ours_torch, repeats)
-        rows.append(Row(cfg.name, "kmeans_xp", "torch", seconds=t, note="whole fit"))
+        impls.append(
+            ("kmeans_xp", "torch", lambda seed: KMeans(cfg.k, n_init=1, random_state=seed).fit(Xt))
+        )
     if _have("sklearn"):
         from sklearn.cluster import KMeans as SKKMeans
 
-        def theirs():
+        def theirs(seed):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return SKKMeans(cfg.k, n_init=1, random_state=0).fit(X)
+                return SKKMeans(cfg.k, n_init=1, random_state=seed).fit(X)
 
-        theirs()
-        t, _ = _best_time(theirs, repeats)
-        rows.append(Row(cfg.name, "scikit-learn", "numpy", seconds=t, note="whole fit"))
+        impls.append(("scikit-learn", "numpy", theirs))
+    rows = []
+    for impl, device, fit in impls:
+        fit(0)  # warm-up: imports and first-call costs
+        times, n_iters = [], []
+        for seed in range(seeds):
+            t, km = _best_time(lambda: fit(seed), repeats)
+            times.append(t)
+            n_iters.append(km.n_iter_)
+        note = f"whole fit, median over {seeds} seeds ({int(np.median(n_iters))} iterations)"
+        rows.append(Row(cfg.name, impl, device, seconds=float(np.median(times)), note=note,
+                        extra={"n_iter_median": float(np.median(n_iters))}))
     for row in rows:
         print(_format_row(row), flush=True)
     return rows
@@ -590,7 +596,7 @@ def main(argv=None) -> int:
             print(_format_row(rows[-1]))
             continue
         if cfg.kind == "latency":
-            rows += latency_rows(cfg, max(repeats, 20))
+            rows += latency_rows(cfg, max(repeats, 5), seeds=7 if args.quick else 21)
         elif cfg.kind == "memory":
             rows += memory_rows(cfg, iters)
         elif cfg.kind == "gpu-memory":

@@ -305,9 +305,13 @@ def lloyd(
     labels = None
     strict_convergence = False
     # Sums matching the current labels, kept for incremental updates; None
-    # forces a full pass (first pass, after a relocation, and periodically
-    # so float32 round-off cannot build up).
+    # forces a full pass (first pass, after a relocation).
     matching_sums = None
+    # Rows added to or taken from the running sums since they were last
+    # summed in full. Each update rounds like one term of a full sum, so
+    # once there have been n_samples of them the sums are summed afresh:
+    # round-off stays that of one full pass, at most every other pass's cost.
+    updates_since_full = 0
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
     block = problem.runner.block(0, n_samples) if problem.single_block else None
@@ -320,15 +324,17 @@ def lloyd(
             matching_sums is not None
             and problem.kernels.incremental_sums
             and block is None
-            and i % 16 != 0
+            and updates_since_full < n_samples
         )
         labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
             problem, centers, want_inertia=bool(verbose), out=labels,
             previous_sums=matching_sums if incremental else None, block=block,
         )
-        # The sums match the new labels; update them incrementally next
-        # time unless many rows moved (that pays twice per moved row).
-        few_moved = n_changed is not None and 4 * n_changed < n_samples
+        updates_since_full = updates_since_full + 2 * n_changed if incremental else 0
+        # The sums match the new labels; update them incrementally next time
+        # unless half the rows moved (each moved row is added and removed):
+        # the (200k, 32, 64) row saves its third full pass.
+        few_moved = n_changed is not None and 2 * n_changed < n_samples
         matching_sums = (sums, counts) if few_moved else None
         n_empty = int(as_host_scalar(problem.kernels.count_true(counts == 0)))
         if n_empty:

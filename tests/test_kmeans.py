@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+import kmeans_xp._kernels
 from kmeans_xp import ConvergenceWarning, KMeans, k_means, kmeans_plusplus
 from kmeans_xp._testing import assert_array_like, same_partition, to_numpy
 
@@ -126,8 +127,20 @@ def test_kmeans_plusplus_spreads_and_respects_weights(xp, to_xp):
 # --- equal to scikit-learn given the same initial centres --------------------
 
 
+@pytest.fixture(params=["one block", "many blocks"])
+def blocks(request, monkeypatch):
+    """Data in one block (small fits), or in 64-row blocks: the thread pool
+    and the incremental cluster sums of large fits run on small data."""
+    if request.param == "many blocks":
+        real = kmeans_xp._kernels.block_rows
+        monkeypatch.setattr(
+            kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args))
+        )
+    return request.param
+
+
 @pytest.mark.parametrize("weighted", [False, True])
-def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, weighted):
+def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, weighted, blocks):
     SKKMeans = _sklearn_kmeans()
     X_np, _ = blobs(n_samples=800, n_features=4, n_centers=5, seed=4, std=2.5)
     X_np = X_np.astype(dtype_name)
@@ -150,7 +163,7 @@ def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, we
     assert km.n_iter_ == ref.n_iter_
 
 
-def test_equals_sklearn_with_an_empty_cluster_relocated(xp, to_xp):
+def test_equals_sklearn_with_an_empty_cluster_relocated(xp, to_xp, blocks):
     SKKMeans = _sklearn_kmeans()
     X_np, _ = blobs(n_samples=300, n_features=2, n_centers=3, seed=5)
     init = np.vstack([X_np[:2], [[1e3, 1e3]]])  # the third centre attracts nothing
