@@ -202,7 +202,7 @@ def gpu_limits() -> dict:
     size = 8192
     a = torch.randn(size, size, device="cuda")
     a @ a
-    t, _ = _best_time(lambda: a @ a, 5, "cuda")
+    t, _ = _best_time(lambda m=a: m @ m, 5, "cuda")
     big = torch.ones(1 << 30, device="cuda")  # 4 GiB
     big.sum()
     tb, _ = _best_time(big.sum, 5, "cuda")
