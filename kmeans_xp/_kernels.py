@@ -375,10 +375,12 @@ class TorchCPUKernels(TorchKernels):
     """torch on CPU: numpy's kernels on zero-copy views of the same memory.
 
     A CPU tensor and ``tensor.numpy()`` share one buffer, so this is no host
-    round trip. It wins the torch CPU rows of all three Lloyd
-    configurations: torch's OpenMP ops under a Python thread pool
-    oversubscribe the cores, and numpy's pooled single-thread BLAS path was
-    1.5-2x faster on the (100k, 128, 1024) row.
+    round trip. torch's OpenMP ops under a Python thread pool oversubscribe
+    the cores, and numpy's pooled single-thread BLAS path was 1.5-2x faster
+    on the (100k, 128, 1024) row. ``KMeans.fit`` goes further and runs the
+    whole fit as numpy on views (``_array_api.numpy_twin``); these kernels
+    serve the passes that stay in torch (predict, transform, score, metrics,
+    a fit with a callable init).
     """
 
     block_bytes = NumpyKernels.block_bytes
