@@ -189,6 +189,9 @@ class NumpyKernels(Kernels):
         return block_rows(n_samples, width, itemsize, budget)
     # numpy releases the GIL in BLAS and ufunc loops: use every core.
     threaded = True
+    #: Up to this many centres, labels come from k vector passes over
+    #: transposed scores rather than a per-row argmin.
+    few_centers = 16
     # Summing every row costs as much as assigning it here; after the first
     # iterations few rows change cluster (all three Lloyd rows).
     incremental_sums = True
@@ -197,7 +200,7 @@ class NumpyKernels(Kernels):
         import numpy as np
 
         want_partial = partial
-        if centers.shape[0] <= 16:
+        if centers.shape[0] <= self.few_centers:
             return self._few_centers_assigner(centers, centers_sqnorm, want_partial)
         # -2 C^T once per pass, contiguous for BLAS.
         centers_t = np.ascontiguousarray((-2 * centers).T)
