@@ -59,6 +59,7 @@ from ._lloyd import (
     _tolerance,
     _update_centers,
     distances_to,
+    within_tolerance,
 )
 from ._validation import (
     _isdtype,
@@ -566,12 +567,7 @@ def _lloyd_dask(chunks: _Chunks, centers, shift, xp, *, max_iter: int, tol: floa
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
         center_shift = as_host_scalar(xp.sum((new_centers - centers) ** 2))
         centers = new_centers
-        if center_shift <= tol:
-            if verbose:
-                print(
-                    f"Converged at iteration {i}: center shift {center_shift:.6g} "
-                    f"within tolerance {tol:.6g}."
-                )
+        if within_tolerance(i, center_shift, tol, verbose):
             break
     return centers, i + 1
 

@@ -355,17 +355,25 @@ def lloyd(
             if verbose:
                 print(f"Converged at iteration {i}: strict convergence.")
             break
-        if center_shift <= tol:
-            if verbose:
-                print(
-                    f"Converged at iteration {i}: center shift {center_shift:.6g} "
-                    f"within tolerance {tol:.6g}."
-                )
+        if within_tolerance(i, center_shift, tol, verbose):
             break
     if not strict_convergence:
         labels = _assign_labels(problem, centers, out=labels)
     inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
     return centers, labels, inertia, i + 1
+
+
+def within_tolerance(i: int, center_shift: float, tol: float, verbose) -> bool:
+    """Whether iteration ``i`` moved the centres by at most ``tol`` (squared,
+    absolute); says so when ``verbose``. In memory and on Dask alike."""
+    if center_shift > tol:
+        return False
+    if verbose:
+        print(
+            f"Converged at iteration {i}: center shift {center_shift:.6g} "
+            f"within tolerance {tol:.6g}."
+        )
+    return True
 
 
 def distances_to(problem: Problem, points):
