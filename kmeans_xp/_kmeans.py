@@ -50,6 +50,26 @@ def _make_problem(X, weights, xp, device, width: int) -> Problem:
     return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)
 
 
+def _where_to_run(xp, device, X, weights, init, data_stats):
+    """The namespace, device and arrays a fit runs on, and the function that
+    brings its result arrays back to ``xp``.
+
+    torch CPU tensors run the numpy code on views of the same memory (the
+    torch CPU rows of ``benchmarks/run.py``); everything else runs where it
+    is. A callable init is called with X, in X's own namespace, so a fit with
+    one stays in torch.
+    """
+    twin = numpy_twin(xp, device)
+    if twin is None or callable(init):
+        return xp, device, (X, weights, init, data_stats), lambda a: a
+    np_xp, view, back = twin
+    if not isinstance(init, str):
+        init = view(init)
+    if data_stats is not None:
+        data_stats = (view(data_stats[0]), data_stats[1])
+    return np_xp, "cpu", (view(X), view(weights), init, data_stats), back
+
+
 def _resolve_n_init(n_init, init) -> int:
     if n_init != "auto":
         if not isinstance(init, str) and not callable(init) and n_init != 1:
@@ -213,29 +233,17 @@ class KMeans(EstimatorBase):
         n_init = _resolve_n_init(self.n_init, self.init)
 
         start = time.perf_counter()
-        run_xp, run_device, back = xp, device, None
-        X_checked = X
-        twin = numpy_twin(xp, device)
-        # A callable init is called with X and expects X's own namespace.
-        if twin is not None and not callable(init):
-            # torch CPU: the numpy code on the same memory, results back as
-            # tensors (the torch CPU rows of benchmarks/run.py).
-            run_xp, view, back = twin
-            run_device = "cpu"
-            X, weights = view(X), view(weights)
-            if not isinstance(init, str):
-                init = view(init)
-            if data_stats is not None:
-                data_stats = (view(data_stats[0]), data_stats[1])
+        run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = _where_to_run(
+            xp, device, X, weights, init, data_stats
+        )
         centers, labels, inertia, n_iter = _fit(
-            X, weights, run_xp, run_device,
-            n_clusters=self.n_clusters, init=init, n_init=n_init,
+            run_X, run_weights, run_xp, run_device,
+            n_clusters=self.n_clusters, init=run_init, n_init=n_init,
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
-            spherical=spherical, data_stats=data_stats,
+            spherical=spherical, data_stats=run_stats,
         )
         n_distinct = get_kernels(run_xp, run_device).count_nonempty(labels, self.n_clusters)
-        if back is not None:
-            centers, labels = back(centers), back(labels)
+        centers, labels = back(centers), back(labels)
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
@@ -243,7 +251,7 @@ class KMeans(EstimatorBase):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        out_dtype = result_dtype(X_input, X_checked)
+        out_dtype = result_dtype(X_input, X)
         if centers.dtype != out_dtype:
             centers = xp.astype(centers, out_dtype)
         self._set_fitted(
