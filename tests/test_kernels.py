@@ -117,6 +117,34 @@ def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
     np.testing.assert_array_equal(to_numpy(a_partial), to_numpy(b_partial))
 
 
+@pytest.mark.parametrize("n_clusters", [3, 40])
+def test_assigner_reused_across_block_sizes_and_threads(kernels, to_xp, rng, n_clusters):
+    # Fast paths keep per-thread score buffers for a whole pass: blocks that
+    # grow, shrink and run on two threads at once must each get their own
+    # right answer, and returned arrays must not alias the buffers.
+    from concurrent.futures import ThreadPoolExecutor
+
+    X_np = rng.standard_normal((700, 5))
+    C_np = X_np[:n_clusters].copy()
+    X, C = to_xp(X_np), to_xp(C_np)
+    assign = kernels.assigner(C, kernels.sq_row_norms(C))
+    bounds = [(0, 50), (50, 400), (400, 410), (410, 700)]
+    results = [assign(X[a:b, :]) for a, b in bounds]
+    with ThreadPoolExecutor(2) as pool:
+        results += list(pool.map(lambda ab: assign(X[ab[0]:ab[1], :]), bounds))
+    ref_labels, ref_d2 = _ref_assign(X_np, C_np)
+    sq = (X_np**2).sum(1)
+    for (a, b), (labels, partial) in zip(bounds + bounds, results):
+        np.testing.assert_array_equal(to_numpy(labels), ref_labels[a:b])
+        np.testing.assert_allclose(to_numpy(partial) + sq[a:b], ref_d2[a:b], atol=1e-9)
+
+
+def test_count_true(kernels, to_xp):
+    mask = to_xp(np.array([True, False, True, True, False]))
+    assert int(kernels.count_true(mask)) == 3
+    assert int(kernels.count_true(mask[1:2])) == 0
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("n_clusters", [4, 20, 300])
 def test_accumulate_matches_reference(kernels, xp, device, to_xp, rng, dtype_name,
