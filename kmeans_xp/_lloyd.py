@@ -61,13 +61,13 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     Variances are sums of squared deviations from the mean in a second pass,
     accurate for float32 data far from the origin.
     """
-    xp, runner = problem.xp, problem.runner
+    xp, runner, kernels = problem.xp, problem.runner, problem.kernels
     n_samples, n_features = problem.X.shape
     runner.shift = None
 
     def column_moments(Xb, start, stop, acc):
         sums, squares = acc
-        return (sums + xp.sum(Xb, axis=0), squares + xp.sum(Xb * Xb, axis=0)), None
+        return (sums + kernels.column_sums(Xb), squares + kernels.column_sums(Xb * Xb)), None
 
     def zeros_pair():
         return problem.zeros((n_features,)), problem.zeros((n_features,))
@@ -86,7 +86,7 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
 
     def squared_deviations(Xb, start, stop, acc):
         deviations = Xb if far_from_origin else Xb - mean
-        return acc + xp.sum(deviations * deviations, axis=0), None
+        return acc + kernels.column_sums(deviations * deviations), None
 
     accs, _ = runner.map(squared_deviations, lambda: problem.zeros((n_features,)))
     variances = sum(accs[1:], accs[0]) / n_samples
@@ -202,8 +202,7 @@ def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
     xp = problem.xp
 
     def step(Xb, start, stop, acc):
-        diff = Xb - xp.take(centers, labels[start:stop], axis=0)
-        d2 = xp.sum(diff * diff, axis=1)
+        d2 = problem.kernels.sq_row_norms(Xb - xp.take(centers, labels[start:stop], axis=0))
         w = problem.block_weights(start, stop)
         acc = acc + (xp.sum(d2) if w is None else xp.sum(w * d2))
         return acc, (d2 if per_sample else None)
@@ -378,7 +377,8 @@ def within_tolerance(i: int, center_shift: float, tol: float, verbose) -> bool:
 
 def distances_to(problem: Problem, points):
     """A function from a shifted block of rows to its (n_rows, n_points)
-    squared distances to ``points`` (shifted coordinates), clamped at 0."""
+    squared distances to ``points`` (shifted coordinates), clamped at 0.
+    The function takes the block's squared row norms when known."""
     xp, kernels = problem.xp, problem.kernels
     points_sqnorm = kernels.sq_row_norms(points)[None, :]
     # Prepared once per pass: -2 P^T, and a 0-d zero (``clip`` is slow
@@ -386,8 +386,10 @@ def distances_to(problem: Problem, points):
     points_t = -2 * points.T
     zero = xp.zeros((), dtype=points.dtype, device=problem.device)
 
-    def distances(Xb):
-        d2 = kernels.sq_row_norms(Xb)[:, None] + (Xb @ points_t) + points_sqnorm
+    def distances(Xb, Xb_sqnorm=None):
+        if Xb_sqnorm is None:
+            Xb_sqnorm = kernels.sq_row_norms(Xb)
+        d2 = Xb_sqnorm[:, None] + (Xb @ points_t) + points_sqnorm
         return xp.maximum(d2, zero)
 
     return distances

@@ -195,6 +195,41 @@ def test_sq_row_norms(kernels, to_xp, rng, dtype_name):
                                rtol=RTOL[dtype_name] * 10)
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 3, 7])
+def test_sq_row_norms_narrow_rows(kernels, to_xp, rng, dtype_name, n_features):
+    # Up to two columns numpy takes a matrix-vector product instead of einsum.
+    X_np = rng.standard_normal((50, n_features)).astype(dtype_name) * 3 + 1
+    got = kernels.sq_row_norms(to_xp(X_np))
+    np.testing.assert_allclose(to_numpy(got), (X_np.astype(np.float64) ** 2).sum(1),
+                               rtol=RTOL[dtype_name] * 10)
+
+
+@pytest.mark.parametrize("n_features", [1, 2])
+def test_numpy_narrow_sq_row_norms_equal_einsum_bitwise(rng, dtype_name, n_features):
+    # The product sums the squares in einsum's order: centre norms, hence
+    # labels at near-ties, stay those of scikit-learn (einsum row norms).
+    import array_api_compat.numpy as np_xp
+
+    X_np = rng.standard_normal((5000, n_features)).astype(dtype_name) * 3 + 1
+    got = NumpyKernels(np_xp).sq_row_norms(X_np)
+    np.testing.assert_array_equal(got, np.einsum("ij,ij->i", X_np, X_np))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(1000, 2), (300, 33)])
+def test_column_sums(kernels, to_xp, rng, dtype_name, weighted, shape):
+    X_np = (rng.standard_normal(shape) + 5).astype(dtype_name)
+    w_np = rng.uniform(0.0, 2.0, shape[0]).astype(dtype_name) if weighted else None
+    X = to_xp(X_np)
+    X_before = to_numpy(X).copy()
+    got = kernels.column_sums(X, None if w_np is None else to_xp(w_np))
+    assert_array_like(got, X)
+    w = np.ones(shape[0]) if w_np is None else w_np.astype(np.float64)
+    ref = (X_np.astype(np.float64) * w[:, None]).sum(0)
+    np.testing.assert_allclose(to_numpy(got), ref, rtol=RTOL[dtype_name] * 10)
+    np.testing.assert_array_equal(to_numpy(X), X_before)
+
+
 def test_far_from_origin_float32_does_not_degrade(kernels, xp, device, to_xp, rng):
     # Three tight clusters around 1e6 in float32: |x|^2 ~ 1e12 swamps the
     # distances unless blocks are shifted by the data mean first.
