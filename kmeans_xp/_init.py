@@ -45,9 +45,17 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     first = _weighted_draws(problem, xp.cumulative_sum(weights), rng, 1)
     chosen = [first]
     centers = [xp.take(problem.X, first, axis=0) - runner.shift]
+    # Small data (one block, the latency row): the shifted block and its
+    # row norms are the same in every round, so they are made once, and the
+    # distances to the chosen candidate are kept from the round's potentials
+    # instead of recomputed in another pass.
+    block = runner.block(0, n_samples) if problem.single_block else None
+    block_sqnorm = None if block is None else problem.kernels.sq_row_norms(block)
 
     def closest_to(points):
         distances = distances_to(problem, points)
+        if block is not None:
+            return distances(block, block_sqnorm)[:, 0]
 
         def step(Xb, start, stop, acc):
             return acc, distances(Xb)[:, 0]
@@ -63,14 +71,24 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         candidate_points = xp.take(problem.X, candidates, axis=0) - runner.shift
         distances = distances_to(problem, candidate_points)
 
-        def potentials(Xb, start, stop, acc):
-            d2 = xp.minimum(distances(Xb), closest[start:stop, None])
-            return acc + xp.sum(weights[start:stop, None] * d2, axis=0), None
+        def potentials(Xb, start, stop, acc, Xb_sqnorm=None):
+            d2 = xp.minimum(distances(Xb, Xb_sqnorm), closest[start:stop, None])
+            return acc + problem.kernels.column_sums(d2, weights[start:stop]), d2
 
-        accs, _ = runner.map(potentials, lambda: problem.zeros((n_local_trials,)))
-        best = xp.argmin(sum(accs[1:], accs[0]))
+        if block is not None:
+            total, block_d2 = potentials(block, 0, n_samples, 0.0, block_sqnorm)
+        else:
+            accs, _ = runner.map(
+                lambda *args: (potentials(*args)[0], None),
+                lambda: problem.zeros((n_local_trials,)),
+            )
+            total = sum(accs[1:], accs[0])
+        best = xp.argmin(total)
         best_point = xp.take(candidate_points, best[None], axis=0)
-        closest = xp.minimum(closest, closest_to(best_point))
+        if block is not None:
+            closest = xp.take(block_d2, best[None], axis=1)[:, 0]
+        else:
+            closest = xp.minimum(closest, closest_to(best_point))
         chosen.append(xp.take(candidates, best[None]))
         centers.append(best_point)
     return xp.concat(centers), xp.concat(chosen)

@@ -111,6 +111,21 @@ def test_kmeans_plusplus_same_rows_on_every_backend(xp, to_xp):
     np.testing.assert_array_equal(to_numpy(centers), X_np[ref_indices])
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_same_rows_in_one_block_or_many(xp, to_xp, monkeypatch, weighted):
+    # Small data take a one-block path that keeps the block, its row norms
+    # and the candidates' distances between rounds; large data recompute
+    # them block by block. Both must draw the same rows.
+    X_np, _ = blobs(n_samples=300, n_centers=6, seed=4)
+    w = to_xp(np.random.default_rng(0).uniform(0.5, 2.0, 300)) if weighted else None
+    X = to_xp(X_np)
+    _, one_block = kmeans_plusplus(X, 6, sample_weight=w, random_state=3)
+    real = kmeans_xp._kernels.block_rows
+    monkeypatch.setattr(kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args)))
+    _, many_blocks = kmeans_plusplus(X, 6, sample_weight=w, random_state=3)
+    np.testing.assert_array_equal(to_numpy(many_blocks), to_numpy(one_block))
+
+
 def test_kmeans_plusplus_spreads_and_respects_weights(xp, to_xp):
     X_np, y = blobs(n_samples=400, n_centers=4, seed=3, std=0.1)
     _, indices = kmeans_plusplus(to_xp(X_np), 4, random_state=0)
