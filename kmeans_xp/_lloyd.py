@@ -48,7 +48,7 @@ class Problem:
         return None if self.weights is None else self.weights[start:stop]
 
     def zeros(self, shape):
-        return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
+        return self.kernels.zeros(shape, self.dtype, self.device)
 
 
 def data_mean_and_variance(problem: Problem, *, need_variance: bool):
@@ -78,7 +78,7 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     second_moment = sum(as_host_scalar(xp.sum(a[1])) for a in accs) / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
-    offset = as_host_scalar(xp.sum(mean * mean))
+    offset = kernels.sum_of_squares(mean)
     far_from_origin = 2 * offset > second_moment
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
@@ -347,7 +347,7 @@ def lloyd(
             new_centers = _normalize_rows(new_centers, centers, xp)
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
-        center_shift = as_host_scalar(xp.sum((new_centers - centers) ** 2))
+        center_shift = problem.kernels.sum_of_squares(new_centers - centers)
         centers = new_centers
         if n_changed == 0:
             strict_convergence = True

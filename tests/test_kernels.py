@@ -230,6 +230,16 @@ def test_column_sums(kernels, to_xp, rng, dtype_name, weighted, shape):
     np.testing.assert_array_equal(to_numpy(X), X_before)
 
 
+def test_sum_of_squares_and_zeros(kernels, xp, device, to_xp, rng, dtype_name):
+    A_np = rng.standard_normal((5, 3)).astype(dtype_name)
+    got = kernels.sum_of_squares(to_xp(A_np))
+    assert isinstance(got, float)
+    assert got == pytest.approx(float((A_np.astype(np.float64) ** 2).sum()), rel=RTOL[dtype_name] * 10)
+    zeros = kernels.zeros((2, 3), to_xp(A_np).dtype, device)
+    assert_array_like(zeros, to_xp(A_np))
+    np.testing.assert_array_equal(to_numpy(zeros), np.zeros((2, 3)))
+
+
 def test_far_from_origin_float32_does_not_degrade(kernels, xp, device, to_xp, rng):
     # Three tight clusters around 1e6 in float32: |x|^2 ~ 1e12 swamps the
     # distances unless blocks are shifted by the data mean first.
