@@ -146,12 +146,15 @@ def test_oom_on_a_single_row_is_raised_not_retried_forever(xp, to_xp, monkeypatc
     assert seen[-1] == 1 and len(seen) < 20  # halved down to one row, then gave up
 
 
-@pytest.mark.parametrize("n_clusters, fails", [(4, "arange"), (100, "flatnonzero")])
+@pytest.mark.parametrize(
+    "n_clusters, fails", [(4, "arange"), (100, "matmul"), (300, "flatnonzero")]
+)
 def test_accumulate_touches_nothing_until_its_allocations_succeed(monkeypatch, n_clusters, fails):
     # The block runner retries a block that ran out of memory, so the kernel
     # must not have added part of it into the accumulators: everything that
     # allocates comes before the in-place updates. Fail a late allocation
-    # (after bincount) of the one-hot path (k=4) and of the sorted path (k=100).
+    # of the one-hot path (k=4), of the long-run path (k=100: the third
+    # run's product) and of the short-run path (k=300).
     import array_api_compat.numpy as np_xp
 
     from kmeans_xp._kernels import NumpyKernels
@@ -160,13 +163,19 @@ def test_accumulate_touches_nothing_until_its_allocations_succeed(monkeypatch, n
     X = rng.standard_normal((1000, 3))
     labels = rng.integers(0, n_clusters, size=1000)
     sums, counts = np.ones((n_clusters, 3)), np.ones(n_clusters)
+    real = getattr(np, fails)
+    calls = []
 
     def out_of_memory(*args, **kwargs):
+        calls.append(1)
+        if fails == "matmul" and len(calls) < 3:
+            return real(*args, **kwargs)
         raise MemoryError("injected")
 
     monkeypatch.setattr(np, fails, out_of_memory)
     with pytest.raises(MemoryError):
         NumpyKernels(np_xp).accumulate(X, labels, None, sums, counts)
+    assert calls
     np.testing.assert_array_equal(sums, 1.0)
     np.testing.assert_array_equal(counts, 1.0)
 
