@@ -36,13 +36,13 @@ class BlockRunner:
     def __init__(self, X, shift, *, xp, rows: int, n_workers: int = 1):
         self.X = X
         self.xp = xp
+        self._kernels = None
         self.shift = shift
         self.rows = max(1, int(rows))
         self.n_workers = max(1, int(n_workers))
         self._oom = oom_errors(xp)
         self._lock = threading.Lock()
         self._warned = False
-        self._kernels = None
 
     @property
     def oom_errors(self) -> tuple:
@@ -66,7 +66,7 @@ class BlockRunner:
         if value is None or isinstance(value, (int, float)):
             self._subtract = bool(value)
         else:
-            self._subtract = bool(self.xp.any(value != 0))
+            self._subtract = bool(self._get_kernels().count_true(value != 0))
 
     def block(self, start: int, stop: int):
         """Rows ``start:stop`` of X, shifted (a view of X when the shift is
