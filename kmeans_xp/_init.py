@@ -48,14 +48,18 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     # Small data (one block, the latency row): the shifted block and its
     # row norms are the same in every round, so they are made once, and the
     # distances to the chosen candidate are kept from the round's potentials
-    # instead of recomputed in another pass.
-    block = runner.block(0, n_samples) if problem.single_block else None
-    block_sqnorm = None if block is None else problem.kernels.sq_row_norms(block)
+    # instead of recomputed in another pass. Out of memory there, the block
+    # runner takes over (and halves its blocks).
+    block = block_sqnorm = None
+    if problem.single_block:
+        try:
+            block = runner.block(0, n_samples)
+            block_sqnorm = problem.kernels.sq_row_norms(block)
+        except runner.oom_errors:
+            block = None
 
     def closest_to(points):
         distances = distances_to(problem, points)
-        if block is not None:
-            return distances(block, block_sqnorm)[:, 0]
 
         def step(Xb, start, stop, acc):
             return acc, distances(Xb)[:, 0]
@@ -75,9 +79,13 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             d2 = xp.minimum(distances(Xb, Xb_sqnorm), closest[start:stop, None])
             return acc + problem.kernels.column_sums(d2, weights[start:stop]), d2
 
+        block_d2 = None
         if block is not None:
-            total, block_d2 = potentials(block, 0, n_samples, 0.0, block_sqnorm)
-        else:
+            try:
+                total, block_d2 = potentials(block, 0, n_samples, 0.0, block_sqnorm)
+            except runner.oom_errors:
+                block = None
+        if block_d2 is None:
             accs, _ = runner.map(
                 lambda *args: (potentials(*args)[0], None),
                 lambda: problem.zeros((n_local_trials,)),
@@ -85,7 +93,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             total = sum(accs[1:], accs[0])
         best = xp.argmin(total)
         best_point = xp.take(candidate_points, best[None], axis=0)
-        if block is not None:
+        if block_d2 is not None:
             closest = xp.take(block_d2, best[None], axis=1)[:, 0]
         else:
             closest = xp.minimum(closest, closest_to(best_point))

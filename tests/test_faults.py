@@ -62,6 +62,11 @@ class FaultyKernels:
 
         return assign
 
+    def column_sums(self, X, weights=None):
+        if self._before:
+            self._before("column_sums", X)
+        return self._kernels.column_sums(X, weights)
+
     def accumulate(self, X, labels, weights, sums, counts):
         if self._before:
             self._before("accumulate", X)
@@ -120,6 +125,29 @@ def test_oom_in_assign_halves_blocks_warns_once_same_result(xp, to_xp, monkeypat
         to_numpy(km.cluster_centers_), to_numpy(expected.cluster_centers_), rtol=1e-12, atol=1e-12
     )
     assert km.inertia_ == pytest.approx(expected.inertia_, rel=1e-12)
+
+
+def test_oom_in_one_block_kmeans_plusplus_falls_back_to_the_runner(xp, to_xp, monkeypatch):
+    # Small data run k-means++ on one block outside the block runner; out of
+    # memory there, the runner takes over and halves its blocks.
+    X = to_xp(blobs())
+    expected = KMeans(8, random_state=0).fit(X)
+    seen = []
+
+    def fault(name, A):
+        # Only the candidates' potentials: (rows, 2 + ln 8 = 4 candidates).
+        if name == "column_sums" and A.shape[1] == 4 and A.shape[0] > 100:
+            seen.append(A.shape[0])
+            raise _backend_oom(array_namespace(A))
+
+    _inject(monkeypatch, before=fault)
+    with pytest.warns(MemoryRetryWarning):
+        km = KMeans(8, random_state=0).fit(X)
+    assert seen[0] == 600, seen  # the one-block path was tried first
+    np.testing.assert_array_equal(to_numpy(km.labels_), to_numpy(expected.labels_))
+    np.testing.assert_allclose(
+        to_numpy(km.cluster_centers_), to_numpy(expected.cluster_centers_), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_oom_in_predict_and_transform(xp, to_xp, monkeypatch):
