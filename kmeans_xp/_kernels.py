@@ -305,7 +305,7 @@ class NumpyKernels(Kernels):
             if weights is not None:
                 onehot *= weights
             block_sums = onehot @ X
-            counts += block_counts.astype(counts.dtype, copy=False)
+            np.add(counts, block_counts, out=counts, casting="unsafe")
             sums += block_sums
             return sums, counts
         # More clusters: sort the block by label (a radix sort on int16
@@ -329,7 +329,7 @@ class NumpyKernels(Kernels):
                 start, end = bounds[cluster], bounds[cluster + 1]
                 if end > start:
                     np.matmul(row_weights[start:end], rows[start:end], out=block_sums[cluster])
-            counts += block_counts.astype(counts.dtype, copy=False)
+            np.add(counts, block_counts, out=counts, casting="unsafe")
             sums += block_sums
             return sums, counts
         # Short runs (the (100k, 128, 1024) row): a product per run costs
@@ -348,7 +348,7 @@ class NumpyKernels(Kernels):
             (sorted_labels[in_round], rows[in_round])
             for in_round in (rank == r for r in range(int(rank.max()) + 1))
         ]
-        counts += block_counts.astype(counts.dtype, copy=False)
+        np.add(counts, block_counts, out=counts, casting="unsafe")
         for targets, values in parts:
             sums[targets] += values
         return sums, counts
@@ -601,7 +601,7 @@ class _Scratch:
                 np.empty(n_rows, dtype=np.int8),
                 np.empty(n_rows, dtype=np.int8),
             )
-        return tuple(buffer[:n_rows] for buffer in buffers)
+        return buffers[0][:n_rows], buffers[1][:n_rows], buffers[2][:n_rows]
 
 
 def get_kernels(xp, device=None) -> Kernels:
