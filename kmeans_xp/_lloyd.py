@@ -195,42 +195,56 @@ def _lloyd_pass_into(
     return out, sums, counts, inertia, int(as_host_scalar(changed))
 
 
+def _labelled_sq_distances(problem: Problem, Xb, centers, block_labels):
+    """Squared distance of each row of a shifted block to its labelled
+    centre, computed as ``sum((x - c)**2)`` rather than through a product,
+    as scikit-learn's inertia is."""
+    return problem.kernels.sq_row_norms(Xb - problem.xp.take(centers, block_labels, axis=0))
+
+
+def _weighted_total(problem: Problem, d2, start: int, stop: int):
+    """Sum of a block's per-row values, weighted by its sample weights."""
+    w = problem.block_weights(start, stop)
+    return problem.xp.sum(d2) if w is None else problem.xp.sum(w * d2)
+
+
 def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
-    """Squared distance of each row to its labelled centre, computed as
-    ``sum((x - c)**2)`` rather than through a product, as scikit-learn's
-    inertia is. Returns the weighted total and, if asked, per-row values."""
-    xp = problem.xp
+    """Squared distance of each row to its labelled centre (see
+    ``_labelled_sq_distances``). Returns the weighted total and, if asked,
+    per-row values."""
 
     def step(Xb, start, stop, acc):
-        d2 = problem.kernels.sq_row_norms(Xb - xp.take(centers, labels[start:stop], axis=0))
-        w = problem.block_weights(start, stop)
-        acc = acc + (xp.sum(d2) if w is None else xp.sum(w * d2))
-        return acc, (d2 if per_sample else None)
+        d2 = _labelled_sq_distances(problem, Xb, centers, labels[start:stop])
+        return acc + _weighted_total(problem, d2, start, stop), (d2 if per_sample else None)
 
     accs, d2 = problem.runner.map(step, lambda: 0.0)
     total = sum(accs[1:], accs[0])
-    return total, (_concat(xp, d2) if per_sample else None)
+    return total, (_concat(problem.xp, d2) if per_sample else None)
 
 
 def _assign_labels(problem: Problem, centers, *, out=None):
-    """Labels of the nearest centres, without statistics (final E-step).
+    """Labels of the nearest centres and the inertia of that assignment
+    (final E-step): ``(labels, inertia)``, in one pass over X.
 
     With ``out`` (an integer array of shape (n_samples,) that may be
     overwritten) the labels are written into it, saving two label-sized
-    temporaries.
+    temporaries. The inertia is ``_exact_distances``'s.
     """
     kernels = problem.kernels
     assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
 
     def step(Xb, start, stop, acc):
         labels = assign(Xb)[0]
+        d2 = _labelled_sq_distances(problem, Xb, centers, labels)
+        acc = acc + _weighted_total(problem, d2, start, stop)
         if out is None:
             return acc, labels
         out[start:stop] = labels
         return acc, None
 
-    _, labels = problem.runner.map(step)
-    return _concat(problem.xp, labels) if out is None else out
+    accs, labels = problem.runner.map(step, lambda: 0.0)
+    inertia = sum(accs[1:], accs[0])
+    return (_concat(problem.xp, labels) if out is None else out), inertia
 
 
 def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_empty):
@@ -356,9 +370,10 @@ def lloyd(
             break
         if within_tolerance(i, center_shift, tol, verbose):
             break
-    if not strict_convergence:
-        labels = _assign_labels(problem, centers, out=labels)
-    inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+    if strict_convergence:
+        inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+    else:
+        labels, inertia = _assign_labels(problem, centers, out=labels)
     return centers, labels, inertia, i + 1
 
 

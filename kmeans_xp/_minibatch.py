@@ -37,7 +37,6 @@ from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._kmeans import KMeans, _initial_centers, _make_problem
 from ._lloyd import (
     _assign_labels,
-    _exact_distances,
     _lloyd_pass,
     _tolerance,
     data_mean_and_variance,
@@ -241,8 +240,7 @@ class MiniBatchKMeans(EstimatorBase):
             n_features_in_=n_features,
         )
         if self.compute_labels:
-            labels = _assign_labels(problem, centers)
-            inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+            labels, inertia = _assign_labels(problem, centers)
             fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
         else:
             ewa = state.ewa_inertia if state.ewa_inertia is not None else 0.0
@@ -312,8 +310,7 @@ class MiniBatchKMeans(EstimatorBase):
         if self.compute_labels:
             problem = _make_problem(X, weights, xp, device, self.n_clusters)
             problem.runner.shift = shift
-            labels = _assign_labels(problem, centers)
-            inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
+            labels, inertia = _assign_labels(problem, centers)
             fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
         fitted.update(
             cluster_centers_=xp.astype(centers + shift, result_dtype(X_input, X)),
