@@ -117,7 +117,7 @@ class BlockRunner:
 
     def _get_kernels(self):
         """The kernels for X's namespace and device (pool context, shifted
-        blocks); found once, on first use."""
+        blocks, whether a shift is zero); found once, on first use."""
         if self._kernels is None:
             from ._array_api import device_of
             from ._kernels import get_kernels

@@ -1,4 +1,6 @@
-"""The backend seam: the two kernels everything else is built on.
+"""The backend seam: the two kernels everything else is built on, and the
+few helpers (column sums, counts, zeros) whose numpy forms the benchmark
+rows ask for.
 
 * ``assign``: nearest centre of each row of a block, with the partial
   squared distance ``||c||^2 - 2 x.c`` of that centre (add ``||x||^2`` for
@@ -244,7 +246,8 @@ class NumpyKernels(Kernels):
         key = (width, dtype)
         scratch = self._scratches.get(key)
         if scratch is None:
-            scratch = self._scratches[key] = _Scratch(width, dtype)
+            # setdefault: two threads asking at once share one.
+            scratch = self._scratches.setdefault(key, _Scratch(width, dtype))
         return scratch
 
     @staticmethod
@@ -323,7 +326,10 @@ class NumpyKernels(Kernels):
                 row_weights = np.ones(n_rows, dtype=X.dtype)
             else:
                 row_weights = np.take(weights, order)
-            bounds = [0] + np.cumsum(np.bincount(labels, minlength=n_clusters)).tolist()
+            run_lengths = (
+                block_counts if weights is None else np.bincount(labels, minlength=n_clusters)
+            )
+            bounds = [0] + np.cumsum(run_lengths).tolist()
             block_sums = np.zeros(sums.shape, dtype=X.dtype)
             for cluster in range(n_clusters):
                 start, end = bounds[cluster], bounds[cluster + 1]
@@ -565,7 +571,7 @@ class CupyKernels(Kernels):
 
 
 class _Scratch:
-    """Per-thread work buffers of one pass, reused from block to block.
+    """Per-thread work buffers, reused from block to block and pass to pass.
 
     A fresh multi-megabyte score block per numpy call is fresh memory from
     the system each time, and its page faults cost as much as the matmul

@@ -119,9 +119,10 @@ def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
 
 @pytest.mark.parametrize("n_clusters", [3, 40])
 def test_assigner_reused_across_block_sizes_and_threads(kernels, to_xp, rng, n_clusters):
-    # Fast paths keep per-thread score buffers for a whole pass: blocks that
-    # grow, shrink and run on two threads at once must each get their own
-    # right answer, and returned arrays must not alias the buffers.
+    # Fast paths keep per-thread score buffers from block to block and pass
+    # to pass: blocks that grow, shrink and run on two threads at once must
+    # each get their own right answer, and returned arrays must not alias
+    # the buffers.
     from concurrent.futures import ThreadPoolExecutor
 
     X_np = rng.standard_normal((700, 5))
@@ -146,13 +147,14 @@ def test_count_true(kernels, to_xp):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("n_clusters", [4, 20, 300])
+@pytest.mark.parametrize("n_clusters, n_rows", [(4, 200), (20, 200), (40, 2000), (300, 1000)])
 def test_accumulate_matches_reference(kernels, xp, device, to_xp, rng, dtype_name,
-                                      weighted, n_clusters):
-    # n_clusters=4: few clusters, long runs; 20: more clusters, still long
-    # runs; 300 (> n_rows): most clusters empty, short runs. Together they
-    # cover the three numpy strategies.
-    n_rows, n_features = 200, 3
+                                      weighted, n_clusters, n_rows):
+    # The numpy strategies: a one-hot product for few clusters (4) or few
+    # rows (20 x 200); one product per run of a label for long runs
+    # (40 x 2000); rounds over the runs for short ones (300 x 1000, most
+    # clusters empty).
+    n_features = 3
     X_np = rng.standard_normal((n_rows, n_features)).astype(dtype_name)
     # Only even labels are used: every odd cluster stays empty.
     labels_np = 2 * rng.integers(0, (n_clusters + 1) // 2, size=n_rows)
@@ -197,7 +199,7 @@ def test_sq_row_norms(kernels, to_xp, rng, dtype_name):
 
 @pytest.mark.parametrize("n_features", [1, 2, 3, 7])
 def test_sq_row_norms_narrow_rows(kernels, to_xp, rng, dtype_name, n_features):
-    # Up to two columns numpy takes a matrix-vector product instead of einsum.
+    # Up to two columns numpy adds columns of squares instead of einsum.
     X_np = rng.standard_normal((50, n_features)).astype(dtype_name) * 3 + 1
     got = kernels.sq_row_norms(to_xp(X_np))
     np.testing.assert_allclose(to_numpy(got), (X_np.astype(np.float64) ** 2).sum(1),
@@ -206,8 +208,8 @@ def test_sq_row_norms_narrow_rows(kernels, to_xp, rng, dtype_name, n_features):
 
 @pytest.mark.parametrize("n_features", [1, 2])
 def test_numpy_narrow_sq_row_norms_equal_einsum_bitwise(rng, dtype_name, n_features):
-    # The product sums the squares in einsum's order: centre norms, hence
-    # labels at near-ties, stay those of scikit-learn (einsum row norms).
+    # Two squares have one sum in any order: centre norms, hence labels at
+    # near-ties, stay those of scikit-learn (einsum row norms).
     import array_api_compat.numpy as np_xp
 
     X_np = rng.standard_normal((5000, n_features)).astype(dtype_name) * 3 + 1

@@ -115,7 +115,8 @@ def test_kmeans_plusplus_same_rows_on_every_backend(xp, to_xp):
 def test_kmeans_plusplus_same_rows_in_one_block_or_many(xp, to_xp, monkeypatch, weighted):
     # Small data take a one-block path that keeps the block, its row norms
     # and the candidates' distances between rounds; large data recompute
-    # them block by block. Both must draw the same rows.
+    # them block by block, in products of other shapes whose last bits may
+    # differ. Both draw the same rows unless a draw lands on a boundary.
     X_np, _ = blobs(n_samples=300, n_centers=6, seed=4)
     w = to_xp(np.random.default_rng(0).uniform(0.5, 2.0, 300)) if weighted else None
     X = to_xp(X_np)
