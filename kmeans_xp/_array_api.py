@@ -14,10 +14,13 @@ from array_api_compat import (
     array_namespace,
     device as device_of,
     is_array_api_obj,
+    is_cupy_array,
     is_cupy_namespace,
     is_dask_array,
     is_dask_namespace,
+    is_numpy_array,
     is_numpy_namespace,
+    is_torch_array,
     is_torch_namespace,
 )
 
@@ -36,6 +39,7 @@ __all__ = [
     "is_gpu_device",
     "oom_errors",
     "host_workers",
+    "to_host",
 ]
 
 
@@ -106,6 +110,26 @@ def host_workers() -> int:
 def as_host_scalar(x) -> float:
     """One scalar from the device to the host (a sync, never a data copy)."""
     return float(x)
+
+
+def to_host(x) -> np.ndarray:
+    """A numpy array on the host with the values of array ``x``, from any
+    library and device (numpy arrays are returned as they are).
+
+    For results leaving the library (plots, files, estimator conversion):
+    fits never call it on their data.
+    """
+    if is_numpy_array(x):
+        return np.asarray(x)
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if is_cupy_array(x):
+        return x.get()
+    xp = array_namespace(x)
+    host = xp.__array_namespace_info__().default_device()
+    if device_of(x) != host:
+        x = x.to_device(host)
+    return np.asarray(x)
 
 
 def to_device_array(values, xp, *, dtype, device):

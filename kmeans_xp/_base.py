@@ -12,8 +12,9 @@ import copy
 import inspect
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj, to_device
+from array_api_compat import array_namespace, is_array_api_obj
 
+from ._array_api import to_host
 from .exceptions import InvalidParameterError, not_fitted_error
 
 
@@ -141,27 +142,15 @@ class EstimatorBase:
         return {}
 
 
-def _to_host(a) -> np.ndarray:
-    """A numpy copy of array ``a`` from any library and device."""
-    if isinstance(a, np.ndarray):
-        return a
-    try:
-        return np.from_dlpack(a, device="cpu", copy=True)
-    except (BufferError, TypeError, ValueError, RuntimeError, AttributeError):
-        # DLPack could not cross devices: move to the host first.
-        moved = to_device(a, "cpu")
-        return moved if isinstance(moved, np.ndarray) else np.from_dlpack(moved)
-
-
 def _convert_array(a, xp, device):
     """Array ``a`` copied into namespace ``xp`` on ``device`` via the host."""
     source = array_namespace(a)
     dtype_name = str(a.dtype).rsplit(".", 1)[-1]
     try:
-        host = _to_host(a)
+        host = to_host(a)
     except (BufferError, TypeError, ValueError, RuntimeError):
         # e.g. bfloat16, which numpy and DLPack consumers may lack.
-        host = _to_host(source.astype(a, source.float32))
+        host = to_host(source.astype(a, source.float32))
     if xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
         return np.asarray(host)
     out = xp.asarray(host) if device is None else xp.asarray(host, device=device)

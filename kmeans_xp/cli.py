@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._array_api import to_host
+
 __all__ = ["main"]
 
 PROG = "kmeans-xp"
@@ -245,12 +247,6 @@ def _save_figure(fig, path: str) -> None:
         fig.savefig(f, format=_plot_format(path), dpi=110, bbox_inches="tight")
 
 
-def _to_host(x) -> np.ndarray:
-    from ._testing import to_numpy
-
-    return to_numpy(x)
-
-
 # --------------------------------------------------------------------------
 # Progress
 # --------------------------------------------------------------------------
@@ -356,8 +352,8 @@ def _cmd_fit(args) -> int:
     with _Progress(args.n_init, f"k-means k={args.k}", _progress_enabled(args), unit="run") as bar:
         model = _fit_best_of(X, args.k, args.n_init, args.seed, bar, args.metric)
     fit_time = time.perf_counter() - start
-    labels = _to_host(model.labels_)
-    centers = _to_host(model.cluster_centers_)
+    labels = to_host(model.labels_)
+    centers = to_host(model.cluster_centers_)
     sizes = np.bincount(labels, minlength=args.k).tolist()
     outputs = {}
     if args.labels:
@@ -491,12 +487,12 @@ def _cmd_quantize(args) -> int:
         )
         bar.update()
     elapsed = time.perf_counter() - start
-    result = _to_host(quantized)
+    result = to_host(quantized)
     if alpha is not None and out_format != "JPEG":
         result = np.concatenate([result, alpha[..., None]], axis=-1)
     with _atomic_output(args.output) as f:
         Image.fromarray(result).save(f, format=out_format)
-    palette_list = _to_host(palette).tolist()
+    palette_list = to_host(palette).tolist()
     lines = [
         f"{args.image}: {rgb.shape[1]} x {rgb.shape[0]} pixels -> {args.k} colours "
         f"in {elapsed:.2f} s ({backend.describe()})",
@@ -563,7 +559,7 @@ def _cmd_demo(args) -> int:
 
     start = time.perf_counter()
     model = KMeans(n_clusters=result.best_k, n_init=3, random_state=0).fit(X)
-    labels = _to_host(model.labels_)  # also waits for a GPU to finish
+    labels = to_host(model.labels_)  # also waits for a GPU to finish
     t_fit = time.perf_counter() - start
     agreement = _agreement(labels, truth)
     sizes = np.bincount(labels, minlength=result.best_k).tolist()

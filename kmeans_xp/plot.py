@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._array_api import is_array_api_obj
-from ._testing import to_numpy
+from ._array_api import is_array_api_obj, to_host
 from ._validation import check_array
 from .metrics import silhouette_samples
 
@@ -51,7 +50,7 @@ def _colors(n: int):
 
 
 def _host_labels(labels, n_samples: int) -> np.ndarray:
-    labels = to_numpy(labels) if is_array_api_obj(labels) else np.asarray(labels)
+    labels = to_host(labels) if is_array_api_obj(labels) else np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != n_samples:
         raise ValueError(
             f"labels must have shape ({n_samples},) to match X, got {labels.shape}."
@@ -90,7 +89,7 @@ def project_2d(X, centers=None):
             names = ("feature 0", "")
         else:
             names = ("feature 0", "feature 1")
-        return to_numpy(X), (None if centers is None else to_numpy(centers)), names
+        return to_host(X), (None if centers is None else to_host(centers)), names
     mean = xp.mean(X, axis=0)
     centred = X - mean
     covariance = (centred.T @ centred) / max(1, n_samples - 1)
@@ -106,8 +105,8 @@ def project_2d(X, centers=None):
     share = [
         float(eigenvalues[n_features - i]) / total if total > 0 else 0.0 for i in (1, 2)
     ]
-    points = to_numpy(centred @ components)
-    centers_2d = None if centers is None else to_numpy((centers - mean) @ components)
+    points = to_host(centred @ components)
+    centers_2d = None if centers is None else to_host((centers - mean) @ components)
     names = (
         f"PC1 ({share[0]:.0%} of variance, PCA of {n_features} features)",
         f"PC2 ({share[1]:.0%} of variance)",
@@ -212,7 +211,7 @@ def plot_silhouette(X, labels, ax=None, *, metric: str = "euclidean"):
     """
     if ax is None:
         _pyplot()  # fail before any work when matplotlib is missing
-    values = to_numpy(silhouette_samples(X, labels, metric=metric))
+    values = to_host(silhouette_samples(X, labels, metric=metric))
     host_labels = _host_labels(labels, values.shape[0])
     clusters = np.unique(host_labels)
     ax = _axes(ax)
