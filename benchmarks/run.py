@@ -121,18 +121,46 @@ def _sync(device: str) -> None:
         cupy.cuda.Device().synchronize()
 
 
+def _timed_call(fn, device: str = "cpu") -> tuple[float, object]:
+    """Wall time of one call (GPU work synchronised on both sides) and its
+    result."""
+    gc.collect()
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
 def _best_time(fn, repeats: int, device: str = "cpu") -> tuple[float, object]:
-    """Minimum wall time of ``repeats`` calls (after none warm-up; the caller
-    warms up), and the result of the last call."""
+    """Best wall time of ``repeats`` calls of ``fn`` (warmed up by the
+    caller), and the result of the last call."""
     best, out = math.inf, None
     for _ in range(repeats):
-        gc.collect()
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
+        t, out = _timed_call(fn, device)
+        best = min(best, t)
     return best, out
+
+
+def _best_times(calls: dict, repeats: int) -> dict:
+    """Best wall time of ``repeats`` calls of each ``(fn, device)`` in
+    ``calls``, and the result of its last call, timed in rounds: every
+    implementation once per round, so that all of them sample the same
+    moments of a shared machine, instead of one of them a quiet minute and
+    the next a busy one. A call that raises drops its implementation, whose
+    entry is then the exception."""
+    best = {key: (math.inf, None) for key in calls}
+    for _ in range(repeats):
+        for key, (fn, device) in calls.items():
+            if isinstance(best[key][1], Exception):
+                continue
+            try:
+                t, out = _timed_call(fn, device)
+            except Exception as exc:  # a peer failing must not stop the run
+                best[key] = (math.inf, exc)
+                continue
+            best[key] = (min(best[key][0], t), out)
+    return best
 
 
 def make_data(cfg: Config, seed: int = 0):
@@ -223,8 +251,19 @@ def limit_seconds(cfg: Config, limits: dict, itemsize: int = 4) -> float:
 # Each returns (seconds per iteration, final centres as numpy) or raises.
 
 
-def run_kmeans_xp(X, init, iters, repeats, *, backend: str):
+# Each prepare_* warms its implementation up (imports, kernel compilation,
+# allocator pools) and returns ``(fit, device, centers)``: the call to time,
+# where it runs, and the final centres (numpy) of a fitted model.
+
+
+def _check_iterations(km, iters: int) -> None:
+    if km.n_iter_ != iters:
+        raise RuntimeError(f"converged after {km.n_iter_} of {iters} iterations")
+
+
+def prepare_kmeans_xp(X, init, iters, *, backend: str):
     from kmeans_xp import KMeans
+    from kmeans_xp._array_api import to_host
 
     if backend == "numpy":
         Xb, Cb, device = X, init, "cpu"
@@ -249,16 +288,16 @@ def run_kmeans_xp(X, init, iters, repeats, *, backend: str):
             warnings.simplefilter("ignore")
             return KMeans(len(init), init=Cb, n_init=1, max_iter=max_iter, tol=0).fit(Xb)
 
-    fit(1)  # warm-up: imports, kernel compilation, allocator pools
-    t, km = _best_time(fit, repeats, device)
-    if km.n_iter_ != iters:
-        raise RuntimeError(f"converged after {km.n_iter_} of {iters} iterations")
-    from kmeans_xp._testing import to_numpy
+    fit(1)
 
-    return t / iters, to_numpy(km.cluster_centers_)
+    def centers(km):
+        _check_iterations(km, iters)
+        return to_host(km.cluster_centers_)
+
+    return fit, device, centers
 
 
-def run_sklearn(X, init, iters, repeats):
+def prepare_sklearn(X, init, iters):
     import warnings
 
     from sklearn.cluster import KMeans
@@ -270,13 +309,15 @@ def run_sklearn(X, init, iters, repeats):
                           algorithm="lloyd").fit(X)
 
     fit(1)
-    t, km = _best_time(fit, repeats)
-    if km.n_iter_ != iters:
-        raise RuntimeError(f"converged after {km.n_iter_} of {iters} iterations")
-    return t / iters, km.cluster_centers_
+
+    def centers(km):
+        _check_iterations(km, iters)
+        return km.cluster_centers_
+
+    return fit, "cpu", centers
 
 
-def run_faiss(X, init, iters, repeats, *, gpu: bool):
+def prepare_faiss(X, init, iters, *, gpu: bool):
     import faiss
 
     def fit(niter=iters):
@@ -287,11 +328,11 @@ def run_faiss(X, init, iters, repeats, *, gpu: bool):
         return km
 
     fit(1)
-    t, km = _best_time(fit, repeats)  # faiss syncs before returning to numpy
-    return t / iters, km.centroids
+    # faiss syncs before returning to numpy.
+    return fit, "cpu", lambda km: km.centroids
 
 
-def run_fast_pytorch(X, init, iters, repeats, *, device: str):
+def prepare_fast_pytorch(X, init, iters, *, device: str):
     import torch
     from fast_pytorch_kmeans import KMeans
 
@@ -304,42 +345,43 @@ def run_fast_pytorch(X, init, iters, repeats, *, device: str):
         return km
 
     fit(1)
-    t, km = _best_time(fit, repeats, "cuda" if device == "cuda" else "cpu")
-    return t / iters, km.centroids.cpu().numpy()
+    return fit, device, lambda km: km.centroids.cpu().numpy()
 
 
 # ---------------------------------------------------------------- configs
 
 
 def lloyd_rows(cfg: Config, X, init, iters, repeats, limits, *, gpu: bool) -> list[Row]:
-    """One row per implementation, same data, centres and iteration count."""
+    """One row per implementation, same data, centres and iteration count,
+    timed in rounds (see ``_best_times``)."""
     impls = []
     if gpu:
         if _cuda_available():
             impls.append(("kmeans_xp", "torch-cuda",
-                          lambda: run_kmeans_xp(X, init, iters, repeats, backend="torch-cuda")))
+                          lambda: prepare_kmeans_xp(X, init, iters, backend="torch-cuda")))
         if _cupy_available():
             impls.append(("kmeans_xp", "cupy",
-                          lambda: run_kmeans_xp(X, init, iters, repeats, backend="cupy")))
-        impls.append(("faiss", "faiss-gpu", lambda: run_faiss(X, init, iters, repeats, gpu=True)))
+                          lambda: prepare_kmeans_xp(X, init, iters, backend="cupy")))
+        impls.append(("faiss", "faiss-gpu", lambda: prepare_faiss(X, init, iters, gpu=True)))
         impls.append(("fast-pytorch-kmeans", "torch-cuda",
-                      lambda: run_fast_pytorch(X, init, iters, repeats, device="cuda")))
+                      lambda: prepare_fast_pytorch(X, init, iters, device="cuda")))
     else:
         impls.append(("kmeans_xp", "numpy",
-                      lambda: run_kmeans_xp(X, init, iters, repeats, backend="numpy")))
+                      lambda: prepare_kmeans_xp(X, init, iters, backend="numpy")))
         impls.append(("kmeans_xp", "torch",
-                      lambda: run_kmeans_xp(X, init, iters, repeats, backend="torch")))
-        impls.append(("scikit-learn", "numpy", lambda: run_sklearn(X, init, iters, repeats)))
-        impls.append(("faiss", "faiss-cpu", lambda: run_faiss(X, init, iters, repeats, gpu=False)))
+                      lambda: prepare_kmeans_xp(X, init, iters, backend="torch")))
+        impls.append(("scikit-learn", "numpy", lambda: prepare_sklearn(X, init, iters)))
+        impls.append(("faiss", "faiss-cpu", lambda: prepare_faiss(X, init, iters, gpu=False)))
         impls.append(("fast-pytorch-kmeans", "torch",
-                      lambda: run_fast_pytorch(X, init, iters, repeats, device="cpu")))
+                      lambda: prepare_fast_pytorch(X, init, iters, device="cpu")))
     needs = {"numpy": None, "torch": "torch", "torch-cuda": "torch", "cupy": "cupy",
              "faiss-cpu": "faiss", "faiss-gpu": "faiss"}
     peers = {"scikit-learn": "sklearn", "fast-pytorch-kmeans": "fast_pytorch_kmeans"}
-    rows = []
     limit = limit_seconds(cfg, limits)
-    for impl, device, fn in impls:
+    rows, calls, results = [], {}, {}
+    for impl, device, prepare in impls:
         row = Row(cfg.name, impl, device, limit_seconds=limit)
+        rows.append(row)
         module = peers.get(impl) or needs.get(device)
         if module and not _have(module):
             row.note = f"skipped: {module} not installed"
@@ -347,11 +389,22 @@ def lloyd_rows(cfg: Config, X, init, iters, repeats, limits, *, gpu: bool) -> li
             row.note = "skipped: faiss has no GPU support here (faiss-cpu)"
         else:
             try:
-                row.seconds, centers = fn()
-                row.inertia = reference_inertia(X, centers)
+                fit, sync_device, centers = prepare()
             except Exception as exc:  # a peer failing must not stop the run
                 row.note = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
-        rows.append(row)
+            else:
+                calls[len(rows) - 1] = (fit, sync_device)
+                results[len(rows) - 1] = centers
+    for index, (seconds, km) in _best_times(calls, repeats).items():
+        row = rows[index]
+        try:
+            if isinstance(km, Exception):
+                raise km
+            row.inertia = reference_inertia(X, results[index](km))
+            row.seconds = seconds / iters
+        except Exception as exc:
+            row.note = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+    for row in rows:
         print(_format_row(row), flush=True)
     _check_agreement(rows)
     return rows
@@ -383,8 +436,9 @@ def latency_rows(cfg: Config, repeats: int, seeds: int) -> list[Row]:
 
     How many iterations a fit takes depends on its initial centres, and the
     same seed draws other centres in each library; so every implementation
-    is timed over ``seeds`` seeds (best of ``repeats`` calls each) and the
-    medians of the times and of the iteration counts are reported.
+    is timed over ``seeds`` seeds (best of ``repeats`` calls each, in rounds
+    as ``_best_times`` does) and the medians of the times and of the
+    iteration counts are reported.
     """
     import warnings
 
@@ -409,17 +463,23 @@ def latency_rows(cfg: Config, repeats: int, seeds: int) -> list[Row]:
                 return SKKMeans(cfg.k, n_init=1, random_state=seed).fit(X)
 
         impls.append(("scikit-learn", "numpy", theirs))
-    rows = []
-    for impl, device, fit in impls:
+    for _, _, fit in impls:
         fit(0)  # warm-up: imports and first-call costs
-        times, n_iters = [], []
-        for seed in range(seeds):
-            t, km = _best_time(lambda: fit(seed), repeats)
-            times.append(t)
-            n_iters.append(km.n_iter_)
-        note = f"whole fit, median over {seeds} seeds ({int(np.median(n_iters))} iterations)"
-        rows.append(Row(cfg.name, impl, device, seconds=float(np.median(times)), note=note,
-                        extra={"n_iter_median": float(np.median(n_iters))}))
+    times = {i: [] for i in range(len(impls))}
+    n_iters = {i: [] for i in range(len(impls))}
+    for seed in range(seeds):
+        calls = {i: ((lambda fit=fit: fit(seed)), "cpu") for i, (_, _, fit) in enumerate(impls)}
+        for i, (t, km) in _best_times(calls, repeats).items():
+            if isinstance(km, Exception):
+                raise km
+            times[i].append(t)
+            n_iters[i].append(km.n_iter_)
+    rows = []
+    for i, (impl, device, _) in enumerate(impls):
+        median_iters = float(np.median(n_iters[i]))
+        note = f"whole fit, median over {seeds} seeds ({int(median_iters)} iterations)"
+        rows.append(Row(cfg.name, impl, device, seconds=float(np.median(times[i])), note=note,
+                        extra={"n_iter_median": median_iters}))
     for row in rows:
         print(_format_row(row), flush=True)
     return rows
