@@ -228,20 +228,27 @@ class NumpyKernels(Kernels):
         centers_t = np.ascontiguousarray((-2 * centers).T)
         n_clusters = centers.shape[0]
         scratch = self._scratch(n_clusters, centers.dtype)
-        # Rows of fewer than 256 scores: ||c||^2 repeated over 256 KiB of
-        # rows is added to the flat scores, one long vector loop per chunk
+        # Rows of fewer than 256 scores: ||c||^2 repeated over up to 256 KiB
+        # of rows is added to the flat scores, one long vector loop per chunk
         # where the broadcast add pays a call per row (16 -> 8 ns a row on
-        # the (200k, 32, 64) row).
-        tiled = None
-        if n_clusters < 256:
-            tiled = np.tile(centers_sqnorm, (1 << 18) // (n_clusters * centers.dtype.itemsize))
+        # the (200k, 32, 64) row). Made on first use, no longer than the
+        # block, so predicting a few rows does not pay for 256 KiB.
+        tile_rows = (1 << 18) // (n_clusters * centers.dtype.itemsize)
+        tiles = []
+
+        def tiled_sqnorm(n_rows):
+            if tiles and tiles[-1].shape[0] >= min(n_rows, tile_rows) * n_clusters:
+                return tiles[-1]
+            tiles[:] = [np.tile(centers_sqnorm, min(n_rows, tile_rows))]
+            return tiles[-1]
 
         def assign(Xb):
             scores = scratch.scores(Xb.shape[0], transposed=False)
             np.matmul(Xb, centers_t, out=scores)
-            if tiled is None:
+            if n_clusters >= 256:
                 scores += centers_sqnorm
             else:
+                tiled = tiled_sqnorm(Xb.shape[0])
                 flat = scores.reshape(-1)
                 for start in range(0, flat.shape[0], tiled.shape[0]):
                     chunk = flat[start : start + tiled.shape[0]]
