@@ -232,7 +232,7 @@ class NumpyKernels(Kernels):
         # of rows is added to the flat scores, one long vector loop per chunk
         # where the broadcast add pays a call per row (16 -> 8 ns a row on
         # the (200k, 32, 64) row). Made on first use, no longer than the
-        # block, so predicting a few rows does not pay for 256 KiB.
+        # block; blocks of a few rows (predict on a few rows) just broadcast.
         tile_rows = (1 << 18) // (n_clusters * centers.dtype.itemsize)
         tiles = []
 
@@ -245,7 +245,7 @@ class NumpyKernels(Kernels):
         def assign(Xb):
             scores = scratch.scores(Xb.shape[0], transposed=False)
             np.matmul(Xb, centers_t, out=scores)
-            if n_clusters >= 256:
+            if n_clusters >= 256 or Xb.shape[0] < 256:
                 scores += centers_sqnorm
             else:
                 tiled = tiled_sqnorm(Xb.shape[0])
