@@ -1,6 +1,7 @@
 """BlockRunner: row blocks, the shift, the shared thread pool, OOM back-off."""
 
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_map_covers_rows_in_order_and_shifts(xp, to_xp, rng, n_workers, rows):
     assert starts[0] == 0 and stops[-1] == 103
     assert starts[1:] == stops[:-1]  # contiguous, in row order
     assert all(stop - start <= rows for start, stop in zip(starts, stops))
-    assert 1 <= len(accs) <= n_workers
+    assert 1 <= len(accs) <= BlockRunner.tasks_per_worker * n_workers
     for start, stop, Xb in outs:
         assert_array_like(Xb, X)
         np.testing.assert_allclose(to_numpy(Xb), X_np[start:stop] - shift_np, rtol=1e-12)
@@ -59,6 +60,35 @@ def test_workers_give_the_same_result_as_one(xp, to_xp, rng):
         _, parts = _collect(runner, xp)
         outs.append(np.concatenate([to_numpy(p[2]) for p in parts]))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_slow_thread_hands_over_ranges_without_changing_results(rng):
+    # Ranges are fixed by the block count; threads take them as they come
+    # free. A pool thread slowed down runs fewer blocks, and the per-range
+    # accumulators are bit for bit those of an even run.
+    X = rng.standard_normal((400, 3))
+    runner = BlockRunner(X, np.zeros(3), xp=np, rows=10, n_workers=2)
+    main = threading.main_thread()
+
+    def run(slow_pool: bool):
+        blocks_by_thread = {}
+
+        def step(Xb, start, stop, acc):
+            thread = threading.current_thread()
+            blocks_by_thread[thread.name] = blocks_by_thread.get(thread.name, 0) + 1
+            if slow_pool and thread is not main:
+                time.sleep(0.01)
+            return acc + Xb.sum(axis=0), None
+
+        accs, _ = runner.map(step, lambda: np.zeros(3))
+        return accs, blocks_by_thread
+
+    even, _ = run(slow_pool=False)
+    uneven, blocks = run(slow_pool=True)
+    assert len(even) == BlockRunner.tasks_per_worker * 2
+    assert blocks[main.name] > sum(blocks.values()) / 2
+    for a, b in zip(even, uneven, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_scalar_shift(xp, to_xp, rng):
@@ -134,10 +164,11 @@ def test_pool_is_shared_and_persistent():
 
     def step(Xb, start, stop, acc):
         names.add(threading.current_thread().name)
+        time.sleep(0.005)  # long enough for the pool thread to take a range
         return acc, None
 
     BlockRunner(X, np.zeros(1), xp=np, rows=8, n_workers=2).map(step)
-    # The calling thread takes the first range; the pool the rest.
+    # The calling thread takes ranges too; the pool thread the others.
     assert threading.current_thread().name in names
     assert any(name.startswith("kmeans_xp") for name in names)
 
