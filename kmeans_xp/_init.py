@@ -15,15 +15,14 @@ from ._array_api import to_device_array
 from ._lloyd import Problem, distances_to
 
 
-def _weighted_draws(problem: Problem, cumulative, rng, size: int):
+def _weighted_draws(problem: Problem, cumulative, rng, size: int, last):
     """Indices drawn with probability proportional to the increments of
-    ``cumulative`` (a cumulative sum over the samples), on the device."""
+    ``cumulative`` (a cumulative sum over the samples), on the device.
+    ``last`` is the largest index, a 0-d array of the index dtype."""
     xp = problem.xp
     u = to_device_array(rng.uniform(size=size), xp, dtype=cumulative.dtype, device=problem.device)
-    targets = u * cumulative[-1]
-    indices = xp.searchsorted(cumulative, targets)
+    indices = xp.searchsorted(cumulative, u * cumulative[-1])
     # Round-off can put a target past the last sum.
-    last = xp.full((), problem.X.shape[0] - 1, dtype=indices.dtype, device=problem.device)
     return xp.minimum(indices, last)
 
 
@@ -38,11 +37,15 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     n_samples = problem.X.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
-    weights = problem.weights
+    weights = problem.weights  # None: unit weights, and no products with them
+    last = xp.asarray(n_samples - 1, dtype=xp.int64, device=problem.device)
     if weights is None:
-        weights = xp.ones((n_samples,), dtype=problem.dtype, device=problem.device)
-
-    first = _weighted_draws(problem, xp.cumulative_sum(weights), rng, 1)
+        # Uniform: the host draws the row (the latency row: no pass over
+        # the data for a sum of ones).
+        first = to_device_array([min(int(rng.uniform() * n_samples), n_samples - 1)], xp,
+                                dtype=xp.int64, device=problem.device)
+    else:
+        first = _weighted_draws(problem, xp.cumulative_sum(weights), rng, 1, last)
     chosen = [first]
     centers = [xp.take(problem.X, first, axis=0) - runner.shift]
     # Small data (one block, the latency row): the shifted block and its
@@ -59,7 +62,13 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             block = None
 
     def closest_to(points):
+        nonlocal block
         distances = distances_to(problem, points)
+        if block is not None:
+            try:
+                return distances(block, block_sqnorm)[:, 0]
+            except runner.oom_errors:
+                block = None
 
         def step(Xb, start, stop, acc):
             return acc, distances(Xb)[:, 0]
@@ -69,15 +78,17 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
 
     closest = closest_to(centers[0])
     for _ in range(1, n_clusters):
+        potential = closest if weights is None else weights * closest
         candidates = _weighted_draws(
-            problem, xp.cumulative_sum(weights * closest), rng, n_local_trials
+            problem, xp.cumulative_sum(potential), rng, n_local_trials, last
         )
         candidate_points = xp.take(problem.X, candidates, axis=0) - runner.shift
         distances = distances_to(problem, candidate_points)
 
         def potentials(Xb, start, stop, acc, Xb_sqnorm=None):
             d2 = xp.minimum(distances(Xb, Xb_sqnorm), closest[start:stop, None])
-            return acc + problem.kernels.column_sums(d2, weights[start:stop]), d2
+            w = None if weights is None else weights[start:stop]
+            return acc + problem.kernels.column_sums(d2, w), d2
 
         block_d2 = None
         if block is not None:
