@@ -101,6 +101,18 @@ class Kernels:
             onehot = onehot * weights[:, None]
         return sums + onehot.T @ X, counts + xp.sum(onehot, axis=0)
 
+    def cluster_sums(self, X, labels, weights, n_clusters: int):
+        """``accumulate`` into zeros: new arrays ``(sums, counts)`` of
+        shapes (n_clusters, n_features) and (n_clusters,)."""
+        device = device_of(X)
+        return self.accumulate(
+            X,
+            labels,
+            weights,
+            self.zeros((n_clusters, X.shape[1]), X.dtype, device),
+            self.zeros((n_clusters,), X.dtype, device),
+        )
+
     def sq_row_norms(self, X):
         """Squared Euclidean norm of each row, array of shape (n_rows,)."""
         return self.xp.sum(X * X, axis=1)
@@ -291,9 +303,8 @@ class NumpyKernels(Kernels):
                 return np.zeros(n_rows, dtype=np.intp), (scores[0].copy() if want_partial else None)
             is_lower, candidate, labels = scratch.row_buffers(n_rows)
             # Centres 0 and 1 set the running minimum and labels directly.
-            np.less(scores[1], scores[0], out=is_lower)
+            np.less(scores[1], scores[0], out=labels.view(bool))
             best = np.minimum(scores[0], scores[1])
-            np.copyto(labels, is_lower.view(np.int8))
             for j in range(2, n_clusters):
                 # Strictly lower keeps the first centre on ties, as argmin.
                 np.less(scores[j], best, out=is_lower)
@@ -379,6 +390,21 @@ class NumpyKernels(Kernels):
         for targets, values in parts:
             sums[targets] += values
         return sums, counts
+
+    def cluster_sums(self, X, labels, weights, n_clusters: int):
+        import numpy as np
+
+        if n_clusters > self.few_centers:
+            return super().cluster_sums(X, labels, weights, n_clusters)
+        # Few clusters (the latency row, one block per pass): the one-hot
+        # product and the label counts are the results, with no zeros to
+        # add them to.
+        onehot = np.empty((n_clusters, X.shape[0]), dtype=X.dtype)
+        np.equal(labels, np.arange(n_clusters)[:, None], out=onehot)
+        if weights is not None:
+            onehot *= weights
+        counts = np.bincount(labels, weights=weights, minlength=n_clusters)
+        return onehot @ X, counts.astype(X.dtype)
 
     def count_nonempty(self, labels, n_clusters: int) -> int:
         import numpy as np

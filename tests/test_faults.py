@@ -75,6 +75,15 @@ class FaultyKernels:
             self._after("accumulate", X)
         return out
 
+    def cluster_sums(self, X, labels, weights, n_clusters):
+        # The same fault points as ``accumulate``: sums from zeros.
+        if self._before:
+            self._before("accumulate", X)
+        out = self._kernels.cluster_sums(X, labels, weights, n_clusters)
+        if self._after:
+            self._after("accumulate", X)
+        return out
+
 
 def _inject(monkeypatch, *, before=None, after=None):
     real = kmeans_xp._kmeans.get_kernels
@@ -125,6 +134,24 @@ def test_oom_in_assign_halves_blocks_warns_once_same_result(xp, to_xp, monkeypat
         to_numpy(km.cluster_centers_), to_numpy(expected.cluster_centers_), rtol=1e-12, atol=1e-12
     )
     assert km.inertia_ == pytest.approx(expected.inertia_, rel=1e-12)
+
+
+def test_oom_in_one_block_cluster_sums_falls_back_to_the_runner(xp, to_xp, monkeypatch):
+    # Small data sum their clusters on one block outside the block runner;
+    # out of memory there, the runner takes over and halves its blocks.
+    X = to_xp(blobs())
+    init = to_xp(blobs()[[0, 150, 300, 450]])
+    expected = KMeans(4, init=init, random_state=0).fit(X)
+
+    fault, seen = _oom_above(max_rows=100, method="accumulate")
+    _inject(monkeypatch, before=fault)
+    with pytest.warns(MemoryRetryWarning):
+        km = KMeans(4, init=init, random_state=0).fit(X)
+    assert seen[0] == 600, seen  # the one-block path was tried first
+    np.testing.assert_array_equal(to_numpy(km.labels_), to_numpy(expected.labels_))
+    np.testing.assert_allclose(
+        to_numpy(km.cluster_centers_), to_numpy(expected.cluster_centers_), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_oom_in_one_block_kmeans_plusplus_falls_back_to_the_runner(xp, to_xp, monkeypatch):

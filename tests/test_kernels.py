@@ -179,6 +179,28 @@ def test_accumulate_matches_reference(kernels, xp, device, to_xp, rng, dtype_nam
     np.testing.assert_array_equal(to_numpy(X), X_before)  # input untouched
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_clusters", [1, 3, 16, 40])
+def test_cluster_sums_are_accumulate_into_zeros(kernels, xp, device, to_xp, rng, dtype_name,
+                                                weighted, n_clusters):
+    # numpy has its own path up to 16 clusters (one block of the latency row).
+    X_np = rng.standard_normal((300, 2)).astype(dtype_name)
+    labels_np = rng.integers(0, n_clusters, size=300)
+    w_np = rng.uniform(0.0, 3.0, size=300).astype(dtype_name) if weighted else None
+    X = to_xp(X_np)
+    labels = xp.asarray(labels_np, dtype=xp.int64, device=device)
+    w = None if w_np is None else to_xp(w_np)
+    sums, counts = kernels.cluster_sums(X, labels, w, n_clusters)
+    assert_array_like(sums, X)
+    assert_array_like(counts, X)
+    assert tuple(sums.shape) == (n_clusters, 2) and tuple(counts.shape) == (n_clusters,)
+    ref_sums, ref_counts = _ref_accumulate(X_np, labels_np, w_np, n_clusters)
+    tol = RTOL[dtype_name] * 10
+    np.testing.assert_allclose(to_numpy(sums), ref_sums, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(to_numpy(counts), ref_counts, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(to_numpy(X), X_np)  # input untouched
+
+
 def test_accumulate_single_row_and_single_cluster(kernels, xp, device, to_xp, dtype_name):
     X_np = np.array([[1.5, -2.0]], dtype=dtype_name)
     labels = xp.asarray([0], dtype=xp.int64, device=device)
