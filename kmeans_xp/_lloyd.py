@@ -415,7 +415,7 @@ def distances_to(problem: Problem, points):
     # Prepared once per pass: -2 P^T, and a 0-d zero (``clip`` is slow
     # through the compat layer and runs once per block).
     points_t = -2 * points.T
-    zero = xp.zeros((), dtype=points.dtype, device=problem.device)
+    zero = kernels.zeros((), points.dtype, problem.device)
 
     def distances(Xb, Xb_sqnorm=None):
         if Xb_sqnorm is None:
