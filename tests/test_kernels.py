@@ -59,10 +59,14 @@ def test_get_kernels_generic_for_unknown(xp, device, backend):
         assert type(kernels) is Kernels
 
 
-@pytest.mark.parametrize("n_clusters, n_rows", [(3, 300), (40, 300), (40, 3000), (300, 500)])
+@pytest.mark.parametrize(
+    "n_clusters, n_rows", [(3, 300), (40, 300), (128, 3000), (200, 300), (200, 3000), (300, 500)]
+)
 def test_assign_matches_reference(kernels, xp, to_xp, rng, dtype_name, n_clusters, n_rows):
-    # numpy: running minimum for few centres (3); ||c||^2 added from a tiled
-    # copy in one chunk (40 x 300) or several (40 x 3000); broadcast (300).
+    # numpy: running minimum for few centres (3); minimum over transposed
+    # scores up to 128 centres; then a per-row argmin, ||c||^2 added from a
+    # tiled copy in one chunk (200 x 300) or several (200 x 3000), or
+    # broadcast (300).
     X_np = rng.standard_normal((n_rows, 5)).astype(dtype_name)
     C_np = rng.standard_normal((n_clusters, 5)).astype(dtype_name)
     X, C = to_xp(X_np), to_xp(C_np)
@@ -95,9 +99,10 @@ def test_assign_ties_pick_first_index(kernels, to_xp, dtype_name):
     np.testing.assert_array_equal(to_numpy(labels), [0, 0, 1, 2])
 
 
-@pytest.mark.parametrize("n_copies", [1, 6])
+@pytest.mark.parametrize("n_copies", [1, 6, 50])
 def test_assign_ties_many_centres_pick_first_index(kernels, to_xp, dtype_name, n_copies):
-    # 3 distinct centres repeated: 3 or 18 centres (both numpy strategies);
+    # 3 distinct centres repeated: 3, 18 or 150 centres (the three numpy
+    # strategies);
     # every row is equidistant from all copies of its nearest centre.
     base = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]], dtype=dtype_name)
     C_np = np.concatenate([base] * n_copies)
@@ -119,7 +124,7 @@ def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
     np.testing.assert_array_equal(to_numpy(a_partial), to_numpy(b_partial))
 
 
-@pytest.mark.parametrize("n_clusters", [3, 40])
+@pytest.mark.parametrize("n_clusters", [3, 40, 200])
 def test_assigner_reused_across_block_sizes_and_threads(kernels, to_xp, rng, n_clusters):
     # Fast paths keep per-thread score buffers from block to block and pass
     # to pass: blocks that grow, shrink and run on two threads at once must
