@@ -101,6 +101,22 @@ class Kernels:
             onehot = onehot * weights[:, None]
         return sums + onehot.T @ X, counts + xp.sum(onehot, axis=0)
 
+    def move(self, X, old_labels, new_labels, weights, sums, counts):
+        """Rows that changed cluster: each row of ``X`` (times its weight)
+        is added to its new cluster and taken from its old one, in
+        ``sums`` and ``counts`` (see ``accumulate``; fast paths update in
+        place)."""
+        xp = self.xp
+        if weights is None:
+            weights = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
+        return self.accumulate(
+            xp.concat([X, X]),
+            xp.concat([new_labels, old_labels]),
+            xp.concat([weights, -weights]),
+            sums,
+            counts,
+        )
+
     def cluster_sums(self, X, labels, weights, n_clusters: int):
         """``accumulate`` into zeros: new arrays ``(sums, counts)`` of
         shapes (n_clusters, n_features) and (n_clusters,)."""
@@ -430,6 +446,30 @@ class NumpyKernels(Kernels):
             sums[targets] += values
         return sums, counts
 
+    def move(self, X, old_labels, new_labels, weights, sums, counts):
+        import numpy as np
+
+        n_clusters = sums.shape[0]
+        if n_clusters > self.column_min_centers:
+            return super().move(X, old_labels, new_labels, weights, sums, counts)
+        # Up to 128 clusters (the (200k, 32, 64) and (1M, 16, 8) rows): one
+        # product with a signed one-hot, +1 at the new cluster and -1 at the
+        # old, instead of sorting and summing every row twice: 2900 moved
+        # rows of a (200k, 32, 64) block take 0.36 ms instead of 1.0.
+        # Allocations first: out of memory, the accumulators are untouched.
+        ids = np.arange(n_clusters)[:, None]
+        signed = np.empty((n_clusters, X.shape[0]), dtype=X.dtype)
+        np.equal(new_labels, ids, out=signed)
+        np.subtract(signed, np.equal(old_labels, ids), out=signed)
+        if weights is not None:
+            signed *= weights
+        block_sums = signed @ X
+        gained = np.bincount(new_labels, weights=weights, minlength=n_clusters)
+        gained = gained - np.bincount(old_labels, weights=weights, minlength=n_clusters)
+        np.add(counts, gained, out=counts, casting="unsafe")
+        sums += block_sums
+        return sums, counts
+
     def cluster_sums(self, X, labels, weights, n_clusters: int):
         import numpy as np
 
@@ -593,6 +633,17 @@ class TorchCPUKernels(TorchKernels):
         self._numpy.accumulate(
             numpy_view(X),
             numpy_view(labels),
+            numpy_view(weights),
+            numpy_view(sums),
+            numpy_view(counts),
+        )
+        return sums, counts
+
+    def move(self, X, old_labels, new_labels, weights, sums, counts):
+        self._numpy.move(
+            numpy_view(X),
+            numpy_view(old_labels),
+            numpy_view(new_labels),
             numpy_view(weights),
             numpy_view(sums),
             numpy_view(counts),

@@ -155,17 +155,11 @@ def _lloyd_pass_into(
         n_moved = int(as_host_scalar(kernels.count_true(moved)))
         if n_moved:
             rows = xp.nonzero(moved)[0]
-            moved_X = xp.take(Xb, rows, axis=0)
-            if w is None:
-                gained = xp.ones((n_moved,), dtype=Xb.dtype, device=problem.device)
-            else:
-                gained = xp.take(w, rows)
-            # One accumulation: each moved row added to its new cluster with
-            # its weight and to its old one with the opposite weight.
-            sums, counts = kernels.accumulate(
-                xp.concat([moved_X, moved_X]),
-                xp.concat([xp.take(labels, rows), xp.take(old, rows)]),
-                xp.concat([gained, -gained]),
+            sums, counts = kernels.move(
+                xp.take(Xb, rows, axis=0),
+                xp.take(old, rows),
+                xp.take(labels, rows),
+                None if w is None else xp.take(w, rows),
                 sums,
                 counts,
             )

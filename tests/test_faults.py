@@ -75,6 +75,14 @@ class FaultyKernels:
             self._after("accumulate", X)
         return out
 
+    def move(self, X, old_labels, new_labels, weights, sums, counts):
+        if self._before:
+            self._before("accumulate", X)
+        out = self._kernels.move(X, old_labels, new_labels, weights, sums, counts)
+        if self._after:
+            self._after("accumulate", X)
+        return out
+
     def cluster_sums(self, X, labels, weights, n_clusters):
         # The same fault points as ``accumulate``: sums from zeros.
         if self._before:

@@ -206,6 +206,37 @@ def test_cluster_sums_are_accumulate_into_zeros(kernels, xp, device, to_xp, rng,
     np.testing.assert_array_equal(to_numpy(X), X_np)  # input untouched
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_clusters", [3, 64, 300])
+def test_move_is_add_to_new_and_take_from_old(kernels, xp, device, to_xp, rng, dtype_name,
+                                              weighted, n_clusters):
+    # numpy: a signed one-hot product up to 128 clusters, sorted sums above.
+    X_np = rng.standard_normal((500, 3)).astype(dtype_name)
+    old_np = rng.integers(0, n_clusters, size=500)
+    new_np = (old_np + rng.integers(1, n_clusters, size=500)) % n_clusters
+    new_np[:5] = old_np[:5]  # a row may also stay where it was
+    w_np = rng.uniform(0.0, 3.0, size=500).astype(dtype_name) if weighted else None
+    sums0 = rng.standard_normal((n_clusters, 3)).astype(dtype_name)
+    counts0 = rng.uniform(0, 5, size=n_clusters).astype(dtype_name)
+    X = to_xp(X_np)
+    old = xp.asarray(old_np, dtype=xp.int64, device=device)
+    new = xp.asarray(new_np, dtype=xp.int64, device=device)
+    w = None if w_np is None else to_xp(w_np)
+    sums, counts = kernels.move(X, old, new, w, to_xp(sums0.copy()), to_xp(counts0.copy()))
+    assert_array_like(sums, X)
+    assert_array_like(counts, X)
+    gained_sums, gained_counts = _ref_accumulate(X_np, new_np, w_np, n_clusters)
+    lost_sums, lost_counts = _ref_accumulate(X_np, old_np, w_np, n_clusters)
+    tol = RTOL[dtype_name] * 10
+    np.testing.assert_allclose(
+        to_numpy(sums), sums0 + gained_sums - lost_sums, rtol=tol, atol=tol * 10
+    )
+    np.testing.assert_allclose(
+        to_numpy(counts), counts0 + gained_counts - lost_counts, rtol=tol, atol=tol * 10
+    )
+    np.testing.assert_array_equal(to_numpy(X), X_np)  # input untouched
+
+
 def test_accumulate_single_row_and_single_cluster(kernels, xp, device, to_xp, dtype_name):
     X_np = np.array([[1.5, -2.0]], dtype=dtype_name)
     labels = xp.asarray([0], dtype=xp.int64, device=device)
