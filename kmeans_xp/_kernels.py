@@ -1,6 +1,7 @@
 """The backend seam: the two kernels everything else is built on, and the
-few helpers (column sums, counts, zeros) whose numpy forms the benchmark
-rows ask for.
+few helpers whose numpy forms the benchmark rows ask for (column sums,
+counts, zeros; ``move`` and ``cluster_sums``, ``accumulate`` for the moved
+rows of an incremental pass and for one block's sums from zero).
 
 * ``assign``: nearest centre of each row of a block, with the partial
   squared distance ``||c||^2 - 2 x.c`` of that centre (add ``||x||^2`` for
