@@ -124,8 +124,12 @@ def _sync(device: str) -> None:
 def _timed_call(fn, device: str = "cpu") -> tuple[float, object]:
     """Wall time of one call (GPU work synchronised on both sides) and its
     result. The garbage collector is off during the call, as in ``timeit``:
-    collecting right before it instead flushed the CPU caches and added
-    about 0.5 ms to every implementation's whole fit on the latency row."""
+    collecting right before it flushed the CPU caches and added about
+    0.5 ms to every implementation's whole fit on the latency row. GPU
+    calls still follow a collection, so that tensors left in reference
+    cycles by an earlier call do not crowd the device."""
+    if device != "cpu":
+        gc.collect()
     _sync(device)
     gc_was_enabled = gc.isenabled()
     gc.disable()

@@ -35,10 +35,12 @@ class BlockRunner:
     """
 
     #: Ranges per pool thread in ``map``: enough for a thread that the
-    #: machine slows to hand work over, few enough that the per-range
-    #: accumulators stay small. The (200k, 32, 64) row's main thread
+    #: machine slows to hand work over. The (200k, 32, 64) row's main thread
     #: finished its half 2-3 ms after the pool thread in a 15 ms pass.
     tasks_per_worker = 4
+    #: Bytes all per-range accumulators together may take for that; beyond
+    #: it (k x d in the millions, or many workers) ranges are one per worker.
+    range_acc_bytes = 1 << 23
 
     def __init__(self, X, shift, *, xp, rows: int, n_workers: int = 1):
         self.X = X
@@ -89,9 +91,11 @@ class BlockRunner:
         contiguous ranges per worker; the threads take the next range as
         they finish one, so a thread slowed by the machine does less of the
         work. Each range has its own accumulator from ``make_acc()`` (or
-        None) and the ranges are fixed by the block count alone, so which
-        thread ran which range does not change the result. Returns the list
-        of accumulators in range order and the list of per-block outputs in
+        None) and the ranges are fixed by the block count and the
+        accumulator size, so which thread ran which range does not change
+        the result (unless a block runs out of memory mid-pass: the blocks
+        left are then halved wherever each thread is). Returns the list of
+        accumulators in range order and the list of per-block outputs in
         row order.
         """
         n = self.n_samples
@@ -106,7 +110,8 @@ class BlockRunner:
                 acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)
             return [acc], outs
         n_blocks = -(-n // self.rows)
-        n_ranges = min(n_blocks, self.tasks_per_worker * self.n_workers)
+        first_acc = make_acc() if make_acc else None
+        n_ranges = min(n_blocks, self._ranges(_nbytes(first_acc)))
         bounds = [self.rows * (n_blocks * i // n_ranges) for i in range(n_ranges)] + [n]
         results = [None] * n_ranges
         next_range = itertools.count().__next__  # atomic under the GIL
@@ -115,7 +120,7 @@ class BlockRunner:
         def drain():
             while not failed and (i := next_range()) < n_ranges:
                 try:
-                    acc = make_acc() if make_acc else None
+                    acc = first_acc if i == 0 else (make_acc() if make_acc else None)
                     results[i] = self._run_range(step, bounds[i], bounds[i + 1], acc)
                 except BaseException:
                     failed.append(i)  # the other threads stop taking ranges
@@ -136,6 +141,15 @@ class BlockRunner:
         accs = [acc for acc, _ in results]
         outs = [out for _, range_outs in results for out in range_outs]
         return accs, outs
+
+    def _ranges(self, acc_bytes: int) -> int:
+        """How many ranges a threaded pass is cut into: ``tasks_per_worker``
+        per worker while their accumulators stay within
+        ``range_acc_bytes``, else one per worker (large ``k x d``)."""
+        ranges = self.tasks_per_worker * self.n_workers
+        if ranges * acc_bytes > self.range_acc_bytes:
+            return self.n_workers
+        return ranges
 
     def _pool_context(self):
         return self._get_kernels().pool_context()
@@ -180,6 +194,14 @@ class BlockRunner:
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+
+
+def _nbytes(acc) -> int:
+    """Bytes of the arrays in an accumulator (an array, a number, or a
+    tuple or list of them)."""
+    if isinstance(acc, (tuple, list)):
+        return sum(_nbytes(part) for part in acc)
+    return int(getattr(acc, "nbytes", 0) or 0)
 
 
 def _shared_pool(n_workers: int) -> ThreadPoolExecutor:

@@ -39,13 +39,12 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         n_local_trials = 2 + int(math.log(n_clusters))
     weights = problem.weights  # None: unit weights, and no products with them
     last = xp.asarray(n_samples - 1, dtype=xp.int64, device=problem.device)
-    if weights is None:
-        # Uniform: the host draws the row (the latency row: no pass over
-        # the data for a sum of ones).
-        first = to_device_array([min(int(rng.uniform() * n_samples), n_samples - 1)], xp,
-                                dtype=xp.int64, device=problem.device)
-    else:
-        first = _weighted_draws(problem, xp.cumulative_sum(weights), rng, 1, last)
+    # Drawn as with unit weights, so that no weights and weights of one
+    # pick the same rows.
+    first_weights = weights
+    if first_weights is None:
+        first_weights = xp.ones((n_samples,), dtype=problem.dtype, device=problem.device)
+    first = _weighted_draws(problem, xp.cumulative_sum(first_weights), rng, 1, last)
     chosen = [first]
     centers = [xp.take(problem.X, first, axis=0) - runner.shift]
     # Small data (one block, the latency row): the shifted block and its

@@ -261,7 +261,7 @@ class NumpyKernels(Kernels):
         if centers.shape[0] <= self.few_centers:
             scratch = self._scratch(centers.shape[0], centers.dtype)
             return self._few_centers_assigner(centers, centers_sqnorm, want_partial, scratch)
-        if centers.shape[0] <= self.column_min_centers:
+        if centers.shape[0] <= min(self.column_min_centers, 255):  # uint8 label weights
             scratch = self._scratch(centers.shape[0], centers.dtype)
             return self._column_min_assigner(centers, centers_sqnorm, want_partial, scratch)
         # -2 C^T once per pass, contiguous for BLAS.
@@ -355,7 +355,8 @@ class NumpyKernels(Kernels):
         # transposed, (k, n), where the minimum over centres is a vector
         # pass per centre (6 ns a row at k=64, against 21 for numpy's
         # per-row argmin). The label is the first centre at that minimum:
-        # the largest of (k - j) over the centres j that reach it.
+        # the largest of (k - j) over the centres j that reach it (scores
+        # are finite: the data and centres were validated).
         minus2_centers = -2 * centers
         sqnorm_col = centers_sqnorm[:, None]
         n_clusters = centers.shape[0]

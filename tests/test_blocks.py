@@ -91,6 +91,22 @@ def test_slow_thread_hands_over_ranges_without_changing_results(rng):
         np.testing.assert_array_equal(a, b)
 
 
+def test_large_accumulators_get_one_range_per_worker(rng):
+    # Per-range accumulators of a large k x d would multiply the memory of
+    # a pass: past ``range_acc_bytes`` the ranges are one per worker.
+    X = rng.standard_normal((400, 3))
+    runner = BlockRunner(X, np.zeros(3), xp=np, rows=10, n_workers=2)
+
+    def step(Xb, start, stop, acc):
+        return acc + Xb.sum(axis=0), None
+
+    assert len(runner.map(step, lambda: np.zeros(3))[0]) == BlockRunner.tasks_per_worker * 2
+    runner.range_acc_bytes = 100  # 8 ranges x 24 bytes exceed it
+    accs, _ = runner.map(step, lambda: np.zeros(3))
+    assert len(accs) == 2
+    np.testing.assert_allclose(accs[0] + accs[1], X.sum(axis=0), rtol=1e-12)
+
+
 def test_scalar_shift(xp, to_xp, rng):
     # Callers outside the Lloyd loop (metrics) shift by a Python scalar.
     X_np = rng.standard_normal((40, 3))

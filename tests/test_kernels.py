@@ -65,8 +65,8 @@ def test_get_kernels_generic_for_unknown(xp, device, backend):
 def test_assign_matches_reference(kernels, xp, to_xp, rng, dtype_name, n_clusters, n_rows):
     # numpy: running minimum for few centres (3); minimum over transposed
     # scores up to 128 centres; then a per-row argmin, ||c||^2 added from a
-    # tiled copy in one chunk (200 x 300) or several (200 x 3000), or
-    # broadcast (300).
+    # tiled copy in one chunk (200 x 300 in float32) or several (200 x 3000;
+    # 200 x 300 in float64), or broadcast (300).
     X_np = rng.standard_normal((n_rows, 5)).astype(dtype_name)
     C_np = rng.standard_normal((n_clusters, 5)).astype(dtype_name)
     X, C = to_xp(X_np), to_xp(C_np)

@@ -111,6 +111,18 @@ def test_kmeans_plusplus_same_rows_on_every_backend(xp, to_xp):
     np.testing.assert_array_equal(to_numpy(centers), X_np[ref_indices])
 
 
+def test_kmeans_plusplus_no_weights_and_unit_weights_draw_the_same_rows():
+    # Every draw goes through the same cumulative sums with or without
+    # weights; a host-side uniform draw differed here (seed 299: row 71201
+    # against 71200).
+    X = np.random.default_rng(0).standard_normal((100_003, 3)).astype(np.float32)
+    ones = np.ones(X.shape[0], dtype=np.float32)
+    for seed in (5, 299):
+        _, plain = kmeans_plusplus(X, 2, random_state=seed)
+        _, unit = kmeans_plusplus(X, 2, sample_weight=ones, random_state=seed)
+        np.testing.assert_array_equal(plain, unit)
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_kmeans_plusplus_same_rows_in_one_block_or_many(xp, to_xp, monkeypatch, weighted):
     # Small data take a one-block path that keeps the block, its row norms
