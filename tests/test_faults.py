@@ -144,17 +144,14 @@ def test_oom_in_assign_halves_blocks_warns_once_same_result(xp, to_xp, monkeypat
     assert km.inertia_ == pytest.approx(expected.inertia_, rel=1e-12)
 
 
-def test_oom_in_one_block_cluster_sums_falls_back_to_the_runner(xp, to_xp, monkeypatch):
-    # Small data sum their clusters on one block outside the block runner;
-    # out of memory there, the runner takes over and halves its blocks.
-    X = to_xp(blobs())
-    init = to_xp(blobs()[[0, 150, 300, 450]])
-    expected = KMeans(4, init=init, random_state=0).fit(X)
-
-    fault, seen = _oom_above(max_rows=100, method="accumulate")
+def _assert_one_block_tried_then_runner(monkeypatch, X, make_model, fault, seen):
+    """Fit with ``fault`` injected: the one-block path (600 rows) must be
+    tried first, then the runner (halved blocks, one warning) must give the
+    fault-free result."""
+    expected = make_model().fit(X)
     _inject(monkeypatch, before=fault)
     with pytest.warns(MemoryRetryWarning):
-        km = KMeans(4, init=init, random_state=0).fit(X)
+        km = make_model().fit(X)
     assert seen[0] == 600, seen  # the one-block path was tried first
     np.testing.assert_array_equal(to_numpy(km.labels_), to_numpy(expected.labels_))
     np.testing.assert_allclose(
@@ -162,11 +159,20 @@ def test_oom_in_one_block_cluster_sums_falls_back_to_the_runner(xp, to_xp, monke
     )
 
 
+def test_oom_in_one_block_cluster_sums_falls_back_to_the_runner(xp, to_xp, monkeypatch):
+    # Small data sum their clusters on one block outside the block runner;
+    # out of memory there, the runner takes over and halves its blocks.
+    X = to_xp(blobs())
+    init = to_xp(blobs()[[0, 150, 300, 450]])
+    fault, seen = _oom_above(max_rows=100, method="accumulate")
+    _assert_one_block_tried_then_runner(
+        monkeypatch, X, lambda: KMeans(4, init=init, random_state=0), fault, seen
+    )
+
+
 def test_oom_in_one_block_kmeans_plusplus_falls_back_to_the_runner(xp, to_xp, monkeypatch):
     # Small data run k-means++ on one block outside the block runner; out of
     # memory there, the runner takes over and halves its blocks.
-    X = to_xp(blobs())
-    expected = KMeans(8, random_state=0).fit(X)
     seen = []
 
     def fault(name, A):
@@ -175,13 +181,8 @@ def test_oom_in_one_block_kmeans_plusplus_falls_back_to_the_runner(xp, to_xp, mo
             seen.append(A.shape[0])
             raise _backend_oom(array_namespace(A))
 
-    _inject(monkeypatch, before=fault)
-    with pytest.warns(MemoryRetryWarning):
-        km = KMeans(8, random_state=0).fit(X)
-    assert seen[0] == 600, seen  # the one-block path was tried first
-    np.testing.assert_array_equal(to_numpy(km.labels_), to_numpy(expected.labels_))
-    np.testing.assert_allclose(
-        to_numpy(km.cluster_centers_), to_numpy(expected.cluster_centers_), rtol=1e-6, atol=1e-6
+    _assert_one_block_tried_then_runner(
+        monkeypatch, to_xp(blobs()), lambda: KMeans(8, random_state=0), fault, seen
     )
 
 
