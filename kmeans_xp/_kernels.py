@@ -250,6 +250,10 @@ class NumpyKernels(Kernels):
     #: Up to this many, labels come from a minimum over the centres of
     #: transposed scores (see ``_column_min_assigner``).
     column_min_centers = 128
+    #: Up to this many clusters ``move`` makes one product with a signed
+    #: one-hot (2 k d flops a moved row): 2900 moved rows of a
+    #: (200k, 32, 64) block take 0.36 ms instead of 1.0 sorted.
+    signed_onehot_clusters = 128
     # Summing every row costs as much as assigning it here; after the first
     # iterations few rows change cluster (all three Lloyd rows).
     incremental_sums = True
@@ -388,15 +392,9 @@ class NumpyKernels(Kernels):
         n_clusters = sums.shape[0]
         block_counts = np.bincount(labels, weights=weights, minlength=n_clusters)
         if n_clusters <= 16 or n_clusters * n_rows <= 1 << 16:
-            # Few clusters, or few rows (the moved rows of an incremental
-            # update): a one-hot GEMM, (k, n) @ (n, d), costs little (the
-            # (1M, 16, 8) row). Built transposed by one comparison written
-            # straight as floats (half the cost of comparing, then casting).
-            onehot = np.empty((n_clusters, n_rows), dtype=X.dtype)
-            np.equal(labels, np.arange(n_clusters)[:, None], out=onehot)
-            if weights is not None:
-                onehot *= weights
-            block_sums = onehot @ X
+            # Few clusters, or few rows: a one-hot GEMM, (k, n) @ (n, d),
+            # costs little (the (1M, 16, 8) row).
+            block_sums = _onehot(labels, n_clusters, X.dtype, weights) @ X
             np.add(counts, block_counts, out=counts, casting="unsafe")
             sums += block_sums
             return sums, counts
@@ -452,17 +450,13 @@ class NumpyKernels(Kernels):
         import numpy as np
 
         n_clusters = sums.shape[0]
-        if n_clusters > self.column_min_centers:
+        if n_clusters > self.signed_onehot_clusters:
             return super().move(X, old_labels, new_labels, weights, sums, counts)
-        # Up to 128 clusters (the (200k, 32, 64) and (1M, 16, 8) rows): one
-        # product with a signed one-hot, +1 at the new cluster and -1 at the
-        # old, instead of sorting and summing every row twice: 2900 moved
-        # rows of a (200k, 32, 64) block take 0.36 ms instead of 1.0.
+        # One product with a signed one-hot, +1 at the new cluster and -1 at
+        # the old, instead of sorting and summing every row twice.
         # Allocations first: out of memory, the accumulators are untouched.
-        ids = np.arange(n_clusters)[:, None]
-        signed = np.empty((n_clusters, X.shape[0]), dtype=X.dtype)
-        np.equal(new_labels, ids, out=signed)
-        np.subtract(signed, np.equal(old_labels, ids), out=signed)
+        signed = _onehot(new_labels, n_clusters, X.dtype)
+        np.subtract(signed, np.equal(old_labels, np.arange(n_clusters)[:, None]), out=signed)
         if weights is not None:
             signed *= weights
         block_sums = signed @ X
@@ -480,12 +474,8 @@ class NumpyKernels(Kernels):
         # Few clusters (the latency row, one block per pass): the one-hot
         # product and the label counts are the results, with no zeros to
         # add them to.
-        onehot = np.empty((n_clusters, X.shape[0]), dtype=X.dtype)
-        np.equal(labels, np.arange(n_clusters)[:, None], out=onehot)
-        if weights is not None:
-            onehot *= weights
         counts = np.bincount(labels, weights=weights, minlength=n_clusters)
-        return onehot @ X, counts.astype(X.dtype)
+        return _onehot(labels, n_clusters, X.dtype, weights) @ X, counts.astype(X.dtype)
 
     def count_nonempty(self, labels, n_clusters: int) -> int:
         import numpy as np
@@ -707,6 +697,19 @@ class CupyKernels(Kernels):
         cupyx.scatter_add(sums, labels, rows)
         cupyx.scatter_add(counts, labels, row_weights)
         return sums, counts
+
+
+def _onehot(labels, n_clusters: int, dtype, weights=None):
+    """The (n_clusters, n_rows) one-hot of ``labels`` in ``dtype`` (numpy),
+    times ``weights`` when given. Built by one comparison written straight
+    as floats: half the cost of comparing, then casting."""
+    import numpy as np
+
+    onehot = np.empty((n_clusters, labels.shape[0]), dtype=dtype)
+    np.equal(labels, np.arange(n_clusters)[:, None], out=onehot)
+    if weights is not None:
+        onehot *= weights
+    return onehot
 
 
 class _Scratch:
