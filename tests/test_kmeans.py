@@ -111,16 +111,16 @@ def test_kmeans_plusplus_same_rows_on_every_backend(xp, to_xp):
     np.testing.assert_array_equal(to_numpy(centers), X_np[ref_indices])
 
 
-def test_kmeans_plusplus_no_weights_and_unit_weights_draw_the_same_rows():
+def test_kmeans_plusplus_no_weights_and_unit_weights_draw_the_same_rows(xp, to_xp):
     # Every draw goes through the same cumulative sums with or without
     # weights; a host-side uniform draw differed here (seed 299: row 71201
     # against 71200).
-    X = np.random.default_rng(0).standard_normal((100_003, 3)).astype(np.float32)
-    ones = np.ones(X.shape[0], dtype=np.float32)
+    X_np = np.random.default_rng(0).standard_normal((100_003, 3)).astype(np.float32)
+    X, ones = to_xp(X_np), to_xp(np.ones(X_np.shape[0], dtype=np.float32))
     for seed in (5, 299):
         _, plain = kmeans_plusplus(X, 2, random_state=seed)
         _, unit = kmeans_plusplus(X, 2, sample_weight=ones, random_state=seed)
-        np.testing.assert_array_equal(plain, unit)
+        np.testing.assert_array_equal(to_numpy(plain), to_numpy(unit))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
