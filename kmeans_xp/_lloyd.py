@@ -334,7 +334,11 @@ def lloyd(
     # summed in full. Each update rounds like one term of a full sum, so
     # once there have been n_samples of them the sums are summed afresh:
     # round-off stays that of one full pass, at most every other pass's cost.
+    # Running sums wider than X (float64 for float32 data, see
+    # ``Kernels.running_sums``) round each update at the scale of the moved
+    # rows instead of the whole cluster: they are summed afresh after 8 n.
     updates_since_full = 0
+    resum_after = n_samples
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
     block = problem.runner.block(0, n_samples) if problem.single_block else None
@@ -347,7 +351,7 @@ def lloyd(
             matching_sums is not None
             and problem.kernels.incremental_sums
             and block is None
-            and updates_since_full < n_samples
+            and updates_since_full < resum_after
         )
         labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
             problem, centers, want_inertia=bool(verbose), out=labels,
@@ -358,7 +362,10 @@ def lloyd(
         # unless half the rows moved (each moved row is added and removed):
         # the (200k, 32, 64) row saves its third full pass.
         few_moved = n_changed is not None and 2 * n_changed < n_samples
-        matching_sums = (sums, counts) if few_moved else None
+        matching_sums = problem.kernels.running_sums(sums, counts) if few_moved else None
+        if matching_sums is not None:
+            wider = matching_sums[0].dtype != problem.dtype
+            resum_after = (8 if wider else 1) * n_samples
         n_empty = int(as_host_scalar(problem.kernels.count_true(counts == 0)))
         if n_empty:
             sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
@@ -367,6 +374,8 @@ def lloyd(
             new_centers = _update_centers(sums, counts, centers, xp)
         else:
             new_centers = sums / counts[:, None]
+        if new_centers.dtype != problem.dtype:
+            new_centers = xp.astype(new_centers, problem.dtype)  # float64 running sums
         if spherical:
             new_centers = _normalize_rows(new_centers, centers, xp)
         if verbose:

@@ -191,6 +191,33 @@ def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, we
     assert km.n_iter_ == ref.n_iter_
 
 
+def test_incremental_sums_equal_full_sums_over_many_passes(monkeypatch):
+    """numpy keeps float64 running sums that only the moved rows update;
+    over 80 passes of overlapping float32 blobs in 64-row blocks, the fit
+    matches one that sums every row on every pass."""
+    real = kmeans_xp._kernels.block_rows
+    monkeypatch.setattr(kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args)))
+    X = blobs(n_samples=3000, n_features=16, n_centers=20, seed=8, std=4.0)[0].astype(np.float32)
+    init = X[:20].copy()
+    incremental = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X)
+    monkeypatch.setattr(kmeans_xp._kernels.NumpyKernels, "incremental_sums", False)
+    full = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X)
+    assert incremental.n_iter_ == full.n_iter_ > 10
+    assert incremental.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(incremental.labels_, full.labels_)
+    np.testing.assert_allclose(incremental.cluster_centers_, full.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_running_sums_are_float64_on_numpy():
+    import array_api_compat.numpy as np_xp
+
+    sums, counts = np.ones((3, 2), np.float32), np.ones(3, np.float32)
+    wide = kmeans_xp._kernels.NumpyKernels(np_xp).running_sums(sums, counts)
+    assert [a.dtype for a in wide] == [np.float64, np.float64]
+    same = kmeans_xp._kernels.Kernels(np_xp).running_sums(sums, counts)
+    assert same[0] is sums and same[1] is counts
+
+
 def test_equals_sklearn_with_an_empty_cluster_relocated(xp, to_xp, blocks):
     SKKMeans = _sklearn_kmeans()
     X_np, _ = blobs(n_samples=300, n_features=2, n_centers=3, seed=5)
