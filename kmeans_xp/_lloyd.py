@@ -112,7 +112,8 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
 
 
 def _lloyd_pass_into(
-    problem: Problem, centers, *, want_inertia: bool, out, previous_sums=None, block=None
+    problem: Problem, centers, *, want_inertia: bool, out, previous_sums=None, block=None,
+    compact: bool = False,
 ):
     """``_lloyd_pass`` that, given ``out`` (the previous labels, shape
     (n_samples,)), counts the labels that change and overwrites ``out`` with
@@ -127,10 +128,15 @@ def _lloyd_pass_into(
     ``block``, when the data are one block (``problem.single_block``), is
     that block already shifted: small fits then skip the block runner and
     the shift on every pass (the latency row of ``benchmarks/run.py``).
+
+    ``compact`` labels may come in a smaller integer dtype (see
+    ``Kernels.assigner``).
     """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
-    assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=want_inertia)
+    assign = kernels.assigner(
+        centers, kernels.sq_row_norms(centers), partial=want_inertia, compact=compact
+    )
     incremental = previous_sums is not None
 
     def step(Xb, start, stop, acc):
@@ -238,10 +244,13 @@ def _assign_labels(problem: Problem, centers, *, out=None):
 
     With ``out`` (an integer array of shape (n_samples,) that may be
     overwritten) the labels are written into it, saving two label-sized
-    temporaries. The inertia is ``_exact_distances``'s.
+    temporaries, and may come from the kernels in a compact dtype. The
+    inertia is ``_exact_distances``'s.
     """
     kernels = problem.kernels
-    assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
+    assign = kernels.assigner(
+        centers, kernels.sq_row_norms(centers), partial=False, compact=out is not None
+    )
 
     def step(Xb, start, stop, acc):
         labels = assign(Xb)[0]
@@ -319,7 +328,7 @@ def lloyd(
     Returns
     -------
     centers : array of shape (n_clusters, n_features), shifted coordinates
-    labels : integer array of shape (n_samples,)
+    labels : int64 array of shape (n_samples,)
     inertia : 0-d array, weighted sum of squared distances
     n_iter : int
     """
@@ -355,7 +364,7 @@ def lloyd(
         )
         labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
             problem, centers, want_inertia=bool(verbose), out=labels,
-            previous_sums=matching_sums if incremental else None, block=block,
+            previous_sums=matching_sums if incremental else None, block=block, compact=True,
         )
         updates_since_full = updates_since_full + 2 * n_changed if incremental else 0
         # The sums match the new labels; update them incrementally next time
@@ -393,6 +402,8 @@ def lloyd(
         inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
     else:
         labels, inertia = _assign_labels(problem, centers, out=labels)
+    if labels.dtype != xp.int64:
+        labels = xp.astype(labels, xp.int64)  # compact labels from the passes
     return centers, labels, inertia, i + 1
 
 

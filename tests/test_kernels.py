@@ -124,6 +124,24 @@ def test_assigner_equals_assign(kernels, to_xp, rng, dtype_name):
     np.testing.assert_array_equal(to_numpy(a_partial), to_numpy(b_partial))
 
 
+@pytest.mark.parametrize("n_clusters", [1, 3, 40, 200])
+def test_compact_labels_are_the_labels(kernels, to_xp, rng, dtype_name, n_clusters):
+    # Lloyd's passes ask for compact labels (uint8 on numpy up to 128
+    # centres): the same labels, ties included, in any integer dtype.
+    X_np = rng.integers(-3, 4, size=(300, 3)).astype(dtype_name)  # many ties
+    C_np = rng.integers(-3, 4, size=(n_clusters, 3)).astype(dtype_name)
+    X, C = to_xp(X_np), to_xp(C_np)
+    c2 = kernels.sq_row_norms(C)
+    labels, partial = kernels.assigner(C, c2)(X)
+    compact, compact_partial = kernels.assigner(C, c2, compact=True)(X)
+    assert kernels.xp.isdtype(compact.dtype, "integral")
+    np.testing.assert_array_equal(to_numpy(compact), to_numpy(labels))
+    np.testing.assert_array_equal(to_numpy(compact_partial), to_numpy(partial))
+    np.testing.assert_array_equal(to_numpy(labels), _ref_assign(X_np, C_np)[0])
+    if isinstance(kernels, NumpyKernels) and n_clusters <= 128:
+        assert compact.dtype == np.uint8
+
+
 @pytest.mark.parametrize("n_clusters", [3, 40, 200])
 def test_assigner_reused_across_block_sizes_and_threads(kernels, to_xp, rng, n_clusters):
     # Fast paths keep per-thread score buffers from block to block and pass

@@ -204,6 +204,7 @@ def test_incremental_sums_equal_full_sums_over_many_passes(monkeypatch):
     full = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X)
     assert incremental.n_iter_ == full.n_iter_ > 10
     assert incremental.cluster_centers_.dtype == np.float32
+    assert incremental.labels_.dtype == full.labels_.dtype == np.int64  # compact in the passes
     np.testing.assert_array_equal(incremental.labels_, full.labels_)
     np.testing.assert_allclose(incremental.cluster_centers_, full.cluster_centers_, rtol=1e-5, atol=1e-5)
 
