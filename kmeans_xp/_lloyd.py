@@ -371,7 +371,8 @@ def lloyd(
         # unless half the rows moved (each moved row is added and removed):
         # the (200k, 32, 64) row saves its third full pass.
         few_moved = n_changed is not None and 2 * n_changed < n_samples
-        matching_sums = problem.kernels.running_sums(sums, counts) if few_moved else None
+        keep = few_moved and problem.kernels.incremental_sums and block is None
+        matching_sums = problem.kernels.running_sums(sums, counts) if keep else None
         if matching_sums is not None:
             wider = matching_sums[0].dtype != problem.dtype
             resum_after = (8 if wider else 1) * n_samples
