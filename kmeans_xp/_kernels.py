@@ -142,6 +142,11 @@ class Kernels:
         """Squared Euclidean norm of each row, array of shape (n_rows,)."""
         return self.xp.sum(X * X, axis=1)
 
+    def sq_distances_to(self, X, centers, labels):
+        """``sum((X - centers[labels])**2, axis=1)``: each row's squared
+        distance to its labelled centre, array of shape (n_rows,)."""
+        return self.sq_row_norms(X - self.xp.take(centers, labels, axis=0))
+
     def zeros(self, shape, dtype, device):
         """``xp.zeros``: accumulators, made a few times per pass."""
         return self.xp.zeros(shape, dtype=dtype, device=device)
@@ -524,6 +529,15 @@ class NumpyKernels(Kernels):
             squares = np.square(X)
             return squares[:, 0] + squares[:, 1] if X.shape[1] == 2 else squares[:, 0]
         return np.einsum("ij,ij->i", X, X)
+
+    def sq_distances_to(self, X, centers, labels):
+        import numpy as np
+
+        # The differences overwrite the gathered centres: one block-sized
+        # temporary, not two (the final assignment of every Lloyd row).
+        diff = np.take(centers, labels, axis=0)
+        np.subtract(X, diff, out=diff)
+        return self.sq_row_norms(diff)
 
     def zeros(self, shape, dtype, device):
         import numpy as np

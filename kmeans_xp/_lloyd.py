@@ -215,7 +215,7 @@ def _labelled_sq_distances(problem: Problem, Xb, centers, block_labels):
     """Squared distance of each row of a shifted block to its labelled
     centre, computed as ``sum((x - c)**2)`` rather than through a product,
     as scikit-learn's inertia is."""
-    return problem.kernels.sq_row_norms(Xb - problem.xp.take(centers, block_labels, axis=0))
+    return problem.kernels.sq_distances_to(Xb, centers, block_labels)
 
 
 def _weighted_total(problem: Problem, d2, start: int, stop: int):

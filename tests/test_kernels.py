@@ -266,6 +266,18 @@ def test_accumulate_single_row_and_single_cluster(kernels, xp, device, to_xp, dt
     np.testing.assert_array_equal(to_numpy(counts), [1.0])
 
 
+def test_sq_distances_to_labelled_centres(kernels, xp, device, to_xp, rng, dtype_name):
+    X_np = rng.standard_normal((200, 5)).astype(dtype_name)
+    C_np = rng.standard_normal((7, 5)).astype(dtype_name)
+    labels_np = rng.integers(0, 7, size=200)
+    X = to_xp(X_np)
+    d2 = kernels.sq_distances_to(X, to_xp(C_np), xp.asarray(labels_np, device=device))
+    assert_array_like(d2, X)
+    ref = ((X_np.astype(np.float64) - C_np[labels_np]) ** 2).sum(1)
+    np.testing.assert_allclose(to_numpy(d2), ref, rtol=RTOL[dtype_name])
+    np.testing.assert_array_equal(to_numpy(X), X_np)  # input untouched
+
+
 def test_sq_row_norms(kernels, to_xp, rng, dtype_name):
     X_np = rng.standard_normal((40, 7)).astype(dtype_name)
     X = to_xp(X_np)
