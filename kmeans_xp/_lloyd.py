@@ -211,6 +211,27 @@ def _one_block_pass(problem: Problem, block, assign, out, want_inertia: bool, n_
     return out, sums, counts, inertia, n_changed
 
 
+def _sums_of_labels(problem: Problem, labels, n_clusters: int):
+    """Per-cluster weighted sums and weights of the rows under ``labels``,
+    summed afresh over all blocks (no assignment)."""
+    n_features = problem.X.shape[1]
+
+    def step(Xb, start, stop, acc):
+        sums, counts = problem.kernels.accumulate(
+            Xb, labels[start:stop], problem.block_weights(start, stop), *acc
+        )
+        return (sums, counts), None
+
+    def make_acc():
+        return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,))
+
+    accs, _ = problem.runner.map(step, make_acc)
+    sums, counts = accs[0]
+    for other_sums, other_counts in accs[1:]:
+        sums, counts = sums + other_sums, counts + other_counts
+    return sums, counts
+
+
 def _labelled_sq_distances(problem: Problem, Xb, centers, block_labels):
     """Squared distance of each row of a shifted block to its labelled
     centre, computed as ``sum((x - c)**2)`` rather than through a product,
@@ -306,6 +327,11 @@ def _normalize_rows(centers, fallback, xp):
     return xp.where(nonzero[:, None], scaled, fallback)
 
 
+#: Running sums wider than X are summed afresh after this many times
+#: n_samples moved-row updates (see ``lloyd``).
+_WIDE_RESUM_FACTOR = 8
+
+
 def lloyd(
     problem: Problem,
     centers,
@@ -340,14 +366,24 @@ def lloyd(
     # forces a full pass (first pass, after a relocation).
     matching_sums = None
     # Rows added to or taken from the running sums since they were last
-    # summed in full. Each update rounds like one term of a full sum, so
-    # once there have been n_samples of them the sums are summed afresh:
-    # round-off stays that of one full pass, at most every other pass's cost.
-    # Running sums wider than X (float64 for float32 data, see
-    # ``Kernels.running_sums``) round each update at the scale of the moved
-    # rows instead of the whole cluster: they are summed afresh after 8 n.
+    # summed in full. With running sums in X's dtype each update rounds
+    # like one term of a full sum, so once there have been n_samples of them
+    # the sums are summed afresh: round-off stays that of one full pass, at
+    # most every other pass's cost. Running sums wider than X (float64 for
+    # float32 data, see ``Kernels.running_sums``) round each update at the
+    # scale of the moved rows instead of the whole cluster: they are summed
+    # afresh after 8 n.
     updates_since_full = 0
     resum_after = n_samples
+    # Weighted running counts carry that round-off too: a cluster whose last
+    # rows left can keep a residue instead of an exact 0 (and escape the
+    # relocation of empty clusters), one left with a tiny weight would get
+    # a centre made of two residues. Counts within their round-off bound
+    # are summed afresh from the labels.
+    if problem.weights is not None:
+        weight_total = as_host_scalar(xp.sum(problem.weights))
+        weight_max = as_host_scalar(xp.max(problem.weights))
+        eps = float(xp.finfo(problem.dtype).eps)
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
     block = problem.runner.block(0, n_samples) if problem.single_block else None
@@ -367,6 +403,11 @@ def lloyd(
             previous_sums=matching_sums if incremental else None, block=block, compact=True,
         )
         updates_since_full = updates_since_full + 2 * n_changed if incremental else 0
+        if incremental and problem.weights is not None:
+            roundoff = 8 * eps * (weight_total + updates_since_full * weight_max)
+            if int(as_host_scalar(problem.kernels.count_true(counts <= roundoff))):
+                sums, counts = _sums_of_labels(problem, labels, centers.shape[0])
+                updates_since_full = 0
         # The sums match the new labels; update them incrementally next time
         # unless half the rows moved (each moved row is added and removed):
         # the (200k, 32, 64) row saves its third full pass.
@@ -375,7 +416,7 @@ def lloyd(
         matching_sums = problem.kernels.running_sums(sums, counts) if keep else None
         if matching_sums is not None:
             wider = matching_sums[0].dtype != problem.dtype
-            resum_after = (8 if wider else 1) * n_samples
+            resum_after = int((_WIDE_RESUM_FACTOR if wider else 1) * n_samples)
         n_empty = int(as_host_scalar(problem.kernels.count_true(counts == 0)))
         if n_empty:
             sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)

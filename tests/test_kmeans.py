@@ -191,22 +191,69 @@ def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, we
     assert km.n_iter_ == ref.n_iter_
 
 
-def test_incremental_sums_equal_full_sums_over_many_passes(monkeypatch):
-    """numpy keeps float64 running sums that only the moved rows update;
-    over 80 passes of overlapping float32 blobs in 64-row blocks, the fit
-    matches one that sums every row on every pass."""
+@pytest.mark.parametrize("weighted", [False, True])
+def test_incremental_sums_equal_full_sums_over_many_passes(monkeypatch, weighted):
+    """numpy keeps float64 running sums that only the moved rows update
+    and sums afresh after some multiple of n updates (lowered here so that
+    it happens within the run). Over 40-52 passes of uniform float32 data in
+    64-row blocks the fit matches one that sums every row on every pass,
+    and every pass runs with float32 centres."""
+    import kmeans_xp._lloyd
+
     real = kmeans_xp._kernels.block_rows
     monkeypatch.setattr(kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args)))
-    X = blobs(n_samples=3000, n_features=16, n_centers=20, seed=8, std=4.0)[0].astype(np.float32)
+    monkeypatch.setattr(kmeans_xp._lloyd, "_WIDE_RESUM_FACTOR", 0.2)
+    passes = []
+    real_pass = kmeans_xp._lloyd._lloyd_pass_into
+
+    def logged_pass(problem, centers, **kwargs):
+        previous = kwargs.get("previous_sums")
+        passes.append((previous is not None, centers.dtype))
+        if previous is not None:
+            assert previous[0].dtype == previous[1].dtype == np.float64
+        return real_pass(problem, centers, **kwargs)
+
+    monkeypatch.setattr(kmeans_xp._lloyd, "_lloyd_pass_into", logged_pass)
+    rng = np.random.default_rng(8)
+    X = rng.uniform(size=(3000, 16)).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, size=3000).astype(np.float32) if weighted else None
     init = X[:20].copy()
-    incremental = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X)
+    incremental = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X, sample_weight=w)
+    incremental_passes = list(passes)
     monkeypatch.setattr(kmeans_xp._kernels.NumpyKernels, "incremental_sums", False)
-    full = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X)
-    assert incremental.n_iter_ == full.n_iter_ > 10
+    full = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X, sample_weight=w)
+    assert incremental.n_iter_ == full.n_iter_ >= 40
+    flags = [updated for updated, _ in incremental_passes]
+    assert sum(flags) > 30 and not all(flags[2:])  # incremental, and summed afresh
+    assert {dtype for _, dtype in incremental_passes} == {np.dtype(np.float32)}
     assert incremental.cluster_centers_.dtype == np.float32
     assert incremental.labels_.dtype == full.labels_.dtype == np.int64  # compact in the passes
     np.testing.assert_array_equal(incremental.labels_, full.labels_)
     np.testing.assert_allclose(incremental.cluster_centers_, full.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_weighted_cluster_emptied_by_incremental_sums_is_relocated():
+    """A weighted float32 fit whose clusters empty during incremental
+    passes: the running weights of an emptied cluster keep a round-off
+    residue, which must not pass for a live cluster (it would escape the
+    relocation and get a centre made of residues). Same fit as
+    scikit-learn's."""
+    SKKMeans = _sklearn_kmeans()
+    rng = np.random.default_rng(6)
+    n, k = 3000, 100
+    X = rng.standard_normal((n, 2)) + rng.uniform(-8, 8, (6, 2))[rng.integers(0, 6, n)]
+    X = X.astype(np.float32)
+    w = rng.uniform(0.1, 3, n).astype(np.float32)
+    init = rng.uniform(-10, 10, (k, 2)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SKKMeans(k, init=init, n_init=1, max_iter=60, tol=0, algorithm="lloyd").fit(
+            X, sample_weight=w
+        )
+        km = KMeans(k, init=init, n_init=1, max_iter=60, tol=0).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-4)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
 
 
 def test_running_sums_are_float64_on_numpy():
