@@ -28,8 +28,9 @@ class BlockRunner:
     shift : array of shape (n_features,)
         Subtracted from every block before it is handed to ``step``.
     rows : int
-        Rows per block; halved (with one warning) when a block runs out of
-        memory, so a fit on a nearly full GPU finishes with the same result.
+        The most rows per block (blocks are cut even, see ``map``); halved
+        (with one warning) when a block runs out of memory, so a fit on a
+        nearly full GPU finishes with the same result.
     n_workers : int
         Threads for CPU backends whose kernels release the GIL.
     """
@@ -87,11 +88,12 @@ class BlockRunner:
     def map(self, step, make_acc=None):
         """Run ``step(Xb, start, stop, acc) -> (acc, out)`` over all blocks.
 
-        On a thread pool, the blocks are cut into up to ``tasks_per_worker``
-        contiguous ranges per worker; the threads take the next range as
+        On a thread pool, the rows are cut into up to ``tasks_per_worker``
+        contiguous ranges of equal size per worker, and each range into
+        equal blocks of at most ``rows``; the threads take the next range as
         they finish one, so a thread slowed by the machine does less of the
         work. Each range has its own accumulator from ``make_acc()`` (or
-        None) and the ranges are fixed by the block count and the
+        None) and the ranges are fixed by the row and block counts and the
         accumulator size, so which thread ran which range does not change
         the result (unless a block runs out of memory mid-pass: the blocks
         left are then halved wherever each thread is). Returns the list of
@@ -171,9 +173,9 @@ class BlockRunner:
     def _run_range(self, step, start: int, stop: int, acc):
         outs = []
         while start < stop:
-            # Even blocks of at most ``rows``: no short last block, where
-            # numpy's broadcasting operations cost twice as much a row
-            # (below about 6000 rows of 64 scores).
+            # Even blocks of at most ``rows`` in each range: no short last
+            # block, where numpy's broadcasting operations cost twice as
+            # much a row (below about 6000 rows of 64 scores).
             left = stop - start
             end = start + -(-left // -(-left // self.rows))
             try:

@@ -533,6 +533,8 @@ class NumpyKernels(Kernels):
     def sq_distances_to(self, X, centers, labels):
         import numpy as np
 
+        if centers.dtype != X.dtype:
+            return super().sq_distances_to(X, centers, labels)
         # The differences overwrite the gathered centres: one block-sized
         # temporary, not two (the final assignment of every Lloyd row).
         diff = np.take(centers, labels, axis=0)
@@ -753,9 +755,9 @@ def _onehot(labels, n_clusters: int, dtype, weights=None, *, minus=None):
     onehot = np.zeros(n_clusters * n_rows, dtype=dtype)
     rows = np.arange(n_rows)
     value = 1 if weights is None else weights
-    onehot[labels.astype(np.intp) * n_rows + rows] = value
+    onehot[labels.astype(np.intp, copy=False) * n_rows + rows] = value
     if minus is not None:
-        onehot[minus.astype(np.intp) * n_rows + rows] -= value
+        onehot[minus.astype(np.intp, copy=False) * n_rows + rows] -= value
     return onehot.reshape(n_clusters, n_rows)
 
 
