@@ -159,11 +159,18 @@ def _best_times(calls: dict, repeats: int) -> dict:
     ``calls``, and the result of its last call, timed in rounds: every
     implementation once per round, so that all of them sample the same
     moments of a shared machine, instead of one of them a quiet minute and
-    the next a busy one. A call that raises drops its implementation, whose
-    entry is then the exception."""
+    the next a busy one. Each round starts one implementation further on,
+    so that none always runs right after the same neighbour (kmeans_xp's
+    numpy fits ran 5% slower right after fast-pytorch-kmeans's multi-second
+    fits than after another kmeans_xp fit; scikit-learn's did not). A call
+    that raises drops its implementation, whose entry is then the
+    exception."""
     best = {key: (math.inf, None) for key in calls}
-    for _ in range(repeats):
-        for key, (fn, device) in calls.items():
+    keys = list(calls)
+    for round_index in range(repeats):
+        start = round_index % max(1, len(keys))
+        for key in keys[start:] + keys[:start]:
+            fn, device = calls[key]
             if isinstance(best[key][1], Exception):
                 continue
             try:
