@@ -441,10 +441,13 @@ class NumpyKernels(Kernels):
             )
             bounds = [0] + np.cumsum(run_lengths).tolist()
             block_sums = np.zeros(sums.shape, dtype=X.dtype)
+            row_weights = row_weights.astype(X.dtype, copy=False)  # np.dot's out= is strict
             for cluster in range(n_clusters):
                 start, end = bounds[cluster], bounds[cluster + 1]
                 if end > start:
-                    np.matmul(row_weights[start:end], rows[start:end], out=block_sums[cluster])
+                    # np.dot: 2.6 us a call against 3.6 for np.matmul, whose
+                    # ufunc machinery the GIL holds (64 calls a block).
+                    np.dot(row_weights[start:end], rows[start:end], out=block_sums[cluster])
             np.add(counts, block_counts, out=counts, casting="unsafe")
             sums += block_sums
             return sums, counts
