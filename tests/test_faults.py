@@ -211,7 +211,7 @@ def test_oom_on_a_single_row_is_raised_not_retried_forever(xp, to_xp, monkeypatc
 
 
 @pytest.mark.parametrize(
-    "n_clusters, fails", [(4, "arange"), (100, "matmul"), (300, "flatnonzero")]
+    "n_clusters, fails", [(4, "arange"), (100, "dot"), (300, "flatnonzero")]
 )
 def test_accumulate_touches_nothing_until_its_allocations_succeed(monkeypatch, n_clusters, fails):
     # The block runner retries a block that ran out of memory, so the kernel
@@ -232,7 +232,7 @@ def test_accumulate_touches_nothing_until_its_allocations_succeed(monkeypatch, n
 
     def out_of_memory(*args, **kwargs):
         calls.append(1)
-        if fails == "matmul" and len(calls) < 3:
+        if fails == "dot" and len(calls) < 3:
             return real(*args, **kwargs)
         raise MemoryError("injected")
 
