@@ -343,15 +343,12 @@ class NumpyKernels(Kernels):
         # Few centres (the (1M, 16, 8) row): numpy's argmin over rows of 8
         # values costs ~30 ns a row. Scores are computed transposed, (k, n),
         # and reduced with k contiguous vector passes instead.
-        minus2_centers = -2 * centers
-        sqnorm_col = centers_sqnorm[:, None]
+        scores_of = _transposed_scorer(centers, centers_sqnorm, scratch)
         n_clusters = centers.shape[0]
 
         def assign(Xb):
             n_rows = Xb.shape[0]
-            scores = scratch.scores(n_rows, transposed=True)
-            np.matmul(minus2_centers, Xb.T, out=scores)
-            scores += sqnorm_col
+            scores = scores_of(Xb)
             label_dtype = np.uint8 if compact else np.intp
             if n_clusters == 1:
                 return np.zeros(n_rows, dtype=label_dtype), (scores[0].copy() if want_partial else None)
@@ -383,15 +380,12 @@ class NumpyKernels(Kernels):
         # per-row argmin). The label is the first centre at that minimum:
         # the largest of (k - j) over the centres j that reach it (scores
         # are finite: the data and centres were validated).
-        minus2_centers = -2 * centers
-        sqnorm_col = centers_sqnorm[:, None]
+        scores_of = _transposed_scorer(centers, centers_sqnorm, scratch)
         n_clusters = centers.shape[0]
         first_weights = (n_clusters - np.arange(n_clusters)).astype(np.uint8)[:, None]
 
         def assign(Xb):
-            scores = scratch.scores(Xb.shape[0], transposed=True)
-            np.matmul(minus2_centers, Xb.T, out=scores)
-            np.add(scores, sqnorm_col, out=scores)
+            scores = scores_of(Xb)
             best = np.min(scores, axis=0)
             at_best = scratch.score_masks(Xb.shape[0]).view(np.uint8)
             np.equal(scores, best, out=at_best.view(bool))
@@ -741,6 +735,23 @@ class CupyKernels(Kernels):
         cupyx.scatter_add(sums, labels, rows)
         cupyx.scatter_add(counts, labels, row_weights)
         return sums, counts
+
+
+def _transposed_scorer(centers, centers_sqnorm, scratch):
+    """A function from a block to its (k, n_rows) scores ``||c||^2 - 2 c.x``
+    (numpy), written into the thread's scratch buffer."""
+    import numpy as np
+
+    minus2_centers = -2 * centers
+    sqnorm_col = centers_sqnorm[:, None]
+
+    def scores_of(Xb):
+        scores = scratch.scores(Xb.shape[0], transposed=True)
+        np.matmul(minus2_centers, Xb.T, out=scores)
+        np.add(scores, sqnorm_col, out=scores)
+        return scores
+
+    return scores_of
 
 
 def _onehot(labels, n_clusters: int, dtype, weights=None, *, minus=None):
