@@ -760,8 +760,8 @@ def _onehot(labels, n_clusters: int, dtype, weights=None, *, minus=None):
     rows), the one-hot of ``minus`` is subtracted: a signed one-hot.
 
     Zeros and one scattered value per row (and label): a comparison with
-    every label cost 5x more on (64, 2300), 7x on (128, 3000), and was
-    never faster (the moved rows of the Lloyd rows; the latency row).
+    every label cost 5x more on (64, 2300) and 7x on (128, 3000), the moved
+    rows of Lloyd blocks; on the latency row's (3, 1000) it saved 0.5 us.
     """
     import numpy as np
 
