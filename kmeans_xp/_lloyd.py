@@ -372,7 +372,7 @@ def lloyd(
     # most every other pass's cost. Running sums wider than X (float64 for
     # float32 data, see ``Kernels.running_sums``) round each update at the
     # scale of the moved rows instead of the whole cluster: they are summed
-    # afresh after 8 n.
+    # afresh after ``_WIDE_RESUM_FACTOR`` n.
     updates_since_full = 0
     resum_after = n_samples
     # Weighted running counts carry that round-off too: a cluster whose last
