@@ -68,13 +68,13 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     # Accumulators start as the first block's sums (no adds to zeros: the
     # latency row runs this on one block).
     def column_moments(Xb, start, stop, acc):
-        moments = kernels.column_sums(Xb), kernels.column_sums(Xb * Xb)
+        moments = kernels.column_sums(Xb), kernels.sq_sum(Xb)
         return (moments if acc is None else (acc[0] + moments[0], acc[1] + moments[1])), None
 
     accs, _ = runner.map(column_moments)
     mean = sum(a[0] for a in accs[1:]) + accs[0][0] if len(accs) > 1 else accs[0][0]
     mean = mean / n_samples
-    second_moment = sum(as_host_scalar(xp.sum(a[1])) for a in accs) / n_samples
+    second_moment = sum(as_host_scalar(a[1]) for a in accs) / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
     offset = kernels.sum_of_squares(mean)
