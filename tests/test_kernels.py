@@ -60,15 +60,28 @@ def test_get_kernels_generic_for_unknown(xp, device, backend):
 
 
 @pytest.mark.parametrize(
-    "n_clusters, n_rows", [(3, 300), (40, 300), (128, 3000), (200, 300), (200, 3000), (300, 500)]
+    "n_clusters, n_rows, n_features",
+    [
+        (3, 300, 5),
+        (40, 300, 5),
+        (128, 3000, 5),
+        (200, 300, 5),
+        (1024, 600, 16),
+        (200, 300, 120),
+        (200, 3000, 120),
+        (300, 500, 160),
+    ],
 )
-def test_assign_matches_reference(kernels, xp, to_xp, rng, dtype_name, n_clusters, n_rows):
+def test_assign_matches_reference(
+    kernels, xp, to_xp, rng, dtype_name, n_clusters, n_rows, n_features
+):
     # numpy: running minimum for few centres (3); minimum over transposed
-    # scores up to 128 centres; then a per-row argmin, ||c||^2 added from a
-    # tiled copy in one chunk (200 x 300 in float32) or several (200 x 3000;
-    # 200 x 300 in float64), or broadcast (300).
-    X_np = rng.standard_normal((n_rows, 5)).astype(dtype_name)
-    C_np = rng.standard_normal((n_clusters, 5)).astype(dtype_name)
+    # scores up to 128 centres; then a per-row argmin, with ||c||^2 folded
+    # into the product for many centres per feature (200 x 5, 1024 x 16),
+    # else added from a tiled copy in one chunk (200 x 300 in float32) or
+    # several (200 x 3000; 200 x 300 in float64), or broadcast (300).
+    X_np = rng.standard_normal((n_rows, n_features)).astype(dtype_name)
+    C_np = rng.standard_normal((n_clusters, n_features)).astype(dtype_name)
     X, C = to_xp(X_np), to_xp(C_np)
     labels, partial = kernels.assign(X, C, kernels.sq_row_norms(C))
     assert_array_like(partial, X)
