@@ -155,6 +155,27 @@ def test_compact_labels_are_the_labels(kernels, to_xp, rng, dtype_name, n_cluste
         assert compact.dtype == np.uint8
 
 
+@pytest.mark.parametrize("compact", [False, True])
+def test_column_minimum_in_parts_matches_whole_block(monkeypatch, rng, compact):
+    # numpy's column minimum (17-128 centres) works on equal parts of a
+    # block whose scores outgrow ``column_min_bytes``: the labels (ties
+    # included) and partial scores are those of the whole block at once.
+    import array_api_compat.numpy as np_xp
+
+    X = rng.integers(-3, 4, size=(1001, 3)).astype(np.float32)  # many ties
+    C = rng.integers(-3, 4, size=(40, 3)).astype(np.float32)
+    kernels = NumpyKernels(np_xp)
+    c2 = kernels.sq_row_norms(C)
+    whole = kernels.assigner(C, c2, compact=compact)(X)
+    # Parts of at most 300 rows: four parts of 250 or 251.
+    monkeypatch.setattr(NumpyKernels, "column_min_bytes", 40 * 4 * 300)
+    parts = NumpyKernels(np_xp).assigner(C, c2, compact=compact)(X)
+    assert parts[0].dtype == whole[0].dtype
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_array_equal(parts[1], whole[1])
+    np.testing.assert_array_equal(whole[0], _ref_assign(X, C)[0])
+
+
 @pytest.mark.parametrize("n_clusters", [3, 40, 200])
 def test_assigner_reused_across_block_sizes_and_threads(kernels, to_xp, rng, n_clusters):
     # Fast paths keep per-thread score buffers from block to block and pass
