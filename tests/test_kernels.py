@@ -356,6 +356,19 @@ def test_column_sums(kernels, to_xp, rng, dtype_name, weighted, shape):
     np.testing.assert_array_equal(to_numpy(X), X_before)
 
 
+def test_sq_sum_is_a_device_scalar(kernels, to_xp, rng, dtype_name):
+    # The data-mean pass adds these per block on the device: a 0-d array
+    # of the block's namespace, device and dtype, the block untouched.
+    A_np = rng.standard_normal((40, 3)).astype(dtype_name)
+    A = to_xp(A_np)
+    got = kernels.sq_sum(A)
+    assert_array_like(got, A)
+    assert got.shape == ()
+    ref = float((A_np.astype(np.float64) ** 2).sum())
+    assert float(got) == pytest.approx(ref, rel=RTOL[dtype_name] * 10)
+    np.testing.assert_array_equal(to_numpy(A), A_np)
+
+
 def test_sum_of_squares_and_zeros(kernels, xp, device, to_xp, rng, dtype_name):
     A_np = rng.standard_normal((5, 3)).astype(dtype_name)
     got = kernels.sum_of_squares(to_xp(A_np))
