@@ -1,6 +1,7 @@
 """The timing protocol of ``benchmarks/run.py`` (not the timings)."""
 
 import importlib.util
+import json
 import pathlib
 import sys
 
@@ -50,3 +51,29 @@ def test_a_failing_implementation_is_dropped_not_fatal(bench):
     assert best["ok"][1] == 1
     assert isinstance(best["broken"][1], RuntimeError)
     assert calls_made == ["broken"]  # not called again after failing
+
+
+def test_a_run_writes_its_table_json_and_chart(bench, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "results"
+    assert bench.main(["--quick", "--configs", "latency-1k-2-3", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "latency-1k-2-3" in table and "vs scikit-learn" in table
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["limits"]["cpu"]["gemm_flops"] > 0
+    ours = [r for r in result["rows"] if r["impl"] == "kmeans_xp" and r["device"] == "numpy"]
+    assert len(ours) == 1 and ours[0]["seconds"] > 0
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Nothing half-written is left behind.
+    assert {p.name for p in tmp_path.iterdir()} <= {"results.json", "results.png"}
+
+
+def test_an_unwritable_output_directory_fails_before_any_timing(bench, tmp_path, capsys):
+    missing = tmp_path / "no-such-dir" / "results"
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--configs", "latency-1k-2-3", "--out", str(missing)])
+    assert exc.value.code == 2
+    err = capsys.readouterr()
+    assert "does not exist" in err.err
+    assert "GFLOP/s" not in err.out  # the machine limits were not measured
