@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
+import types
 
 # scikit-learn runs its array-API estimator checks only when scipy was
 # imported with this set; conftest loads before any test imports scipy.
@@ -112,3 +114,33 @@ def to_xp(xp, device):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def gpu_class_kernels(xp, backend, monkeypatch):
+    """The kernel class a GPU backend gets, run on this backend's CPU
+    arrays, so that its logic is tested on a machine without CUDA:
+    ``TorchKernels`` (torch CUDA) on torch CPU tensors, ``CupyKernels`` on
+    numpy arrays through stand-ins for ``cupy`` and ``cupyx``."""
+    from kmeans_xp._kernels import CupyKernels, TorchKernels
+
+    if backend is Backend.TORCH:
+        return TorchKernels(xp)
+    if backend is Backend.NUMPY:
+        _cupy_on_numpy(monkeypatch)
+        return CupyKernels(xp)
+    pytest.skip(f"no GPU kernel class runs on {backend.value} arrays")
+
+
+def _cupy_on_numpy(monkeypatch):
+    """Stand-ins with the few calls CupyKernels makes, on numpy arrays. A
+    call it starts making fails here by name until the stand-in learns it."""
+    cupy = types.ModuleType("cupy")
+    cupy.ascontiguousarray, cupy.argmin, cupy.arange = (
+        np.ascontiguousarray, np.argmin, np.arange
+    )
+    cupy.ndarray = type("ndarray", (), {})  # no numpy array passes for a cupy one
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = np.add.at  # both accumulate repeated indices
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)

@@ -17,12 +17,15 @@ from kmeans_xp._testing import assert_array_like, to_numpy
 RTOL = {"float64": 1e-12, "float32": 1e-5}
 
 
-@pytest.fixture(params=["generic", "native"])
+@pytest.fixture(params=["generic", "native", "gpu-class"])
 def kernels(request, xp, device):
-    """The generic kernels and the ones ``get_kernels`` picks for xp."""
+    """The generic kernels, the ones ``get_kernels`` picks for xp, and the
+    GPU kernel classes run on CPU arrays (see conftest)."""
     if request.param == "generic":
         return Kernels(xp)
-    return get_kernels(xp, device)
+    if request.param == "native":
+        return get_kernels(xp, device)
+    return request.getfixturevalue("gpu_class_kernels")
 
 
 @pytest.fixture(params=["float64", "float32"])

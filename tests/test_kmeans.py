@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import kmeans_xp._kernels
+import kmeans_xp._kmeans
 from kmeans_xp import ConvergenceWarning, KMeans, k_means, kmeans_plusplus
 from kmeans_xp._testing import assert_array_like, same_partition, to_numpy
 
@@ -189,6 +190,32 @@ def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, we
     )
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=rtol)
     assert km.n_iter_ == ref.n_iter_
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gpu_kernel_classes_fit_like_sklearn(
+    xp, to_xp, gpu_class_kernels, monkeypatch, weighted, blocks
+):
+    # The passes a CUDA tensor or CuPy array gets (one stream, no thread
+    # pool, full sums every pass), run here on CPU arrays.
+    monkeypatch.setattr(kmeans_xp._kmeans, "get_kernels", lambda xp, device=None: gpu_class_kernels)
+    monkeypatch.setattr(kmeans_xp._kmeans, "numpy_twin", lambda xp, device: None)
+    SKKMeans = _sklearn_kmeans()
+    X_np, _ = blobs(n_samples=800, n_features=4, n_centers=5, seed=4, std=2.5)
+    init = X_np[:5].copy()
+    w_np = np.random.default_rng(0).uniform(0.5, 2.0, size=800)
+    kwargs = {"sample_weight": w_np} if weighted else {}
+    ref = SKKMeans(5, init=init, n_init=1, algorithm="lloyd").fit(X_np, **kwargs)
+
+    kwargs = {"sample_weight": to_xp(w_np)} if weighted else {}
+    km = KMeans(5, init=to_xp(init), n_init=1).fit(to_xp(X_np), **kwargs)
+
+    assert_array_like(km.cluster_centers_, to_xp(X_np))
+    np.testing.assert_array_equal(to_numpy(km.labels_), ref.labels_)
+    np.testing.assert_allclose(to_numpy(km.cluster_centers_), ref.cluster_centers_, rtol=1e-10)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+    assert km.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(to_numpy(km.predict(to_xp(X_np))), ref.labels_)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
