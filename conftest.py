@@ -5,7 +5,8 @@ library is not installed, or whose hardware is absent, is skipped with a
 reason, never failed. ``array_api_strict`` runs twice: on its default device
 and on ``Device("device1")``, which refuses to mix devices and to convert to
 numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
-CPU-only machine just as they would on a GPU.
+CPU-only machine just as they would on a GPU. ``gpu_class_kernels`` runs
+the kernel classes of the GPU backends on CPU arrays.
 """
 
 from __future__ import annotations
