@@ -168,15 +168,21 @@ def blocks(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, weighted, blocks):
-    SKKMeans = _sklearn_kmeans()
+def _sklearn_reference(dtype_name: str, weighted: bool):
+    """Overlapping blobs, their first 5 rows as initial centres, weights,
+    and scikit-learn's Lloyd fit from those centres."""
     X_np, _ = blobs(n_samples=800, n_features=4, n_centers=5, seed=4, std=2.5)
     X_np = X_np.astype(dtype_name)
     init = X_np[:5].copy()
     w_np = np.random.default_rng(0).uniform(0.5, 2.0, size=800).astype(dtype_name)
     kwargs = {"sample_weight": w_np} if weighted else {}
-    ref = SKKMeans(5, init=init, n_init=1, algorithm="lloyd").fit(X_np, **kwargs)
+    ref = _sklearn_kmeans()(5, init=init, n_init=1, algorithm="lloyd").fit(X_np, **kwargs)
+    return X_np, init, w_np, ref
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_equals_sklearn_given_the_same_initial_centres(xp, to_xp, dtype_name, weighted, blocks):
+    X_np, init, w_np, ref = _sklearn_reference(dtype_name, weighted)
 
     dtype = _xp_dtype(xp, dtype_name)
     X = to_xp(X_np, dtype=dtype)
@@ -200,13 +206,7 @@ def test_gpu_kernel_classes_fit_like_sklearn(
     # pool, full sums every pass), run here on CPU arrays.
     monkeypatch.setattr(kmeans_xp._kmeans, "get_kernels", lambda xp, device=None: gpu_class_kernels)
     monkeypatch.setattr(kmeans_xp._kmeans, "numpy_twin", lambda xp, device: None)
-    SKKMeans = _sklearn_kmeans()
-    X_np, _ = blobs(n_samples=800, n_features=4, n_centers=5, seed=4, std=2.5)
-    init = X_np[:5].copy()
-    w_np = np.random.default_rng(0).uniform(0.5, 2.0, size=800)
-    kwargs = {"sample_weight": w_np} if weighted else {}
-    ref = SKKMeans(5, init=init, n_init=1, algorithm="lloyd").fit(X_np, **kwargs)
-
+    X_np, init, w_np, ref = _sklearn_reference("float64", weighted)
     kwargs = {"sample_weight": to_xp(w_np)} if weighted else {}
     km = KMeans(5, init=to_xp(init), n_init=1).fit(to_xp(X_np), **kwargs)
 
