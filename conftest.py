@@ -19,6 +19,9 @@ import types
 # scikit-learn runs its array-API estimator checks only when scipy was
 # imported with this set; conftest loads before any test imports scipy.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
+# JAX arrays are float32 unless x64 is on; with it on, the float64 oracles
+# apply to JAX as to numpy (float32 JAX inputs are tested explicitly).
+os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import numpy as np
 import pytest
@@ -31,10 +34,12 @@ class Backend(enum.Enum):
     TORCH = "torch"
     TORCH_CUDA = "torch-cuda"
     CUPY = "cupy"
+    JAX = "jax"
+    JAX_GPU = "jax-gpu"
 
     @property
     def is_gpu(self) -> bool:
-        return self in (Backend.TORCH_CUDA, Backend.CUPY)
+        return self in (Backend.TORCH_CUDA, Backend.CUPY, Backend.JAX_GPU)
 
 
 def _backend_params():
@@ -74,6 +79,19 @@ def _load(backend: Backend):
         import array_api_compat.cupy as xp
 
         return xp, cupy.cuda.Device(0)
+    if backend in (Backend.JAX, Backend.JAX_GPU):
+        jax = pytest.importorskip("jax")
+        import jax.numpy as xp
+
+        if backend is Backend.JAX:
+            return xp, jax.devices("cpu")[0]
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:  # no GPU plugin or no device
+            gpus = []
+        if not gpus:
+            pytest.skip("jax is installed but no GPU device is available")
+        return xp, gpus[0]
     raise AssertionError(f"unhandled backend {backend}")
 
 
@@ -123,7 +141,8 @@ def gpu_class_kernels(xp, backend, monkeypatch):
     arrays, so that its logic is tested on a machine without CUDA:
     ``TorchKernels`` (torch CUDA) on torch CPU tensors, ``CupyKernels`` on
     numpy arrays through stand-ins for ``cupy`` and ``cupyx``."""
-    from kmeans_xp._kernels import CupyKernels, TorchKernels
+    from kmeans_xp._kernels.cupy import CupyKernels
+    from kmeans_xp._kernels.torch import TorchKernels
 
     if backend is Backend.TORCH:
         return TorchKernels(xp)

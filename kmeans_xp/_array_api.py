@@ -35,6 +35,7 @@ __all__ = [
     "is_dask_array",
     "namespace_name",
     "default_float_dtype",
+    "index_dtype",
     "supports_float64",
     "is_gpu_device",
     "oom_errors",
@@ -74,6 +75,16 @@ def default_float_dtype(xp, device):
     if dtype == xp.float64 and not supports_float64(xp, device):
         return xp.float32
     return dtype
+
+
+def index_dtype(xp, device=None):
+    """The namespace's default index dtype: int64, or int32 where that is
+    the widest (JAX without x64)."""
+    info = xp.__array_namespace_info__()
+    try:
+        return info.default_dtypes(device=device)["indexing"]
+    except TypeError:  # older compat layers take no device
+        return info.default_dtypes()["indexing"]
 
 
 def is_gpu_device(xp, device) -> bool:

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from ._array_api import oom_errors
 from .exceptions import MemoryRetryWarning
 
+__all__ = ["BlockRunner", "block_rows"]
+
 
 class BlockRunner:
     """Walks the rows of ``X`` in blocks and reduces per-block results.
@@ -31,6 +33,9 @@ class BlockRunner:
         The most rows per block (blocks are cut even, see ``map``); halved
         (with one warning) when a block runs out of memory, so a fit on a
         nearly full GPU finishes with the same result.
+    kernels : Kernels
+        The backend's kernels (``_kernels.get_kernels``): they cut shifted
+        blocks and give the context held while blocks run on the pool.
     n_workers : int
         Threads for CPU backends whose kernels release the GIL.
     """
@@ -43,10 +48,10 @@ class BlockRunner:
     #: it (k x d in the millions, or many workers) ranges are one per worker.
     range_acc_bytes = 1 << 23
 
-    def __init__(self, X, shift, *, xp, rows: int, n_workers: int = 1):
+    def __init__(self, X, shift, *, xp, kernels, rows: int, n_workers: int = 1):
         self.X = X
         self.xp = xp
-        self._kernels = None
+        self.kernels = kernels
         self.shift = shift
         self.rows = max(1, int(rows))
         self.n_workers = max(1, int(n_workers))
@@ -76,14 +81,14 @@ class BlockRunner:
         if value is None or isinstance(value, (int, float)):
             self._subtract = bool(value)
         else:
-            self._subtract = bool(self._get_kernels().count_true(value != 0))
+            self._subtract = bool(self.xp.any(value != 0))
 
     def block(self, start: int, stop: int):
         """Rows ``start:stop`` of X, shifted (a view of X when the shift is
         zero: steps must not modify their block in place)."""
         if not self._subtract:
             return self.X[start:stop, :]
-        return self._get_kernels().shifted_block(self.X, start, stop, self.shift)
+        return self.kernels.shifted_block(self.X, start, stop, self.shift)
 
     def map(self, step, make_acc=None):
         """Run ``step(Xb, start, stop, acc) -> (acc, out)`` over all blocks.
@@ -158,17 +163,7 @@ class BlockRunner:
         return ranges
 
     def _pool_context(self):
-        return self._get_kernels().pool_context()
-
-    def _get_kernels(self):
-        """The kernels for X's namespace and device (pool context, shifted
-        blocks, whether a shift is zero); found once, on first use."""
-        if self._kernels is None:
-            from ._array_api import device_of
-            from ._kernels import get_kernels
-
-            self._kernels = get_kernels(self.xp, device_of(self.X))
-        return self._kernels
+        return self.kernels.pool_context()
 
     def _run_range(self, step, start: int, stop: int, acc):
         outs = []

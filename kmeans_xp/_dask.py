@@ -49,10 +49,9 @@ from ._array_api import (
     namespace_name,
     to_device_array,
 )
-from ._blocks import BlockRunner
 from ._kernels import get_kernels
+from ._problem import Problem, make_problem
 from ._lloyd import (
-    Problem,
     _exact_distances,
     _lloyd_pass,
     _relocate_empty_clusters,
@@ -220,13 +219,9 @@ def _check_fitted_for(estimator, X):
 
 
 def _chunk_problem(Xc, wc, shift, width: int) -> Problem:
-    xp = array_namespace(Xc)
-    kernels = get_kernels(xp, device_of(Xc))
-    itemsize = xp.finfo(Xc.dtype).bits // 8
-    rows = kernels.rows_per_block(Xc.shape[0], max(width, Xc.shape[1]), itemsize)
     # One thread per chunk: Dask already runs chunks in parallel.
-    runner = BlockRunner(Xc, shift, xp=xp, rows=rows, n_workers=1)
-    return Problem(runner=runner, kernels=kernels, weights=wc, xp=xp)
+    xp = array_namespace(Xc)
+    return make_problem(Xc, wc, xp, device_of(Xc), width, shift=shift, threaded=False)
 
 
 def _chunk_lloyd_stats(Xc, wc, centers, shift):

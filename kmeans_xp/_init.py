@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ._array_api import to_device_array
+from ._array_api import index_dtype, to_device_array
 from ._lloyd import Problem, distances_to
 
 
@@ -38,7 +38,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
     weights = problem.weights  # None: unit weights, and no products with them
-    last = xp.asarray(n_samples - 1, dtype=xp.int64, device=problem.device)
+    last = xp.asarray(n_samples - 1, dtype=index_dtype(xp, problem.device), device=problem.device)
     # Drawn as with unit weights, so that no weights and weights of one
     # pick the same rows.
     first_weights = weights
@@ -119,7 +119,9 @@ def _random_rows(problem: Problem, n_clusters: int, rng):
     n_samples = problem.X.shape[0]
     if problem.weights is None:
         picks = rng.choice(n_samples, size=n_clusters, replace=False)
-        indices = to_device_array(picks, xp, dtype=xp.int64, device=problem.device)
+        indices = to_device_array(
+            picks, xp, dtype=index_dtype(xp, problem.device), device=problem.device
+        )
     else:
         # Efraimidis-Spirakis: the k largest log(u) / w are a weighted sample
         # without replacement; u comes from the host generator.
@@ -128,8 +130,6 @@ def _random_rows(problem: Problem, n_clusters: int, rng):
         )
         w = problem.weights
         positive = w > 0
-        keys = xp.where(
-            positive, xp.log(u) / xp.where(positive, w, xp.ones_like(w)), -xp.inf
-        )
+        keys = xp.where(positive, xp.log(u) / xp.where(positive, w, xp.ones_like(w)), -xp.inf)
         indices = xp.argsort(keys, descending=True, stable=True)[:n_clusters]
     return xp.take(problem.X, indices, axis=0) - problem.runner.shift, indices

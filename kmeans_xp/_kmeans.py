@@ -20,10 +20,10 @@ from ._array_api import (
     numpy_twin,
 )
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
-from ._blocks import BlockRunner
 from ._init import _kmeans_plusplus, _random_rows
 from ._kernels import get_kernels
-from ._lloyd import Problem, data_mean_and_variance, distances_to, lloyd, _tolerance
+from ._lloyd import data_mean_and_variance, distances_to, lloyd, _tolerance
+from ._problem import Problem, make_problem
 from ._validation import (
     check_array,
     check_init_array,
@@ -38,16 +38,6 @@ from ._validation import (
 from .exceptions import ConvergenceWarning, NamespaceMismatchError
 
 __all__ = ["KMeans", "k_means", "kmeans_plusplus"]
-
-
-def _make_problem(X, weights, xp, device, width: int) -> Problem:
-    """Kernels and a block runner sized for (rows x width) work arrays."""
-    kernels = get_kernels(xp, device)
-    itemsize = xp.finfo(X.dtype).bits // 8
-    rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
-    workers = host_workers() if kernels.threaded else 1
-    runner = BlockRunner(X, None, xp=xp, rows=rows, n_workers=workers)
-    return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)
 
 
 def _where_to_run(xp, device, X, weights, init, data_stats):
@@ -374,7 +364,7 @@ class KMeans(EstimatorBase):
         if self.metric == "cosine":
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
-        problem = _make_problem(X, weights, xp, device, centers.shape[0])
+        problem = make_problem(X, weights, xp, device, centers.shape[0])
         shift = xp.mean(centers, axis=0)
         problem.runner.shift = shift
         return problem, centers - shift
@@ -409,7 +399,7 @@ class KMeans(EstimatorBase):
 def data_stats(X, xp, device, *, need_variance: bool = True):
     """``(column means, mean column variance)`` of validated X, for fits
     that share them (see ``KMeans._fit_checked``)."""
-    return data_mean_and_variance(_make_problem(X, None, xp, device, 1), need_variance=need_variance)
+    return data_mean_and_variance(make_problem(X, None, xp, device, 1), need_variance=need_variance)
 
 
 def _fit(
@@ -423,7 +413,7 @@ def _fit(
     unit vectors and the inertia is the weighted sum of (1 - cos).
     ``data_stats`` is X's ``(mean, mean variance)`` when already known.
     """
-    problem = _make_problem(X, weights, xp, device, n_clusters)
+    problem = make_problem(X, weights, xp, device, n_clusters)
     if data_stats is None:
         shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
     else:
@@ -543,7 +533,7 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, random_state=None, n_l
     check_n_clusters_fits(n_clusters, X.shape[0])
     weights = check_sample_weight(sample_weight, X, xp, device)
     rng = check_random_state(random_state)
-    problem = _make_problem(X, weights, xp, device, n_local_trials or 16)
+    problem = make_problem(X, weights, xp, device, n_local_trials or 16)
     shift, _ = data_mean_and_variance(problem, need_variance=False)
     centers, indices = _kmeans_plusplus(problem, n_clusters, rng, n_local_trials)
     # Return the chosen rows exactly, not shifted-and-back approximations.

@@ -11,44 +11,8 @@ The functions here trust their inputs: ``KMeans.fit`` and friends validate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ._array_api import as_host_scalar, device_of
-from ._blocks import BlockRunner
-from ._kernels import Kernels
-
-
-@dataclass
-class Problem:
-    """What every pass over the data needs, prepared once per fit."""
-
-    runner: BlockRunner
-    kernels: Kernels
-    weights: object  # array of shape (n_samples,) or None for unit weights
-    xp: object
-
-    def __post_init__(self):
-        # Looked up once: small fits ask for it on every pass.
-        self.device = device_of(self.runner.X)
-
-    @property
-    def X(self):
-        return self.runner.X
-
-    @property
-    def dtype(self):
-        return self.runner.X.dtype
-
-    @property
-    def single_block(self) -> bool:
-        """Whether every pass is one block (small data)."""
-        return self.runner.n_samples <= self.runner.rows
-
-    def block_weights(self, start: int, stop: int):
-        return None if self.weights is None else self.weights[start:stop]
-
-    def zeros(self, shape):
-        return self.kernels.zeros(shape, self.dtype, self.device)
+from ._array_api import as_host_scalar, index_dtype
+from ._problem import Problem
 
 
 def data_mean_and_variance(problem: Problem, *, need_variance: bool):
@@ -77,7 +41,7 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     second_moment = sum(as_host_scalar(a[1]) for a in accs) / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
-    offset = kernels.sum_of_squares(mean)
+    offset = as_host_scalar(kernels.sq_sum(mean))
     far_from_origin = 2 * offset > second_moment
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
@@ -106,24 +70,22 @@ def _lloyd_pass(problem: Problem, centers, *, want_inertia: bool):
     the inertia of the assignment.
     """
     labels, sums, counts, inertia, _ = _lloyd_pass_into(
-        problem, centers, want_inertia=want_inertia, out=None
+        problem, centers, want_inertia=want_inertia, previous=None
     )
     return labels, sums, counts, inertia
 
 
 def _lloyd_pass_into(
-    problem: Problem, centers, *, want_inertia: bool, out, previous_sums=None, block=None,
-    compact: bool = False,
+    problem: Problem, centers, *, want_inertia: bool, previous, previous_sums=None,
+    block=None, compact: bool = False,
 ):
-    """``_lloyd_pass`` that, given ``out`` (the previous labels, shape
-    (n_samples,)), counts the labels that change and overwrites ``out`` with
-    the new ones block by block: one labels array per fit instead of three
-    (old, per-block parts, their concatenation). Returns ``(labels, sums,
-    counts, inertia, n_changed)``; ``n_changed`` is None without ``out``.
+    """``_lloyd_pass`` that, given ``previous`` (the last pass's labels),
+    also counts the labels that change. Returns ``(labels, sums, counts,
+    inertia, n_changed)``; ``n_changed`` is None without ``previous``.
 
-    With ``previous_sums`` (the ``(sums, counts)`` that match ``out``), only
-    the rows that change cluster are added to their new cluster and taken
-    from their old one: the same sums, at the cost of the moved rows only.
+    With ``previous_sums`` (the ``(sums, counts)`` that match ``previous``),
+    only the rows that change cluster are added to their new cluster and
+    taken from their old one: the same sums, at the cost of the moved rows.
 
     ``block``, when the data are one block (``problem.single_block``), is
     that block already shifted: small fits then skip the block runner and
@@ -140,25 +102,24 @@ def _lloyd_pass_into(
     incremental = previous_sums is not None
 
     def step(Xb, start, stop, acc):
-        # Everything that allocates runs before the in-place accumulation,
-        # so a block that runs out of memory can be retried (see _blocks).
+        # Everything that allocates runs before the accumulation, so a block
+        # that runs out of memory can be retried (see _blocks).
         labels, partial = assign(Xb)
         w = problem.block_weights(start, stop)
         sums, counts, inertia, changed = acc
         if want_inertia:
             d2 = xp.maximum(partial + kernels.sq_row_norms(Xb), xp.zeros_like(partial))
             inertia = inertia + (xp.sum(d2) if w is None else xp.sum(w * d2))
-        if out is None:
+        if previous is None:
             sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
             return (sums, counts, inertia, changed), labels
-        old = out[start:stop]
+        old = previous[start:stop]
         moved = labels != old
         if not incremental:
-            changed = changed + kernels.count_true(moved)
+            changed = changed + xp.count_nonzero(moved)
             sums, counts = kernels.accumulate(Xb, labels, w, sums, counts)
-            out[start:stop] = labels  # workers write disjoint slices
-            return (sums, counts, inertia, changed), None
-        n_moved = int(as_host_scalar(kernels.count_true(moved)))
+            return (sums, counts, inertia, changed), labels
+        n_moved = int(xp.count_nonzero(moved))
         if n_moved:
             rows = xp.nonzero(moved)[0]
             sums, counts = kernels.move(
@@ -169,15 +130,14 @@ def _lloyd_pass_into(
                 sums,
                 counts,
             )
-        out[start:stop] = labels  # workers write disjoint slices
-        return (sums, counts, inertia, changed + n_moved), None
+        return (sums, counts, inertia, changed + n_moved), labels
 
     def make_acc():
         return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0, 0
 
     if block is not None and not incremental:
         try:
-            return _one_block_pass(problem, block, assign, out, want_inertia, n_clusters)
+            return _one_block_pass(problem, block, assign, previous, want_inertia, n_clusters)
         except problem.runner.oom_errors:
             pass  # the runner retries in halved blocks (and warns)
     accs, labels = problem.runner.map(step, make_acc)
@@ -187,12 +147,11 @@ def _lloyd_pass_into(
         inertia, changed = inertia + other_inertia, changed + other_changed
     if incremental:
         sums, counts = previous_sums[0] + sums, previous_sums[1] + counts
-    if out is None:
-        return _concat(xp, labels), sums, counts, inertia, None
-    return out, sums, counts, inertia, int(as_host_scalar(changed))
+    n_changed = None if previous is None else int(changed)
+    return _concat(xp, labels), sums, counts, inertia, n_changed
 
 
-def _one_block_pass(problem: Problem, block, assign, out, want_inertia: bool, n_clusters: int):
+def _one_block_pass(problem: Problem, block, assign, previous, want_inertia: bool, n_clusters):
     """``_lloyd_pass_into`` for data that are one block, without
     incremental sums: the latency row's passes, in fewer calls than a step
     (no accumulators to start from zeros, no runner)."""
@@ -204,11 +163,8 @@ def _one_block_pass(problem: Problem, block, assign, out, want_inertia: bool, n_
         d2 = xp.maximum(partial + kernels.sq_row_norms(block), xp.zeros_like(partial))
         inertia = _weighted_total(problem, d2, 0, block.shape[0])
     sums, counts = kernels.cluster_sums(block, labels, problem.weights, n_clusters)
-    if out is None:
-        return labels, sums, counts, inertia, None
-    n_changed = int(kernels.count_true(labels != out))
-    out[...] = labels
-    return out, sums, counts, inertia, n_changed
+    n_changed = None if previous is None else int(problem.xp.count_nonzero(labels != previous))
+    return labels, sums, counts, inertia, n_changed
 
 
 def _sums_of_labels(problem: Problem, labels, n_clusters: int):
@@ -259,32 +215,24 @@ def _exact_distances(problem: Problem, centers, labels, *, per_sample: bool):
     return total, (_concat(problem.xp, d2) if per_sample else None)
 
 
-def _assign_labels(problem: Problem, centers, *, out=None):
+def _assign_labels(problem: Problem, centers, *, compact: bool = False):
     """Labels of the nearest centres and the inertia of that assignment
-    (final E-step): ``(labels, inertia)``, in one pass over X.
-
-    With ``out`` (an integer array of shape (n_samples,) that may be
-    overwritten) the labels are written into it, saving two label-sized
-    temporaries, and may come from the kernels in a compact dtype. The
-    inertia is ``_exact_distances``'s.
+    (final E-step): ``(labels, inertia)``, in one pass over X. The inertia
+    is ``_exact_distances``'s; ``compact`` labels may come in a smaller
+    integer dtype (see ``Kernels.assigner``).
     """
     kernels = problem.kernels
     assign = kernels.assigner(
-        centers, kernels.sq_row_norms(centers), partial=False, compact=out is not None
+        centers, kernels.sq_row_norms(centers), partial=False, compact=compact
     )
 
     def step(Xb, start, stop, acc):
         labels = assign(Xb)[0]
         d2 = _labelled_sq_distances(problem, Xb, centers, labels)
-        acc = acc + _weighted_total(problem, d2, start, stop)
-        if out is None:
-            return acc, labels
-        out[start:stop] = labels
-        return acc, None
+        return acc + _weighted_total(problem, d2, start, stop), labels
 
     accs, labels = problem.runner.map(step, lambda: 0.0)
-    inertia = sum(accs[1:], accs[0])
-    return (_concat(problem.xp, labels) if out is None else out), inertia
+    return _concat(problem.xp, labels), sum(accs[1:], accs[0])
 
 
 def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_empty):
@@ -328,8 +276,82 @@ def _normalize_rows(centers, fallback, xp):
 
 
 #: Running sums wider than X are summed afresh after this many times
-#: n_samples moved-row updates (see ``lloyd``).
+#: n_samples moved-row updates (see ``RunningSums``).
 _WIDE_RESUM_FACTOR = 8
+
+
+class RunningSums:
+    """Cluster sums and weights that match the current labels, kept from
+    pass to pass so that a pass adds and takes away only the rows that
+    changed cluster (where the kernels say it pays: ``incremental_sums``).
+
+    Each moved row is one more rounded update. Running sums in X's dtype
+    are summed afresh once there have been n_samples updates (the round-off
+    of one full pass); sums wider than X (float64 for float32 data, see
+    ``Kernels.running_sums``) round at the scale of the moved rows, and are
+    summed afresh after ``_WIDE_RESUM_FACTOR`` n_samples. Weighted counts
+    are summed afresh as soon as one is within its round-off bound, so that
+    an emptied cluster reads exactly 0 and is relocated.
+    """
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.sums = None  # (sums, counts), or None: the next pass sums all rows
+        self.updates = 0
+        self.resum_after = problem.X.shape[0]
+        if problem.weights is not None:
+            xp = problem.xp
+            self._weight_total = as_host_scalar(xp.sum(problem.weights))
+            self._weight_max = as_host_scalar(xp.max(problem.weights))
+            self._eps = float(xp.finfo(problem.dtype).eps)
+
+    def usable(self) -> bool:
+        """Whether the next pass may update these sums with the moved rows."""
+        return self.sums is not None and self.updates < self.resum_after
+
+    def record(self, labels, sums, counts, n_changed, *, incremental: bool, may_keep: bool):
+        """Take a pass's ``(sums, counts)`` for ``labels``; returns them,
+        summed afresh from the labels where weighted round-off demands it.
+        They are kept for the next pass when fewer than half the rows moved
+        (each moved row costs an addition and a removal) and ``may_keep``."""
+        problem = self.problem
+        n_samples = problem.X.shape[0]
+        self.updates = self.updates + 2 * n_changed if incremental else 0
+        if incremental and problem.weights is not None:
+            roundoff = 8 * self._eps * (self._weight_total + self.updates * self._weight_max)
+            if int(problem.xp.count_nonzero(counts <= roundoff)):
+                sums, counts = _sums_of_labels(problem, labels, counts.shape[0])
+                self.updates = 0
+        keep = may_keep and n_changed is not None and 2 * n_changed < n_samples
+        keep = keep and problem.kernels.incremental_sums
+        self.sums = problem.kernels.running_sums(sums, counts) if keep else None
+        if self.sums is not None:
+            wider = self.sums[0].dtype != problem.dtype
+            self.resum_after = int((_WIDE_RESUM_FACTOR if wider else 1) * n_samples)
+        return sums, counts
+
+    def drop(self) -> None:
+        """The labels no longer match the sums (relocated rows)."""
+        self.sums = None
+
+
+def _m_step(problem: Problem, centers, labels, sums, counts, running: RunningSums, spherical):
+    """New centres from the cluster sums: weighted means, with empty
+    clusters given far points first; cast back to X's dtype from wider
+    running sums, and scaled to unit norm when ``spherical``."""
+    xp = problem.xp
+    n_empty = int(xp.count_nonzero(counts == 0))
+    if n_empty:
+        sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
+        running.drop()  # relocated rows keep their old labels
+        new_centers = _update_centers(sums, counts, centers, xp)
+    else:
+        new_centers = sums / counts[:, None]
+    if new_centers.dtype != problem.dtype:
+        new_centers = xp.astype(new_centers, problem.dtype)
+    if spherical:
+        new_centers = _normalize_rows(new_centers, centers, xp)
+    return new_centers
 
 
 def lloyd(
@@ -340,6 +362,7 @@ def lloyd(
     tol: float,
     verbose: int = 0,
     spherical: bool = False,
+    progress=None,
 ):
     """Run Lloyd's algorithm from ``centers`` (in shifted coordinates).
 
@@ -349,103 +372,66 @@ def lloyd(
     E-step makes the labels match the returned centres.
 
     ``spherical`` (cosine k-means on unit rows, with a zero shift) scales
-    each new centre back to unit norm after the M-step.
+    each new centre back to unit norm after the M-step. ``progress``, when
+    not None, has ``iteration(i, inertia, center_shift)`` called after each
+    iteration and ``end_run(n_iter, converged)`` at the end; the inertia of
+    each pass is computed only when it or ``verbose`` asks for it.
 
     Returns
     -------
     centers : array of shape (n_clusters, n_features), shifted coordinates
-    labels : int64 array of shape (n_samples,)
+    labels : int64 array of shape (n_samples,) (int32 for JAX without x64)
     inertia : 0-d array, weighted sum of squared distances
     n_iter : int
     """
     xp = problem.xp
     n_samples = problem.X.shape[0]
+    want_inertia = bool(verbose) or progress is not None
     labels = None
-    strict_convergence = False
-    # Sums matching the current labels, kept for incremental updates; None
-    # forces a full pass (first pass, after a relocation).
-    matching_sums = None
-    # Rows added to or taken from the running sums since they were last
-    # summed in full. With running sums in X's dtype each update rounds
-    # like one term of a full sum, so once there have been n_samples of them
-    # the sums are summed afresh: round-off stays that of one full pass, at
-    # most every other pass's cost. Running sums wider than X (float64 for
-    # float32 data, see ``Kernels.running_sums``) round each update at the
-    # scale of the moved rows instead of the whole cluster: they are summed
-    # afresh after ``_WIDE_RESUM_FACTOR`` n.
-    updates_since_full = 0
-    resum_after = n_samples
-    # Weighted running counts carry that round-off too: a cluster whose last
-    # rows left can keep a residue instead of an exact 0 (and escape the
-    # relocation of empty clusters), one left with a tiny weight would get
-    # a centre made of two residues. Counts within their round-off bound
-    # are summed afresh from the labels.
-    if problem.weights is not None:
-        weight_total = as_host_scalar(xp.sum(problem.weights))
-        weight_max = as_host_scalar(xp.max(problem.weights))
-        eps = float(xp.finfo(problem.dtype).eps)
+    converged = strict_convergence = False
+    running = RunningSums(problem)
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
     block = problem.runner.block(0, n_samples) if problem.single_block else None
     for i in range(max_iter):
         if block is not None and not problem.single_block:
             block = None  # out of memory: the runner now splits the data
-        # From the second pass on, labels are updated in place and the
-        # pass counts how many changed (strict convergence: none).
-        incremental = (
-            matching_sums is not None
-            and problem.kernels.incremental_sums
-            and block is None
-            and updates_since_full < resum_after
-        )
+        # E-step, with the statistics of the M-step.
+        incremental = running.usable() and block is None
         labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
-            problem, centers, want_inertia=bool(verbose), out=labels,
-            previous_sums=matching_sums if incremental else None, block=block, compact=True,
+            problem, centers, want_inertia=want_inertia, previous=labels,
+            previous_sums=running.sums if incremental else None, block=block, compact=True,
         )
-        updates_since_full = updates_since_full + 2 * n_changed if incremental else 0
-        if incremental and problem.weights is not None:
-            roundoff = 8 * eps * (weight_total + updates_since_full * weight_max)
-            if int(as_host_scalar(problem.kernels.count_true(counts <= roundoff))):
-                sums, counts = _sums_of_labels(problem, labels, centers.shape[0])
-                updates_since_full = 0
-        # The sums match the new labels; update them incrementally next time
-        # unless half the rows moved (each moved row is added and removed):
-        # the (200k, 32, 64) row saves its third full pass.
-        few_moved = n_changed is not None and 2 * n_changed < n_samples
-        keep = few_moved and problem.kernels.incremental_sums and block is None
-        matching_sums = problem.kernels.running_sums(sums, counts) if keep else None
-        if matching_sums is not None:
-            wider = matching_sums[0].dtype != problem.dtype
-            resum_after = int((_WIDE_RESUM_FACTOR if wider else 1) * n_samples)
-        n_empty = int(as_host_scalar(problem.kernels.count_true(counts == 0)))
-        if n_empty:
-            sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
-            # Relocated rows keep their old labels: the sums no longer match.
-            matching_sums = None
-            new_centers = _update_centers(sums, counts, centers, xp)
-        else:
-            new_centers = sums / counts[:, None]
-        if new_centers.dtype != problem.dtype:
-            new_centers = xp.astype(new_centers, problem.dtype)  # float64 running sums
-        if spherical:
-            new_centers = _normalize_rows(new_centers, centers, xp)
+        sums, counts = running.record(
+            labels, sums, counts, n_changed, incremental=incremental, may_keep=block is None
+        )
+        # M-step.
+        new_centers = _m_step(problem, centers, labels, sums, counts, running, spherical)
+        # Convergence.
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
-        center_shift = problem.kernels.sum_of_squares(new_centers - centers)
+        diff = new_centers - centers
+        center_shift = as_host_scalar(problem.kernels.sq_sum(diff))
+        if progress is not None:
+            progress.iteration(i, as_host_scalar(inertia), center_shift)
         centers = new_centers
         if n_changed == 0:
-            strict_convergence = True
+            converged = strict_convergence = True
             if verbose:
                 print(f"Converged at iteration {i}: strict convergence.")
             break
         if within_tolerance(i, center_shift, tol, verbose):
+            converged = True
             break
     if strict_convergence:
         inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
     else:
-        labels, inertia = _assign_labels(problem, centers, out=labels)
-    if labels.dtype != xp.int64:
-        labels = xp.astype(labels, xp.int64)  # compact labels from the passes
+        labels, inertia = _assign_labels(problem, centers, compact=True)
+    label_dtype = index_dtype(xp, problem.device)
+    if labels.dtype != label_dtype:
+        labels = xp.astype(labels, label_dtype)  # compact labels from the passes
+    if progress is not None:
+        progress.end_run(i + 1, converged)
     return centers, labels, inertia, i + 1
 
 
@@ -471,7 +457,7 @@ def distances_to(problem: Problem, points):
     # Prepared once per pass: -2 P^T, and a 0-d zero (``clip`` is slow
     # through the compat layer and runs once per block).
     points_t = -2 * points.T
-    zero = kernels.zeros((), points.dtype, problem.device)
+    zero = problem.xp.zeros((), dtype=points.dtype, device=problem.device)
 
     def distances(Xb, Xb_sqnorm=None):
         if Xb_sqnorm is None:

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from ._array_api import (
+    index_dtype,
     array_namespace,
     as_host_scalar,
     device_of,
@@ -34,7 +35,8 @@ from ._array_api import (
     to_device_array,
 )
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
-from ._kmeans import KMeans, _initial_centers, _make_problem
+from ._kmeans import KMeans, _initial_centers
+from ._problem import make_problem
 from ._lloyd import (
     _assign_labels,
     _lloyd_pass,
@@ -197,7 +199,7 @@ class MiniBatchKMeans(EstimatorBase):
         init_size = self._resolve_init_size(batch_size, n_samples)
 
         start = time.perf_counter()
-        problem = _make_problem(X, weights, xp, device, self.n_clusters)
+        problem = make_problem(X, weights, xp, device, self.n_clusters)
         shift, mean_variance = data_mean_and_variance(problem, need_variance=self.tol > 0)
         abs_tol = _tolerance(mean_variance, self.tol)
 
@@ -292,7 +294,7 @@ class MiniBatchKMeans(EstimatorBase):
             batch_size = min(self.batch_size, X.shape[0])
             init_size = self._resolve_init_size(batch_size, X.shape[0])
             # The first batch's mean is the fixed shift of the whole stream.
-            first = _make_problem(X, weights, xp, device, self.n_clusters)
+            first = make_problem(X, weights, xp, device, self.n_clusters)
             shift, _ = data_mean_and_variance(first, need_variance=False)
             sample = (X, weights)
             if init_size < X.shape[0]:
@@ -308,7 +310,7 @@ class MiniBatchKMeans(EstimatorBase):
 
         fitted = dict(n_steps_=self.n_steps_ + 1, n_features_in_=X.shape[1])
         if self.compute_labels:
-            problem = _make_problem(X, weights, xp, device, self.n_clusters)
+            problem = make_problem(X, weights, xp, device, self.n_clusters)
             problem.runner.shift = shift
             labels, inertia = _assign_labels(problem, centers)
             fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
@@ -428,21 +430,21 @@ class MiniBatchKMeans(EstimatorBase):
     def _init_on(self, sample, init, shift, rng, xp, device):
         """Initial centres (shifted coordinates) from a (rows, weights) sample."""
         rows, weights = sample
-        problem = _make_problem(rows, weights, xp, device, self.n_clusters)
+        problem = make_problem(rows, weights, xp, device, self.n_clusters)
         problem.runner.shift = shift
         return _initial_centers(problem, init, self.n_clusters, rng)
 
 
 def _sample(X, weights, indices, xp, device):
     """Rows (and weights) of X at host ``indices``, gathered on the device."""
-    idx = to_device_array(indices, xp, dtype=xp.int64, device=device)
+    idx = to_device_array(indices, xp, dtype=index_dtype(xp, device), device=device)
     rows = xp.take(X, idx, axis=0)
     return rows, (None if weights is None else xp.take(weights, idx))
 
 
 def _batch_problem(batch, shift, xp, device, n_clusters):
     rows, weights = batch
-    problem = _make_problem(rows, weights, xp, device, n_clusters)
+    problem = make_problem(rows, weights, xp, device, n_clusters)
     problem.runner.shift = shift
     return problem
 
@@ -572,7 +574,7 @@ def _distinct_rows(problem, n: int, rng):
     device = problem.device
     if problem.weights is None:
         picks = rng.choice(n_rows, size=n, replace=False)
-        return to_device_array(picks, xp, dtype=xp.int64, device=device)
+        return to_device_array(picks, xp, dtype=index_dtype(xp, device), device=device)
     # Efraimidis-Spirakis keys log(u) / w, host uniforms; zero weights last.
     u = to_device_array(rng.uniform(size=n_rows), xp, dtype=problem.dtype, device=device)
     w = problem.weights

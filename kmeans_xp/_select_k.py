@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._array_api import as_host_scalar, to_device_array
+from ._array_api import as_host_scalar, index_dtype, to_device_array
 from ._kmeans import KMeans, data_stats
 from ._validation import (
     check_array,
@@ -36,7 +36,7 @@ from .metrics import (
     _stats_pass,
 )
 
-__all__ = ["select_k", "SelectKResult"]
+__all__ = ["SelectKResult", "select_k"]
 
 CRITERIA = ("silhouette", "calinski_harabasz", "davies_bouldin", "elbow")
 #: Samples scored by the silhouette when ``sample_size="auto"``.
@@ -208,7 +208,7 @@ def select_k(
     sample = None
     if sample_size is not None:
         host_indices = np.sort(_sample_indices(n_samples, sample_size, rng))
-        sample = to_device_array(host_indices, xp, dtype=xp.int64, device=device)
+        sample = to_device_array(host_indices, xp, dtype=index_dtype(xp, device), device=device)
 
     # Shared by every k: the rows that are clustered and scored (unit rows
     # for cosine, the space cosine k-means works in), their mean (which also
@@ -288,7 +288,7 @@ def _check_k_range(k_range, n_samples: int) -> list[int]:
 def _codes(labels, xp):
     """Labels as contiguous codes 0..n_labels-1 (empty clusters dropped)."""
     values, codes = xp.unique_inverse(labels)
-    return xp.astype(codes, xp.int64), values.shape[0]
+    return xp.astype(codes, index_dtype(xp, device_of(codes))), values.shape[0]
 
 
 def _shared_silhouettes(X, labels_list, sample, metric, xp) -> list[float]:

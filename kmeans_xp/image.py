@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from ._array_api import (
+    index_dtype,
     array_namespace,
     device_of,
     is_array_api_obj,
@@ -124,7 +125,7 @@ def quantize_image(
         sample = xp.astype(pixels, work)
     else:
         chosen = np.sort(rng.choice(n_pixels, size=int(sample_size), replace=False))
-        indices = to_device_array(chosen, xp, dtype=xp.int64, device=device)
+        indices = to_device_array(chosen, xp, dtype=index_dtype(xp, device), device=device)
         sample = xp.astype(xp.take(pixels, indices, axis=0), work)
     model = KMeans(n_clusters=int(n_colors), n_init=1, max_iter=max_iter, random_state=rng)
     with warnings.catch_warnings():

@@ -31,14 +31,14 @@ import numbers
 import numpy as np
 
 from ._array_api import (
+    index_dtype,
     array_namespace,
     device_of,
-    host_workers,
     is_array_api_obj,
     to_device_array,
 )
-from ._blocks import BlockRunner
 from ._kernels import get_kernels
+from ._problem import make_problem
 from ._validation import check_array, check_same_namespace, _isdtype
 
 __all__ = [
@@ -124,7 +124,7 @@ def silhouette_score(
     labels = _labels_as_array(labels, X, xp, device)
     if sample_size is not None:
         indices = _sample_indices(X.shape[0], sample_size, random_state)
-        indices = to_device_array(indices, xp, dtype=xp.int64, device=device)
+        indices = to_device_array(indices, xp, dtype=index_dtype(xp, device), device=device)
         X = xp.take(X, indices, axis=0)
         labels = xp.take(labels, indices, axis=0)
     codes, n_labels = _encode_labels(labels, X, xp, device)
@@ -199,7 +199,7 @@ def _labels_as_array(labels, X, xp, device):
         if host.dtype.kind not in "biu":
             # Strings or other host labels: encode them here, on the host.
             host = np.unique(host.ravel(), return_inverse=True)[1].reshape(host.shape)
-        out = xp.asarray(host.astype(np.int64), dtype=xp.int64, device=device)
+        out = xp.asarray(host.astype(np.int64), dtype=index_dtype(xp, device), device=device)
     else:
         check_same_namespace(labels, X, xp, device, "labels")
         if not _isdtype(xp, labels.dtype, ("integral", "bool")):
@@ -223,7 +223,7 @@ def _encode_labels(labels, X, xp, device):
             f"Number of labels is {n_labels}. Valid values are 2 to n_samples - 1 "
             f"(inclusive) = {n_samples - 1}."
         )
-    return xp.astype(codes, xp.int64), n_labels
+    return xp.astype(codes, index_dtype(xp, device_of(codes))), n_labels
 
 
 def _sample_indices(n_samples: int, sample_size, random_state) -> np.ndarray:
@@ -251,15 +251,11 @@ def _sample_indices(n_samples: int, sample_size, random_state) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def _runner(X, shift, xp, width: int) -> tuple[BlockRunner, object]:
+def _runner(X, shift, xp, width: int):
     """A block runner over X whose (rows x width) work arrays fit the
     kernels' memory budget, and the kernels."""
-    device = device_of(X)
-    kernels = get_kernels(xp, device)
-    itemsize = xp.finfo(X.dtype).bits // 8
-    rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
-    workers = host_workers() if kernels.threaded else 1
-    return BlockRunner(X, shift, xp=xp, rows=rows, n_workers=workers), kernels
+    problem = make_problem(X, None, xp, device_of(X), width, shift=shift)
+    return problem.runner, problem.kernels
 
 
 def _segment_sums(runner, kernels, values_of, codes, n_labels: int, width: int):
@@ -459,8 +455,7 @@ def _silhouette_values(X, codes_list, n_labels_list, *, metric: str):
             parts.append(part.T)
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
 
-    workers = host_workers() if kernels.threaded else 1
-    runner = BlockRunner(Y, 0.0, xp=xp, rows=tile, n_workers=workers)
+    runner = make_problem(Y, None, xp, device, tile, shift=0.0, rows=tile).runner
     _, outs = runner.map(step)
     return [
         outs[0][i] if len(outs) == 1 else xp.concat([out[i] for out in outs])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kmeans_xp._blocks import BlockRunner, _shared_pool, block_rows
+from kmeans_xp._kernels import get_kernels
 from kmeans_xp._testing import assert_array_like, to_numpy
 from kmeans_xp.exceptions import MemoryRetryWarning
 
@@ -36,7 +37,7 @@ def test_map_covers_rows_in_order_and_shifts(xp, to_xp, rng, n_workers, rows):
     X_np = rng.standard_normal((103, 4))
     shift_np = rng.standard_normal(4)
     X = to_xp(X_np)
-    runner = BlockRunner(X, to_xp(shift_np), xp=xp, rows=rows, n_workers=n_workers)
+    runner = BlockRunner(X, to_xp(shift_np), xp=xp, kernels=get_kernels(xp), rows=rows, n_workers=n_workers)
     accs, outs = _collect(runner, xp)
     starts = [o[0] for o in outs]
     stops = [o[1] for o in outs]
@@ -59,7 +60,7 @@ def test_workers_give_the_same_result_as_one(xp, to_xp, rng):
     shift = to_xp(np.zeros(3))
     outs = []
     for n_workers in (1, 2):
-        runner = BlockRunner(X, shift, xp=xp, rows=32, n_workers=n_workers)
+        runner = BlockRunner(X, shift, xp=xp, kernels=get_kernels(xp), rows=32, n_workers=n_workers)
         _, parts = _collect(runner, xp)
         outs.append(np.concatenate([to_numpy(p[2]) for p in parts]))
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -70,7 +71,7 @@ def test_slow_thread_hands_over_ranges_without_changing_results(rng):
     # free. A pool thread slowed down runs fewer blocks, and the per-range
     # accumulators are bit for bit those of an even run.
     X = rng.standard_normal((400, 3))
-    runner = BlockRunner(X, np.zeros(3), xp=np, rows=10, n_workers=2)
+    runner = BlockRunner(X, np.zeros(3), xp=np, kernels=get_kernels(np), rows=10, n_workers=2)
     main = threading.main_thread()
 
     def run(slow_pool: bool):
@@ -98,7 +99,7 @@ def test_large_accumulators_get_one_range_per_worker(rng):
     # Per-range accumulators of a large k x d would multiply the memory of
     # a pass: past ``range_acc_bytes`` the ranges are one per worker.
     X = rng.standard_normal((400, 3))
-    runner = BlockRunner(X, np.zeros(3), xp=np, rows=10, n_workers=2)
+    runner = BlockRunner(X, np.zeros(3), xp=np, kernels=get_kernels(np), rows=10, n_workers=2)
 
     def step(Xb, start, stop, acc):
         return acc + Xb.sum(axis=0), None
@@ -114,7 +115,7 @@ def test_scalar_shift(xp, to_xp, rng):
     # Callers outside the Lloyd loop (metrics) shift by a Python scalar.
     X_np = rng.standard_normal((40, 3))
     X = to_xp(X_np)
-    runner = BlockRunner(X, 0.5, xp=xp, rows=16, n_workers=2)
+    runner = BlockRunner(X, 0.5, xp=xp, kernels=get_kernels(xp), rows=16, n_workers=2)
     _, outs = _collect(runner, xp)
     got = np.concatenate([to_numpy(o[2]) for o in outs])
     assert_array_like(outs[0][2], X)
@@ -124,7 +125,7 @@ def test_scalar_shift(xp, to_xp, rng):
 def test_input_is_not_modified(xp, to_xp, rng):
     X_np = rng.standard_normal((50, 2))
     X = to_xp(X_np)
-    runner = BlockRunner(X, to_xp(np.ones(2)), xp=xp, rows=8, n_workers=2)
+    runner = BlockRunner(X, to_xp(np.ones(2)), xp=xp, kernels=get_kernels(xp), rows=8, n_workers=2)
     _collect(runner, xp)
     np.testing.assert_array_equal(to_numpy(X), X_np)
 
@@ -132,7 +133,7 @@ def test_input_is_not_modified(xp, to_xp, rng):
 def test_out_of_memory_halves_blocks_once_with_one_warning(xp, to_xp, rng):
     X_np = rng.standard_normal((100, 2))
     X = to_xp(X_np)
-    runner = BlockRunner(X, to_xp(np.zeros(2)), xp=xp, rows=64, n_workers=1)
+    runner = BlockRunner(X, to_xp(np.zeros(2)), xp=xp, kernels=get_kernels(xp), rows=64, n_workers=1)
     seen = []
 
     def step(Xb, start, stop, acc):
@@ -155,7 +156,7 @@ def test_out_of_memory_halves_blocks_once_with_one_warning(xp, to_xp, rng):
 
 
 def test_out_of_memory_on_one_row_is_raised(xp, to_xp):
-    runner = BlockRunner(to_xp(np.zeros((4, 1))), to_xp(np.zeros(1)), xp=xp, rows=4)
+    runner = BlockRunner(to_xp(np.zeros((4, 1))), to_xp(np.zeros(1)), xp=xp, kernels=get_kernels(xp), rows=4)
 
     def step(Xb, start, stop, acc):
         raise MemoryError("never fits")
@@ -168,7 +169,7 @@ def test_out_of_memory_on_one_row_is_raised(xp, to_xp):
 
 def test_errors_in_workers_propagate():
     X = np.zeros((100, 1))
-    runner = BlockRunner(X, np.zeros(1), xp=np, rows=10, n_workers=2)
+    runner = BlockRunner(X, np.zeros(1), xp=np, kernels=get_kernels(np), rows=10, n_workers=2)
 
     def step(Xb, start, stop, acc):
         if start >= 50:
@@ -189,7 +190,7 @@ def test_pool_is_shared_and_persistent():
         time.sleep(0.005)  # long enough for the pool thread to take a range
         return acc, None
 
-    BlockRunner(X, np.zeros(1), xp=np, rows=8, n_workers=2).map(step)
+    BlockRunner(X, np.zeros(1), xp=np, kernels=get_kernels(np), rows=8, n_workers=2).map(step)
     # The calling thread takes ranges too; the pool thread the others.
     assert threading.current_thread().name in names
     assert any(name.startswith("kmeans_xp") for name in names)
@@ -199,7 +200,7 @@ def test_numpy_pool_runs_blas_single_threaded():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     import array_api_compat.numpy as xp
 
-    from kmeans_xp._kernels import _blas_controller
+    from kmeans_xp._kernels.numpy import _blas_controller
 
     # The BLAS libraries loaded when kmeans_xp first limited BLAS, numpy's
     # among them (the one its kernels call); ones loaded later (another
@@ -220,7 +221,7 @@ def test_numpy_pool_runs_blas_single_threaded():
         return acc, None
 
     before = blas_threads()
-    BlockRunner(X, np.zeros(1), xp=xp, rows=8, n_workers=2).map(step)
+    BlockRunner(X, np.zeros(1), xp=xp, kernels=get_kernels(xp), rows=8, n_workers=2).map(step)
     assert blas_threads() == before  # restored
     assert inside and set(inside[0].values()) == {1}
 

@@ -2,7 +2,7 @@
 model between backends, and concurrent predict/transform.
 
 Faults are injected on CPU through a fake kernel object: ``KMeans`` takes
-its kernels from ``kmeans_xp._kmeans.get_kernels``, so a wrapper there sees
+its kernels from ``kmeans_xp._problem.get_kernels``, so a wrapper there sees
 every block of every pass (fit, predict, transform, score).
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import kmeans_xp._kmeans
+import kmeans_xp._problem
 from kmeans_xp import KMeans, NotFittedError
 from kmeans_xp._array_api import array_namespace, oom_errors
 from kmeans_xp._testing import assert_array_like, to_numpy
@@ -94,9 +95,9 @@ class FaultyKernels:
 
 
 def _inject(monkeypatch, *, before=None, after=None):
-    real = kmeans_xp._kmeans.get_kernels
+    real = kmeans_xp._problem.get_kernels
     monkeypatch.setattr(
-        kmeans_xp._kmeans,
+        kmeans_xp._problem,
         "get_kernels",
         lambda xp, device=None: FaultyKernels(real(xp, device), before, after),
     )
@@ -221,7 +222,7 @@ def test_accumulate_touches_nothing_until_its_allocations_succeed(monkeypatch, n
     # run's product) and of the short-run path (k=300).
     import array_api_compat.numpy as np_xp
 
-    from kmeans_xp._kernels import NumpyKernels
+    from kmeans_xp._kernels.numpy import NumpyKernels
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((1000, 3))

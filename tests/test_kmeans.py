@@ -10,7 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-import kmeans_xp._kernels
+import kmeans_xp._blocks
+import kmeans_xp._kernels.numpy
+import kmeans_xp._problem
 import kmeans_xp._kmeans
 from kmeans_xp import ConvergenceWarning, KMeans, k_means, kmeans_plusplus
 from kmeans_xp._testing import assert_array_like, same_partition, to_numpy
@@ -134,8 +136,8 @@ def test_kmeans_plusplus_same_rows_in_one_block_or_many(xp, to_xp, monkeypatch, 
     w = to_xp(np.random.default_rng(0).uniform(0.5, 2.0, 300)) if weighted else None
     X = to_xp(X_np)
     _, one_block = kmeans_plusplus(X, 6, sample_weight=w, random_state=3)
-    real = kmeans_xp._kernels.block_rows
-    monkeypatch.setattr(kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args)))
+    real = kmeans_xp._blocks.block_rows
+    monkeypatch.setattr(kmeans_xp._blocks, "block_rows", lambda *args: min(64, real(*args)))
     _, many_blocks = kmeans_plusplus(X, 6, sample_weight=w, random_state=3)
     np.testing.assert_array_equal(to_numpy(many_blocks), to_numpy(one_block))
 
@@ -161,9 +163,9 @@ def blocks(request, monkeypatch):
     """Data in one block (small fits), or in 64-row blocks: the thread pool
     and the incremental cluster sums of large fits run on small data."""
     if request.param == "many blocks":
-        real = kmeans_xp._kernels.block_rows
+        real = kmeans_xp._blocks.block_rows
         monkeypatch.setattr(
-            kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args))
+            kmeans_xp._blocks, "block_rows", lambda *args: min(64, real(*args))
         )
     return request.param
 
@@ -204,7 +206,7 @@ def test_gpu_kernel_classes_fit_like_sklearn(
 ):
     # The passes a CUDA tensor or CuPy array gets (one stream, no thread
     # pool, full sums every pass), run here on CPU arrays.
-    monkeypatch.setattr(kmeans_xp._kmeans, "get_kernels", lambda xp, device=None: gpu_class_kernels)
+    monkeypatch.setattr(kmeans_xp._problem, "get_kernels", lambda xp, device=None: gpu_class_kernels)
     monkeypatch.setattr(kmeans_xp._kmeans, "numpy_twin", lambda xp, device: None)
     X_np, init, w_np, ref = _sklearn_reference("float64", weighted)
     kwargs = {"sample_weight": to_xp(w_np)} if weighted else {}
@@ -227,8 +229,8 @@ def test_incremental_sums_equal_full_sums_over_many_passes(monkeypatch, weighted
     and every pass runs with float32 centres."""
     import kmeans_xp._lloyd
 
-    real = kmeans_xp._kernels.block_rows
-    monkeypatch.setattr(kmeans_xp._kernels, "block_rows", lambda *args: min(64, real(*args)))
+    real = kmeans_xp._blocks.block_rows
+    monkeypatch.setattr(kmeans_xp._blocks, "block_rows", lambda *args: min(64, real(*args)))
     monkeypatch.setattr(kmeans_xp._lloyd, "_WIDE_RESUM_FACTOR", 0.2)
     passes = []
     real_pass = kmeans_xp._lloyd._lloyd_pass_into
@@ -247,7 +249,7 @@ def test_incremental_sums_equal_full_sums_over_many_passes(monkeypatch, weighted
     init = X[:20].copy()
     incremental = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X, sample_weight=w)
     incremental_passes = list(passes)
-    monkeypatch.setattr(kmeans_xp._kernels.NumpyKernels, "incremental_sums", False)
+    monkeypatch.setattr(kmeans_xp._kernels.numpy.NumpyKernels, "incremental_sums", False)
     full = KMeans(20, init=init, n_init=1, max_iter=80, tol=0).fit(X, sample_weight=w)
     assert incremental.n_iter_ == full.n_iter_ >= 40
     flags = [updated for updated, _ in incremental_passes]
@@ -287,7 +289,7 @@ def test_running_sums_are_float64_on_numpy():
     import array_api_compat.numpy as np_xp
 
     sums, counts = np.ones((3, 2), np.float32), np.ones(3, np.float32)
-    wide = kmeans_xp._kernels.NumpyKernels(np_xp).running_sums(sums, counts)
+    wide = kmeans_xp._kernels.numpy.NumpyKernels(np_xp).running_sums(sums, counts)
     assert [a.dtype for a in wide] == [np.float64, np.float64]
     same = kmeans_xp._kernels.Kernels(np_xp).running_sums(sums, counts)
     assert same[0] is sums and same[1] is counts

@@ -1,192 +1,22 @@
-"""The backend seam: the two kernels everything else is built on, and the
-few helpers whose numpy forms the benchmark rows ask for (column sums,
-counts, zeros; ``move`` and ``cluster_sums``, ``accumulate`` for the moved
-rows of an incremental pass and for one block's sums from zero).
-
-* ``assign``: nearest centre of each row of a block, with the partial
-  squared distance ``||c||^2 - 2 x.c`` of that centre (add ``||x||^2`` for
-  the full squared distance).
-* ``accumulate``: per-cluster weighted sums and weights of a block, added
-  into running accumulators (a segment sum).
-
-``Kernels`` holds the generic versions, written with the array API standard
-alone; they are what array_api_strict and unknown libraries run. The
-subclasses below replace them with native calls where a benchmark row of
-``benchmarks/run.py`` shows the gain. Inputs are trusted: the public
-functions have validated shapes, dtypes and devices already.
-"""
+"""numpy kernels: BLAS matmul on blocks of 1-4 MiB spread over a thread
+pool, with assigners and segment sums tuned per shape of the benchmark rows
+(their measurements are in benchmarks/README.md)."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 
-from ._blocks import block_rows
-from ._array_api import (
-    device_of,
-    is_cupy_namespace,
-    is_numpy_namespace,
-    is_torch_namespace,
-    numpy_view,
-)
+from .. import _blocks
+from .generic import Kernels
+
+__all__ = ["NumpyKernels", "kernels"]
 
 
-class Kernels:
-    """Generic array-API kernels for namespace ``xp``."""
-
-    #: Bytes of working memory one (rows x clusters) block may use.
-    block_bytes = 1 << 20
-    #: Whether blocks may run on a thread pool (kernels release the GIL).
-    threaded = False
-    #: Whether Lloyd should update the cluster sums with the rows that
-    #: changed cluster only, instead of summing every row each iteration:
-    #: worth it where ``accumulate`` costs as much as ``assign`` (CPU).
-    incremental_sums = False
-
-    def __init__(self, xp):
-        self.xp = xp
-
-    def assign(self, X, centers, centers_sqnorm):
-        """Nearest centre per row.
-
-        Parameters
-        ----------
-        X : array of shape (n_rows, n_features)
-        centers : array of shape (n_clusters, n_features)
-        centers_sqnorm : array of shape (n_clusters,)
-            ``sum(centers**2, axis=1)``.
-
-        Returns
-        -------
-        labels : integer array of shape (n_rows,)
-            Index of the nearest centre; the first one on ties.
-        partial : array of shape (n_rows,)
-            ``||c||^2 - 2 x.c`` for that centre.
-        """
-        xp = self.xp
-        scores = centers_sqnorm[None, :] - 2 * (X @ centers.T)
-        return xp.argmin(scores, axis=1), xp.min(scores, axis=1)
-
-    def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
-        """``assign`` with ``centers`` fixed: a function ``Xb -> (labels,
-        partial)`` for one pass, so per-pass preparation of the centres
-        (transposes, scaling) is done once rather than once per block.
-
-        With ``partial=False`` the caller promises not to read the second
-        result, and fast paths may return None for it (saving a gather).
-        With ``compact=True`` fast paths may return labels in a smaller
-        integer dtype that holds every label (Lloyd keeps them so from pass
-        to pass and casts them once at the end).
-        """
-        return lambda Xb: self.assign(Xb, centers, centers_sqnorm)
-
-    def accumulate(self, X, labels, weights, sums, counts):
-        """Add each row of ``X`` (times its weight) to its cluster's sum.
-
-        Parameters
-        ----------
-        X : array of shape (n_rows, n_features)
-        labels : integer array of shape (n_rows,)
-        weights : array of shape (n_rows,) or None for unit weights
-        sums : array of shape (n_clusters, n_features)
-        counts : array of shape (n_clusters,)
-
-        Returns
-        -------
-        sums, counts : the updated accumulators; fast paths update in place.
-        """
-        xp = self.xp
-        n_clusters = sums.shape[0]
-        # The standard has no scatter-add; a one-hot product accumulates
-        # repeated labels correctly and needs only matmul.
-        ids = xp.arange(n_clusters, dtype=labels.dtype, device=device_of(X))
-        onehot = xp.astype(labels[:, None] == ids[None, :], X.dtype)
-        if weights is not None:
-            onehot = onehot * weights[:, None]
-        return sums + onehot.T @ X, counts + xp.sum(onehot, axis=0)
-
-    def move(self, X, old_labels, new_labels, weights, sums, counts):
-        """Rows that changed cluster: each row of ``X`` (times its weight)
-        is added to its new cluster and taken from its old one, in
-        ``sums`` and ``counts`` (see ``accumulate``; fast paths update in
-        place)."""
-        xp = self.xp
-        if weights is None:
-            weights = xp.ones((X.shape[0],), dtype=X.dtype, device=device_of(X))
-        return self.accumulate(
-            xp.concat([X, X]),
-            xp.concat([new_labels, old_labels]),
-            xp.concat([weights, -weights]),
-            sums,
-            counts,
-        )
-
-    def running_sums(self, sums, counts):
-        """The cluster sums and weights kept from pass to pass for
-        incremental updates (see ``incremental_sums``)."""
-        return sums, counts
-
-    def cluster_sums(self, X, labels, weights, n_clusters: int):
-        """``accumulate`` into zeros: new arrays ``(sums, counts)`` of
-        shapes (n_clusters, n_features) and (n_clusters,)."""
-        device = device_of(X)
-        return self.accumulate(
-            X,
-            labels,
-            weights,
-            self.zeros((n_clusters, X.shape[1]), X.dtype, device),
-            self.zeros((n_clusters,), X.dtype, device),
-        )
-
-    def sq_row_norms(self, X):
-        """Squared Euclidean norm of each row, array of shape (n_rows,)."""
-        return self.xp.sum(X * X, axis=1)
-
-    def sq_distances_to(self, X, centers, labels):
-        """``sum((X - centers[labels])**2, axis=1)``: each row's squared
-        distance to its labelled centre, array of shape (n_rows,)."""
-        return self.sq_row_norms(X - self.xp.take(centers, labels, axis=0))
-
-    def zeros(self, shape, dtype, device):
-        """``xp.zeros``: accumulators, made a few times per pass."""
-        return self.xp.zeros(shape, dtype=dtype, device=device)
-
-    def sq_sum(self, A):
-        """``sum(A**2)`` over every element, as a 0-d array on the device."""
-        return self.xp.sum(A * A)
-
-    def sum_of_squares(self, A) -> float:
-        """``sum(A**2)`` over every element, as a host float (a sync)."""
-        return float(self.sq_sum(A))
-
-    def column_sums(self, X, weights=None):
-        """``sum(weights[:, None] * X, axis=0)`` (unit weights when None),
-        array of shape (n_features,)."""
-        if weights is not None:
-            X = weights[:, None] * X
-        return self.xp.sum(X, axis=0)
-
-    def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
-        """Rows per block for (rows x width) work arrays of ``itemsize``."""
-        return block_rows(n_samples, width, itemsize, self.block_bytes)
-
-    def count_true(self, mask):
-        """How many elements of a boolean array are true, as a 0-d array
-        on the device (no host sync) or an int."""
-        xp = self.xp
-        return xp.sum(xp.astype(mask, xp.int32))
-
-    def count_nonempty(self, labels, n_clusters: int) -> int:
-        """How many of the ``n_clusters`` labels occur in ``labels``."""
-        return int(self.xp.unique_values(labels).shape[0])
-
-    def pool_context(self):
-        """A context manager held while blocks run on the thread pool."""
-        return contextlib.nullcontext()
-
-    def shifted_block(self, X, start: int, stop: int, shift):
-        """Rows ``start:stop`` of ``X`` minus ``shift``: a new array."""
-        return X[start:stop, :] - shift
+def kernels(xp, device=None) -> NumpyKernels:
+    """The kernels for numpy arrays (any device: numpy has only the CPU)."""
+    return NumpyKernels(xp)
 
 
 _BLAS_CONTROLLER = None
@@ -253,7 +83,7 @@ class NumpyKernels(Kernels):
     def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
         large = width <= self.narrow_width or width >= self.wide_width
         budget = self.large_block_bytes if large else self.block_bytes
-        return block_rows(n_samples, width, itemsize, budget)
+        return _blocks.block_rows(n_samples, width, itemsize, budget)
 
     def __init__(self, xp):
         super().__init__(xp)
@@ -369,7 +199,7 @@ class NumpyKernels(Kernels):
 
         return assign
 
-    def _scratch(self, width: int, dtype) -> "_Scratch":
+    def _scratch(self, width: int, dtype) -> _Scratch:
         """Work buffers for (rows x width) scores, kept from pass to pass:
         a small fit makes one per pass otherwise (the latency row)."""
         key = (width, dtype)
@@ -451,7 +281,7 @@ class NumpyKernels(Kernels):
             if n_parts == 1:
                 return assign_part(Xb)
             edges = [n_rows * i // n_parts for i in range(n_parts + 1)]
-            parts = [assign_part(Xb[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+            parts = [assign_part(Xb[a:b]) for a, b in itertools.pairwise(edges)]
             labels = np.concatenate([labels for labels, _ in parts])
             return labels, (np.concatenate([best for _, best in parts]) if want_partial else None)
 
@@ -568,14 +398,8 @@ class NumpyKernels(Kernels):
     def count_nonempty(self, labels, n_clusters: int) -> int:
         import numpy as np
 
+        # A count per label instead of unique's sort (1M labels a fit).
         return int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
-
-    def count_true(self, mask):
-        import numpy as np
-
-        # One call instead of a cast and a sum through the compat layer: a
-        # few microseconds per pass that the latency row pays 30 times.
-        return np.count_nonzero(mask)
 
     def sq_row_norms(self, X):
         import numpy as np
@@ -598,13 +422,6 @@ class NumpyKernels(Kernels):
         diff = np.take(centers, labels, axis=0)
         np.subtract(X, diff, out=diff)
         return self.sq_row_norms(diff)
-
-    def zeros(self, shape, dtype, device):
-        import numpy as np
-
-        # Without the compat layer's device check: 0.5 us instead of 2.3,
-        # a few times per pass of the latency row.
-        return np.zeros(shape, dtype=dtype)
 
     def sq_sum(self, A):
         import numpy as np
@@ -633,171 +450,6 @@ class NumpyKernels(Kernels):
         # two-thread BLAS oversubscribe the cores (the (100k, 128, 1024)
         # row ran 2x slower).
         return _one_blas_thread(controller)
-
-
-class TorchKernels(Kernels):
-    """torch: fused addmm, fused min+argmin, index_add_."""
-
-    block_bytes = 1 << 20
-    # CPU tensors get TorchCPUKernels (see get_kernels); these serve GPUs,
-    # where one stream of large blocks is best.
-    threaded = False
-
-    def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
-        import torch
-
-        # C^T made contiguous once per pass, not once per block.
-        centers_t = centers.T.contiguous()
-
-        def assign(Xb):
-            # One kernel for ||c||^2 - 2 x.c and one pass for min and argmin.
-            scores = torch.addmm(centers_sqnorm, Xb, centers_t, alpha=-2)
-            partial, labels = torch.min(scores, dim=1)
-            return labels, partial
-
-        return assign
-
-    def assign(self, X, centers, centers_sqnorm):
-        return self.assigner(centers, centers_sqnorm)(X)
-
-    def accumulate(self, X, labels, weights, sums, counts):
-        # Allocate before the in-place adds: an out-of-memory error then
-        # leaves the accumulators untouched and the block can be retried.
-        if weights is None:
-            rows, row_weights = X, X.new_ones(labels.shape[0])
-        else:
-            rows, row_weights = X * weights[:, None], weights
-        sums.index_add_(0, labels, rows)
-        counts.index_add_(0, labels, row_weights)
-        return sums, counts
-
-    def sq_row_norms(self, X):
-        return (X * X).sum(dim=1)
-
-    def count_nonempty(self, labels, n_clusters: int) -> int:
-        import torch
-
-        return int(torch.count_nonzero(torch.bincount(labels, minlength=n_clusters)))
-
-
-class TorchCPUKernels(TorchKernels):
-    """torch on CPU: numpy's kernels on zero-copy views of the same memory.
-
-    A CPU tensor and ``tensor.numpy()`` share one buffer, so this is no host
-    round trip. torch's OpenMP ops under a Python thread pool oversubscribe
-    the cores, and numpy's pooled single-thread BLAS path was 1.5-2x faster
-    on the (100k, 128, 1024) row. ``KMeans.fit`` goes further and runs the
-    whole fit as numpy on views (``_array_api.numpy_twin``); these kernels
-    serve the passes that stay in torch (predict, transform, score, metrics,
-    a fit with a callable init).
-    """
-
-    block_bytes = NumpyKernels.block_bytes
-    threaded = True
-    incremental_sums = True
-
-    def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
-        return self._numpy.rows_per_block(n_samples, width, itemsize)
-
-    def __init__(self, xp):
-        super().__init__(xp)
-        import array_api_compat.numpy as np_xp
-
-        self._numpy = NumpyKernels(np_xp)
-
-    def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
-        import torch
-
-        assign_np = self._numpy.assigner(
-            numpy_view(centers), numpy_view(centers_sqnorm), partial=partial
-        )
-
-        def assign(Xb):
-            labels, part = assign_np(numpy_view(Xb))
-            return torch.from_numpy(labels), None if part is None else torch.from_numpy(part)
-
-        return assign
-
-    def assign(self, X, centers, centers_sqnorm):
-        return self.assigner(centers, centers_sqnorm)(X)
-
-    def accumulate(self, X, labels, weights, sums, counts):
-        # The numpy kernel adds in place into views of the torch tensors.
-        self._numpy.accumulate(
-            numpy_view(X),
-            numpy_view(labels),
-            numpy_view(weights),
-            numpy_view(sums),
-            numpy_view(counts),
-        )
-        return sums, counts
-
-    def move(self, X, old_labels, new_labels, weights, sums, counts):
-        self._numpy.move(
-            numpy_view(X),
-            numpy_view(old_labels),
-            numpy_view(new_labels),
-            numpy_view(weights),
-            numpy_view(sums),
-            numpy_view(counts),
-        )
-        return sums, counts
-
-    def pool_context(self):
-        return self._numpy.pool_context()
-
-    def shifted_block(self, X, start, stop, shift):
-        import numpy as np
-        import torch
-
-        # numpy here too: one torch op per block wakes torch's OpenMP team,
-        # whose spinning threads starved the pool (the (200k, 32, 64) torch
-        # row ran 7x slower than numpy).
-        if isinstance(shift, torch.Tensor):
-            shift = numpy_view(shift)
-        return torch.from_numpy(np.subtract(numpy_view(X)[start:stop], shift))
-
-
-class CupyKernels(Kernels):
-    """CuPy: cuBLAS matmul and atomic scatter-add."""
-
-    block_bytes = 1 << 30
-
-    def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
-        import cupy
-
-        # -2 C^T once per pass, contiguous for cuBLAS.
-        centers_t = cupy.ascontiguousarray((-2 * centers).T)
-        want_partial = partial
-
-        def assign(Xb):
-            scores = Xb @ centers_t
-            scores += centers_sqnorm
-            labels = cupy.argmin(scores, axis=1)
-            if not want_partial:
-                return labels, None
-            # A gather of n values, not a second pass over the block.
-            return labels, scores[cupy.arange(labels.shape[0]), labels]
-
-        return assign
-
-    def assign(self, X, centers, centers_sqnorm):
-        return self.assigner(centers, centers_sqnorm)(X)
-
-    def accumulate(self, X, labels, weights, sums, counts):
-        import cupyx
-
-        # cupyx.scatter_add accumulates repeated indices (atomicAdd);
-        # fancy-index += would keep only one of them.
-        # Allocations first, so an out-of-memory error leaves the
-        # accumulators untouched.
-        if weights is None:
-            rows, row_weights = X, 1
-        else:
-            rows, row_weights = X * weights[:, None], weights
-        cupyx.scatter_add(sums, labels, rows)
-        cupyx.scatter_add(counts, labels, row_weights)
-        return sums, counts
 
 
 def _transposed_scorer(centers, centers_sqnorm, scratch):
@@ -899,20 +551,3 @@ class _Scratch:
                 np.empty(n_rows, dtype=np.int8),
             )
         return buffers[0][:n_rows], buffers[1][:n_rows], buffers[2][:n_rows]
-
-
-def get_kernels(xp, device=None) -> Kernels:
-    """The kernels for namespace ``xp``: native where one exists, else generic."""
-    if is_numpy_namespace(xp):
-        return NumpyKernels(xp)
-    if is_torch_namespace(xp):
-        if device is not None and getattr(device, "type", None) == "cpu":
-            return TorchCPUKernels(xp)
-        kernels = TorchKernels(xp)
-        if device is not None:
-            # Large blocks keep a GPU busy (the (1M, 128, 4096) GPU row).
-            kernels.block_bytes = 1 << 30
-        return kernels
-    if is_cupy_namespace(xp):
-        return CupyKernels(xp)
-    return Kernels(xp)

@@ -1,0 +1,64 @@
+"""The per-fit problem: data, weights, kernels and block runner, built in
+one place for every driver (in-memory fits, Dask chunks, MiniBatch batches,
+metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._array_api import device_of, host_workers
+from ._blocks import BlockRunner
+from ._kernels import Kernels, get_kernels
+
+__all__ = ["Problem", "make_problem"]
+
+
+@dataclass
+class Problem:
+    """What every pass over the data needs, prepared once per fit."""
+
+    runner: BlockRunner
+    kernels: Kernels
+    weights: object  # array of shape (n_samples,) or None for unit weights
+    xp: object
+    device: object = field(init=False)
+
+    def __post_init__(self):
+        # Looked up once: small fits ask for it on every pass.
+        self.device = device_of(self.runner.X)
+
+    @property
+    def X(self):
+        return self.runner.X
+
+    @property
+    def dtype(self):
+        return self.runner.X.dtype
+
+    @property
+    def single_block(self) -> bool:
+        """Whether every pass is one block (small data)."""
+        return self.runner.n_samples <= self.runner.rows
+
+    def block_weights(self, start: int, stop: int):
+        return None if self.weights is None else self.weights[start:stop]
+
+    def zeros(self, shape):
+        return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
+
+
+def make_problem(
+    X, weights, xp, device, width: int, *, shift=None, threaded: bool = True, rows=None
+) -> Problem:
+    """The problem of validated ``X`` (and ``weights``, or None), with blocks
+    sized for (rows x width) work arrays under the kernels' budget (or of
+    ``rows`` rows) and shifted by ``shift``. ``threaded=False`` keeps the
+    passes on the calling thread (Dask chunks: Dask runs them in parallel).
+    """
+    kernels = get_kernels(xp, device)
+    if rows is None:
+        itemsize = xp.finfo(X.dtype).bits // 8
+        rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
+    workers = host_workers() if threaded and kernels.threaded else 1
+    runner = BlockRunner(X, shift, xp=xp, kernels=kernels, rows=rows, n_workers=workers)
+    return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)
