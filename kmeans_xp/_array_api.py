@@ -8,6 +8,7 @@ them, so ``import kmeans_xp`` never imports torch or cupy.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 from array_api_compat import (
@@ -40,8 +41,16 @@ __all__ = [
     "is_gpu_device",
     "oom_errors",
     "host_workers",
+    "is_traced",
     "to_host",
 ]
+
+
+def is_traced(x) -> bool:
+    """Whether ``x`` is a JAX tracer (inside ``jax.jit``, ``vmap``, ``grad``):
+    its values are unknown until the traced function runs."""
+    jax = sys.modules.get("jax")  # no JAX array exists unless jax is imported
+    return jax is not None and isinstance(x, jax.core.Tracer)
 
 
 def namespace_name(xp) -> str:

@@ -109,7 +109,8 @@ class KMeans(EstimatorBase):
         Convergence tolerance on the squared shift of the centres, relative
         to the mean variance of the features.
     verbose : int, default=0
-        Print the inertia of each iteration when positive.
+        Print the inertia of each iteration when positive, as
+        scikit-learn's KMeans does.
     metric : {"euclidean", "cosine"}, default="euclidean"
         "cosine" is spherical k-means for embeddings: rows and centres are
         scaled to unit norm, each row goes to the centre of highest cosine
@@ -119,6 +120,13 @@ class KMeans(EstimatorBase):
     random_state : None, int, numpy.random.Generator or RandomState
         Seeds the host generator all randomness comes from; the same seed
         gives the same initial centres on every backend and device.
+    progress : None, bool or object, default=None
+        Reports the fit as it runs. True shows a progress bar
+        (``kmeans_xp._progress.ProgressBar``); an object with methods
+        ``start_run(run, n_init, max_iter)``, ``iteration(i, inertia,
+        center_shift)`` and ``end_run(n_iter, converged)`` is called at
+        those points. Each iteration's inertia is computed only when this
+        or ``verbose`` is set.
 
     Attributes
     ----------
@@ -155,6 +163,7 @@ class KMeans(EstimatorBase):
         verbose=0,
         random_state=None,
         metric="euclidean",
+        progress=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -164,6 +173,7 @@ class KMeans(EstimatorBase):
         self.verbose = verbose
         self.random_state = random_state
         self.metric = metric
+        self.progress = progress
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -230,7 +240,7 @@ class KMeans(EstimatorBase):
             run_X, run_weights, run_xp, run_device,
             n_clusters=self.n_clusters, init=run_init, n_init=n_init,
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
-            spherical=spherical, data_stats=run_stats,
+            spherical=spherical, data_stats=run_stats, progress=_progress_hook(self.progress),
         )
         n_distinct = get_kernels(run_xp, run_device).count_nonempty(labels, self.n_clusters)
         centers, labels = back(centers), back(labels)
@@ -402,9 +412,21 @@ def data_stats(X, xp, device, *, need_variance: bool = True):
     return data_mean_and_variance(make_problem(X, None, xp, device, 1), need_variance=need_variance)
 
 
+def _progress_hook(progress):
+    """The progress object for a ``progress`` parameter: None for
+    None/False, a progress bar for True, else the object itself."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        from ._progress import ProgressBar
+
+        return ProgressBar()
+    return progress
+
+
 def _fit(
     X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng,
-    spherical=False, data_stats=None,
+    spherical=False, data_stats=None, progress=None,
 ):
     """Best of ``n_init`` Lloyd runs on validated input.
 
@@ -412,6 +434,8 @@ def _fit(
     iteration count of the best run. With ``spherical`` the rows of X are
     unit vectors and the inertia is the weighted sum of (1 - cos).
     ``data_stats`` is X's ``(mean, mean variance)`` when already known.
+    ``progress`` (None or an object, see ``KMeans``) hears of each run and
+    iteration.
     """
     problem = make_problem(X, weights, xp, device, n_clusters)
     if data_stats is None:
@@ -429,10 +453,12 @@ def _fit(
     for run in range(n_init):
         centers = _initial_centers(problem, init, n_clusters, rng)
         if verbose:
-            print(f"Initialization complete (run {run + 1} of {n_init}).")
+            print("Initialization complete")
+        if progress is not None:
+            progress.start_run(run, n_init, max_iter)
         centers, labels, inertia, n_iter = lloyd(
             problem, centers, max_iter=max_iter, tol=abs_tol, verbose=verbose,
-            spherical=spherical,
+            spherical=spherical, progress=progress,
         )
         # Between unit vectors ||x - c||^2 = 2 (1 - cos).
         inertia = as_host_scalar(inertia) / (2 if spherical else 1)
@@ -472,6 +498,7 @@ def k_means(
     random_state=None,
     metric="euclidean",
     return_n_iter=False,
+    progress=None,
 ):
     """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
 
@@ -501,6 +528,7 @@ def k_means(
         verbose=verbose,
         random_state=random_state,
         metric=metric,
+        progress=progress,
     ).fit(X, sample_weight=sample_weight)
     result = (est.cluster_centers_, est.labels_, est.inertia_)
     return result + (est.n_iter_,) if return_n_iter else result

@@ -18,6 +18,7 @@ from ._array_api import (
     device_of,
     is_array_api_obj,
     is_torch_namespace,
+    is_traced,
     namespace_name,
 )
 from .exceptions import InvalidParameterError
@@ -45,6 +46,12 @@ def check_array(X, *, name: str = "X"):
         values, or values so large that squared distances would overflow.
     """
     check_readable(X, name)
+    if is_traced(X):
+        raise TypeError(
+            f"{name} is a JAX tracer: kmeans_xp cannot run inside jax.jit (or vmap, "
+            "grad), because k-means decides how many iterations to run from the "
+            "data. Call it outside the transformed function, on concrete arrays."
+        )
     if _is_sparse(X):
         raise TypeError(
             f"Sparse input is not supported: {name} is a {type(X).__module__}."
@@ -250,8 +257,18 @@ def check_sample_weight(sample_weight, X, xp, device):
         raise ValueError("sample_weight has negative values; weights must be >= 0.")
     largest = as_host_scalar(xp.max(w))
     # Summed relative to the largest weight, so an overflowing total shows
-    # up as a host-side inf rather than as a backend overflow warning.
-    total = largest * as_host_scalar(xp.sum(w / largest)) if largest > 0 else 0.0
+    # up as a host-side inf rather than as a backend overflow warning. The
+    # scale is a power of two applied in two normal halves: XLA flushes a
+    # subnormal reciprocal such as 1 / 1.7e308 to zero.
+    total = 0.0
+    if largest > 0:
+        exponent = math.frexp(largest)[1]
+        half = exponent // 2
+        scaled = (w * 2.0**-half) * 2.0 ** (half - exponent)
+        try:
+            total = math.ldexp(as_host_scalar(xp.sum(scaled)), exponent)
+        except OverflowError:
+            total = math.inf
     if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
     if not math.isfinite(total):

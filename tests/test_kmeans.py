@@ -558,3 +558,104 @@ def test_refit_replaces_every_attribute():
     km.fit(X2)
     assert km.n_features_in_ == 3 and km.labels_.shape == (50,)
     assert km.cluster_centers_ is not old["cluster_centers_"]
+
+
+class RecordingProgress:
+    """A progress object that records every call it gets."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start_run(self, run, n_init, max_iter):
+        self.calls.append(("start", run, n_init, max_iter))
+
+    def iteration(self, i, inertia, center_shift):
+        assert isinstance(inertia, float) and isinstance(center_shift, float)
+        self.calls.append(("iteration", i, inertia, center_shift))
+
+    def end_run(self, n_iter, converged):
+        self.calls.append(("end", n_iter, converged))
+
+
+def test_progress_hears_every_run_and_iteration(xp, to_xp):
+    X, _ = blobs(n_samples=300, n_centers=3)
+    progress = RecordingProgress()
+    km = KMeans(3, init="random", n_init=2, random_state=0, progress=progress).fit(to_xp(X))
+    starts = [c for c in progress.calls if c[0] == "start"]
+    ends = [c for c in progress.calls if c[0] == "end"]
+    assert [c[1:] for c in starts] == [(0, 2, 300), (1, 2, 300)]
+    assert len(ends) == 2 and all(c[2] for c in ends)  # blobs converge
+    # Iterations of each run are numbered from 0, as many as end_run says.
+    runs, current = [], None
+    for call in progress.calls:
+        if call[0] == "start":
+            current = []
+        elif call[0] == "iteration":
+            current.append(call)
+        else:
+            runs.append((current, call[1]))
+    for iterations, n_iter in runs:
+        assert [c[1] for c in iterations] == list(range(n_iter))
+        assert all(c[2] >= 0 and c[3] >= 0 for c in iterations)
+    # At strict convergence the last pass's labels are the fitted ones and
+    # its centres their means: the best run's last inertia is inertia_.
+    last = min(iterations[-1][2] for iterations, _ in runs)
+    assert last == pytest.approx(km.inertia_, rel=1e-6)
+
+
+def test_progress_false_and_k_means_progress():
+    X, _ = blobs(n_samples=100, n_centers=2)
+    a = KMeans(2, random_state=0, progress=False).fit(X)
+    progress = RecordingProgress()
+    centers, labels, inertia = k_means(X, 2, random_state=0, progress=progress)
+    assert progress.calls[0] == ("start", 0, 1, 300) and progress.calls[-1][0] == "end"
+    np.testing.assert_array_equal(labels, a.labels_)
+    assert KMeans(2, progress=progress).get_params()["progress"] is progress
+
+
+def test_verbose_prints_like_sklearn(capsys):
+    X, _ = blobs(n_samples=100, n_centers=2)
+    KMeans(2, random_state=0, verbose=1, tol=0).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Initialization complete"
+    iterations = [line for line in lines if line.startswith("Iteration ")]
+    assert iterations[0].startswith("Iteration 0, inertia ") and iterations[0].endswith(".")
+    assert lines[-1].startswith("Converged at iteration ") and "strict convergence" in lines[-1]
+
+
+JAX_WITHOUT_X64 = """
+import warnings
+warnings.simplefilter("error")
+import jax, jax.numpy as jnp, numpy as np
+from kmeans_xp import KMeans
+X = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+km = KMeans(4, random_state=0).fit(jnp.asarray(X))
+ref = KMeans(4, random_state=0).fit(X)
+assert km.cluster_centers_.dtype == jnp.float32, km.cluster_centers_.dtype
+assert km.labels_.dtype == jnp.int32, km.labels_.dtype
+assert np.array_equal(np.asarray(km.labels_), ref.labels_)
+assert km.predict(jnp.asarray(X)).dtype == jnp.int32
+try:
+    jax.jit(lambda X: KMeans(2).fit(X).cluster_centers_)(jnp.asarray(X))
+except TypeError as exc:
+    assert "jax.jit" in str(exc)
+else:
+    raise AssertionError("no error inside jit")
+print("ok")
+"""
+
+
+def test_jax_without_x64_fits_in_float32_and_int32_and_refuses_jit():
+    # x64 is a process-wide switch (on in this test session): a fresh process.
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_WITHOUT_X64], env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
