@@ -13,7 +13,6 @@ import sys
 import numpy as np
 from array_api_compat import (
     array_namespace,
-    device as device_of,
     is_array_api_obj,
     is_cupy_array,
     is_cupy_namespace,
@@ -23,6 +22,9 @@ from array_api_compat import (
     is_numpy_namespace,
     is_torch_array,
     is_torch_namespace,
+)
+from array_api_compat import (
+    device as device_of,
 )
 
 __all__ = [

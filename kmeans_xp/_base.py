@@ -17,7 +17,6 @@ from array_api_compat import array_namespace, is_array_api_obj
 from ._array_api import to_host
 from .exceptions import InvalidParameterError, not_fitted_error
 
-
 #: Why scikit-learn's ``check_array_api_mixed_inputs`` cannot pass, for the
 #: estimators' lists of expected failed checks.
 MIXED_INPUTS_REASON = (

@@ -49,8 +49,8 @@ from ._array_api import (
     namespace_name,
     to_device_array,
 )
-from ._kernels import get_kernels
-from ._problem import Problem, make_problem
+from ._estimator import check_fitted_input
+from ._fit import fit_best_of
 from ._lloyd import (
     _exact_distances,
     _lloyd_pass,
@@ -60,11 +60,13 @@ from ._lloyd import (
     distances_to,
     within_tolerance,
 )
+from ._problem import Problem, make_problem
 from ._validation import (
     _isdtype,
     check_init_array,
     check_n_clusters_fits,
     check_random_state,
+    resolve_n_init,
 )
 from .exceptions import ConvergenceWarning
 
@@ -195,18 +197,8 @@ def _check_fitted_for(estimator, X):
             "compute the chunks or use metric='euclidean'."
         )
     X, xp, device = _check_dask_array(X)
+    check_fitted_input(estimator, X, xp, f"{type(estimator).__name__} on a Dask array")
     centers = estimator.cluster_centers_
-    fitted_xp = array_namespace(centers)
-    if fitted_xp is not xp:
-        raise TypeError(
-            f"X has {namespace_name(xp)} chunks but this model's centres are "
-            f"{namespace_name(fitted_xp)} arrays; use chunks of the same library."
-        )
-    if X.shape[1] != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {type(estimator).__name__} was fitted "
-            f"with {estimator.n_features_in_} features."
-        )
     centers = xp.astype(centers, X.dtype)
     shift = xp.mean(centers, axis=0)
     return X, xp, centers - shift, shift
@@ -460,8 +452,6 @@ def dask_fit(estimator, X, sample_weight=None) -> dict:
     attributes. ``labels_`` is a lazy Dask array of int64."""
     import dask.array as da
 
-    from ._kmeans import _resolve_n_init
-
     X_lazy, xp, device = _check_dask_array(X)
     n_samples, n_features = X_lazy.shape
     n_clusters = estimator.n_clusters
@@ -473,7 +463,7 @@ def dask_fit(estimator, X, sample_weight=None) -> dict:
     if not isinstance(init, str) and not callable(init):
         init = _compute_if_dask(init)
         init = check_init_array(init, template, xp, device, n_clusters)
-    n_init = _resolve_n_init(estimator.n_init, estimator.init)
+    n_init = resolve_n_init(estimator.n_init, estimator.init, n_random=10, stacklevel=5)
 
     start = time.perf_counter()
     # One pass validates and measures: finiteness, mean (the shift) and
@@ -657,8 +647,6 @@ def _kmeans_parallel(chunks: _Chunks, n_clusters: int, shift, rng, xp, device):
     the weight of the rows closest to them, are reclustered in memory by
     weighted k-means++ and Lloyd (best of ``RECLUSTER_N_INIT`` seedings).
     """
-    from ._kmeans import KMeans
-
     candidates = _first_center(chunks, shift, rng)
     oversampling = KMEANS_PARALLEL_OVERSAMPLING * n_clusters
     for _ in range(KMEANS_PARALLEL_ROUNDS):
@@ -685,12 +673,11 @@ def _kmeans_parallel(chunks: _Chunks, n_clusters: int, shift, rng, xp, device):
     # The recluster is in memory on a few dozen rows per cluster: several
     # weighted k-means++ seedings, each refined by Lloyd, cost nothing next
     # to one pass over X and avoid an unlucky seeding.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        refined = KMeans(
-            n_clusters, init="k-means++", n_init=RECLUSTER_N_INIT, random_state=rng
-        ).fit(candidates, sample_weight=weights)
-    return refined.cluster_centers_
+    refined, _, _, _ = fit_best_of(
+        candidates, weights, xp, device, n_clusters=n_clusters, init="k-means++",
+        n_init=RECLUSTER_N_INIT, max_iter=300, tol=1e-4, verbose=0, rng=rng,
+    )
+    return refined
 
 
 # --------------------------------------------------------------------------

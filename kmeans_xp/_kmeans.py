@@ -10,75 +10,32 @@ from __future__ import annotations
 import time
 import warnings
 
-from ._array_api import (
-    array_namespace,
-    as_host_scalar,
-    device_of,
-    host_workers,
-    is_dask_array,
-    namespace_name,
-    numpy_twin,
-)
-from ._base import MIXED_INPUTS_REASON, EstimatorBase
-from ._init import _kmeans_plusplus, _random_rows
+from ._array_api import is_dask_array
+from ._base import MIXED_INPUTS_REASON
+from ._estimator import CentersEstimator
+from ._fit import fit_best_of, progress_hook, where_to_run
+from ._init import _kmeans_plusplus
 from ._kernels import get_kernels
-from ._lloyd import data_mean_and_variance, distances_to, lloyd, _tolerance
-from ._problem import Problem, make_problem
+from ._lloyd import data_mean_and_variance
+from ._problem import make_problem
 from ._validation import (
+    _check_int,
     check_array,
     check_init_array,
     check_n_clusters_fits,
     check_params,
     check_random_state,
     check_sample_weight,
+    resolve_n_init,
     result_dtype,
     unit_rows,
-    _check_int,
 )
-from .exceptions import ConvergenceWarning, NamespaceMismatchError
+from .exceptions import ConvergenceWarning
 
 __all__ = ["KMeans", "k_means", "kmeans_plusplus"]
 
 
-def _where_to_run(xp, device, X, weights, init, data_stats):
-    """The namespace, device and arrays a fit runs on, and the function that
-    brings its result arrays back to ``xp``.
-
-    torch CPU tensors run the numpy code on views of the same memory (the
-    torch CPU rows of ``benchmarks/run.py``); everything else runs where it
-    is. A callable init is called with X, in X's own namespace, so a fit with
-    one stays in torch.
-    """
-    twin = numpy_twin(xp, device)
-    if twin is None or callable(init):
-        return xp, device, (X, weights, init, data_stats), lambda a: a
-    np_xp, view, back = twin
-    if not isinstance(init, str):
-        init = view(init)
-    if data_stats is not None:
-        data_stats = (view(data_stats[0]), data_stats[1])
-    return np_xp, "cpu", (view(X), view(weights), init, data_stats), back
-
-
-def _resolve_n_init(n_init, init) -> int:
-    if n_init != "auto":
-        if not isinstance(init, str) and not callable(init) and n_init != 1:
-            warnings.warn(
-                f"Explicit initial centres were passed: running 1 initialisation "
-                f"instead of n_init={n_init}.",
-                UserWarning,
-                stacklevel=4,
-            )
-            return 1
-        return n_init
-    # scikit-learn's "auto": one run of k-means++ or of given centres,
-    # ten of random rows or of a callable.
-    if isinstance(init, str):
-        return 1 if init in ("k-means++", "k-means||") else 10
-    return 10 if callable(init) else 1
-
-
-class KMeans(EstimatorBase):
+class KMeans(CentersEstimator):
     """K-means clustering on numpy, PyTorch, CuPy or any array-API array.
 
     Follows ``sklearn.cluster.KMeans``: the same parameters, attributes and
@@ -230,17 +187,17 @@ class KMeans(EstimatorBase):
             init = check_init_array(init, X, xp, device, self.n_clusters)
             if spherical:
                 init = unit_rows(init, xp, name="init")
-        n_init = _resolve_n_init(self.n_init, self.init)
+        n_init = resolve_n_init(self.n_init, self.init, n_random=10)
 
         start = time.perf_counter()
-        run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = _where_to_run(
+        run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
             xp, device, X, weights, init, data_stats
         )
-        centers, labels, inertia, n_iter = _fit(
+        centers, labels, inertia, n_iter = fit_best_of(
             run_X, run_weights, run_xp, run_device,
             n_clusters=self.n_clusters, init=run_init, n_init=n_init,
             max_iter=self.max_iter, tol=self.tol, verbose=self.verbose, rng=rng,
-            spherical=spherical, data_stats=run_stats, progress=_progress_hook(self.progress),
+            spherical=spherical, data_stats=run_stats, progress=progress_hook(self.progress),
         )
         n_distinct = get_kernels(run_xp, run_device).count_nonempty(labels, self.n_clusters)
         centers, labels = back(centers), back(labels)
@@ -264,132 +221,6 @@ class KMeans(EstimatorBase):
         )
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit, then return the distances of X to the centres."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def predict(self, X, sample_weight=None):
-        """Index of the closest centre for each row of X.
-
-        Returns an integer array of shape (n_samples,) in X's namespace and
-        device. ``sample_weight`` is accepted for scikit-learn compatibility
-        and does not change the result.
-        """
-        if is_dask_array(X):
-            from ._dask import dask_predict
-
-            return dask_predict(self, X)
-        problem, centers = self._problem_for(X, sample_weight, method="predict")
-        kernels = problem.kernels
-        # Labels only: no partial distances to gather.
-        assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
-
-        def step(Xb, start, stop, acc):
-            return acc, assign(Xb)[0]
-
-        _, labels = problem.runner.map(step)
-        return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
-
-    def transform(self, X):
-        """Distance of each row of X to each centre: Euclidean, or the
-        cosine distance (1 - cosine similarity) when ``metric="cosine"``.
-
-        Returns an array of shape (n_samples, n_clusters) in X's namespace,
-        device and (floating) dtype.
-        """
-        if is_dask_array(X):
-            from ._dask import dask_transform
-
-            return dask_transform(self, X)
-        problem, centers = self._problem_for(X, None, method="transform")
-        xp = problem.xp
-        distances = distances_to(problem, centers)
-        # Between unit vectors ||x - c||^2 = 2 (1 - cos).
-        finish = (lambda d2: d2 / 2) if self.metric == "cosine" else xp.sqrt
-
-        def step(Xb, start, stop, acc):
-            return acc, finish(distances(Xb))
-
-        _, parts = problem.runner.map(step)
-        out = parts[0] if len(parts) == 1 else xp.concat(parts)
-        return xp.astype(out, self.cluster_centers_.dtype, copy=False)
-
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the inertia of X under the fitted centres."""
-        if is_dask_array(X):
-            from ._dask import dask_score
-
-            return dask_score(self, X, sample_weight)
-        problem, centers = self._problem_for(X, sample_weight, method="score")
-        xp, kernels = problem.xp, problem.kernels
-        assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
-
-        def step(Xb, start, stop, acc):
-            _, partial = assign(Xb)
-            d2 = xp.clip(partial + kernels.sq_row_norms(Xb), min=0)
-            w = problem.block_weights(start, stop)
-            return acc + (xp.sum(d2) if w is None else xp.sum(w * d2)), None
-
-        accs, _ = problem.runner.map(step, lambda: 0.0)
-        inertia = as_host_scalar(sum(accs[1:], accs[0]))
-        return -(inertia / 2 if self.metric == "cosine" else inertia)
-
-    def _problem_for(self, X, sample_weight, method: str = "predict"):
-        """Validate X against the fitted model; return a problem whose blocks
-        are shifted by the centres' mean, and the centres in that frame.
-
-        X must use the namespace and device the model was fitted on: moving
-        it would be a hidden copy. ``to_namespace`` converts the model.
-        """
-        self._check_fitted()
-        X, xp, device = check_array(X)
-        centers = self.cluster_centers_
-        fitted_xp = array_namespace(centers)
-        where = f"{type(self).__name__}.{method}()"
-        if xp is not fitted_xp:
-            # Also a ValueError: scikit-learn's array-API checks expect one.
-            raise NamespaceMismatchError(
-                f"{where}: X is a {namespace_name(xp)} array but this model was "
-                f"fitted on {namespace_name(fitted_xp)} arrays; inputs must use the same "
-                f"namespace and device as the fitted model. Convert X to "
-                f"{namespace_name(fitted_xp)} (device {device_of(centers)}), or the "
-                f"model with .to_namespace(...) / .to_numpy()."
-            )
-        if device_of(X) != device_of(centers):
-            raise ValueError(
-                f"{where}: X is on device {device_of(X)} but the fitted centres are on "
-                f"{device_of(centers)}; inputs must use the same namespace and device "
-                "as the fitted model. Move X there, or the model with .to_namespace(xp, device)."
-            )
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        centers = xp.astype(centers, X.dtype)
-        if self.metric == "cosine":
-            X = unit_rows(X, xp)
-        weights = check_sample_weight(sample_weight, X, xp, device)
-        problem = make_problem(X, weights, xp, device, centers.shape[0])
-        shift = xp.mean(centers, axis=0)
-        problem.runner.shift = shift
-        return problem, centers - shift
-
-    def __sklearn_tags__(self):
-        # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import Tags, TargetTags, TransformerTags
-
-        return Tags(
-            estimator_type="clusterer",
-            target_tags=TargetTags(required=False),
-            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-            array_api_support=True,
-        )
-
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # scikit-learn lists the same check for its own KMeans. Weighted and
         # repeated fits from the *same* initial centres agree: see
@@ -404,85 +235,6 @@ class KMeans(EstimatorBase):
                 "to repetition from the same initial centres."
             ),
         }
-
-
-def data_stats(X, xp, device, *, need_variance: bool = True):
-    """``(column means, mean column variance)`` of validated X, for fits
-    that share them (see ``KMeans._fit_checked``)."""
-    return data_mean_and_variance(make_problem(X, None, xp, device, 1), need_variance=need_variance)
-
-
-def _progress_hook(progress):
-    """The progress object for a ``progress`` parameter: None for
-    None/False, a progress bar for True, else the object itself."""
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        from ._progress import ProgressBar
-
-        return ProgressBar()
-    return progress
-
-
-def _fit(
-    X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng,
-    spherical=False, data_stats=None, progress=None,
-):
-    """Best of ``n_init`` Lloyd runs on validated input.
-
-    Returns centres (original coordinates), labels, inertia (float) and the
-    iteration count of the best run. With ``spherical`` the rows of X are
-    unit vectors and the inertia is the weighted sum of (1 - cos).
-    ``data_stats`` is X's ``(mean, mean variance)`` when already known.
-    ``progress`` (None or an object, see ``KMeans``) hears of each run and
-    iteration.
-    """
-    problem = make_problem(X, weights, xp, device, n_clusters)
-    if data_stats is None:
-        shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
-    else:
-        shift, mean_variance = data_stats
-        problem.runner.shift = shift
-    abs_tol = _tolerance(mean_variance, tol)
-    if spherical:
-        # Unit rows need no shift for precision, and centres are normalised
-        # in true coordinates.
-        shift = xp.zeros_like(shift)
-        problem.runner.shift = shift
-    best = None
-    for run in range(n_init):
-        centers = _initial_centers(problem, init, n_clusters, rng)
-        if verbose:
-            print("Initialization complete")
-        if progress is not None:
-            progress.start_run(run, n_init, max_iter)
-        centers, labels, inertia, n_iter = lloyd(
-            problem, centers, max_iter=max_iter, tol=abs_tol, verbose=verbose,
-            spherical=spherical, progress=progress,
-        )
-        # Between unit vectors ||x - c||^2 = 2 (1 - cos).
-        inertia = as_host_scalar(inertia) / (2 if spherical else 1)
-        if best is None or inertia < best[2]:
-            best = (centers, labels, inertia, n_iter)
-    centers, labels, inertia, n_iter = best
-    return centers + shift, labels, inertia, n_iter
-
-
-def _initial_centers(problem: Problem, init, n_clusters: int, rng):
-    """Initial centres in the problem's shifted coordinates."""
-    if isinstance(init, str):
-        # In memory, exact greedy k-means++ is affordable; "k-means||"
-        # (its scalable form, the Dask default) is accepted as a synonym.
-        if init in ("k-means++", "k-means||"):
-            return _kmeans_plusplus(problem, n_clusters, rng)[0]
-        return _random_rows(problem, n_clusters, rng)[0]
-    if callable(init):
-        xp, device = problem.xp, problem.device
-        centers = check_init_array(
-            init(problem.X, n_clusters, random_state=rng), problem.X, xp, device, n_clusters
-        )
-        return centers - problem.runner.shift
-    return init - problem.runner.shift
 
 
 def k_means(

@@ -26,23 +26,24 @@ import warnings
 import numpy as np
 
 from ._array_api import (
-    index_dtype,
     array_namespace,
     as_host_scalar,
     device_of,
+    index_dtype,
     is_dask_array,
     namespace_name,
     to_device_array,
 )
-from ._base import MIXED_INPUTS_REASON, EstimatorBase
-from ._kmeans import KMeans, _initial_centers
-from ._problem import make_problem
+from ._base import MIXED_INPUTS_REASON
+from ._estimator import CentersEstimator
+from ._fit import initial_centers
 from ._lloyd import (
     _assign_labels,
     _lloyd_pass,
     _tolerance,
     data_mean_and_variance,
 )
+from ._problem import make_problem
 from ._validation import (
     _check_int,
     check_array,
@@ -51,6 +52,7 @@ from ._validation import (
     check_params,
     check_random_state,
     check_sample_weight,
+    resolve_n_init,
     result_dtype,
 )
 from .exceptions import InvalidParameterError
@@ -58,7 +60,7 @@ from .exceptions import InvalidParameterError
 __all__ = ["MiniBatchKMeans"]
 
 
-class MiniBatchKMeans(EstimatorBase):
+class MiniBatchKMeans(CentersEstimator):
     """Mini-batch k-means on numpy, PyTorch, CuPy or any array-API array.
 
     Follows ``sklearn.cluster.MiniBatchKMeans``: the same parameters,
@@ -128,9 +130,6 @@ class MiniBatchKMeans(EstimatorBase):
     ((2, 2), 12.0)
     """
 
-    #: Read by the prediction methods shared with KMeans.
-    metric = "euclidean"
-
     def __init__(
         self,
         n_clusters=8,
@@ -160,15 +159,6 @@ class MiniBatchKMeans(EstimatorBase):
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
 
-    # The prediction side is KMeans's: the same validation and block code.
-    predict = KMeans.predict
-    transform = KMeans.transform
-    score = KMeans.score
-    fit_predict = KMeans.fit_predict
-    fit_transform = KMeans.fit_transform
-    _problem_for = KMeans._problem_for
-    __sklearn_tags__ = KMeans.__sklearn_tags__
-
     # ------------------------------------------------------------------ fit
 
     def fit(self, X, y=None, sample_weight=None):
@@ -194,7 +184,7 @@ class MiniBatchKMeans(EstimatorBase):
         weights = check_sample_weight(sample_weight, X, xp, device)
         rng = check_random_state(self.random_state)
         init = self._checked_init(X, xp, device)
-        n_init = self._resolve_n_init()
+        n_init = resolve_n_init(self.n_init, self.init, n_random=3, stacklevel=3)
         batch_size = min(self.batch_size, n_samples)
         init_size = self._resolve_init_size(batch_size, n_samples)
 
@@ -397,21 +387,6 @@ class MiniBatchKMeans(EstimatorBase):
             return init
         return check_init_array(init, X, xp, device, self.n_clusters)
 
-    def _resolve_n_init(self) -> int:
-        init = self.init
-        explicit = not isinstance(init, str) and not callable(init)
-        if self.n_init == "auto":
-            return 3 if (isinstance(init, str) and init == "random") or callable(init) else 1
-        if explicit and self.n_init != 1:
-            warnings.warn(
-                f"Explicit initial centres were passed: running 1 initialisation "
-                f"instead of n_init={self.n_init}.",
-                UserWarning,
-                stacklevel=3,
-            )
-            return 1
-        return self.n_init
-
     def _resolve_init_size(self, batch_size: int, n_samples: int) -> int:
         init_size = self.init_size
         if init_size is None:
@@ -432,7 +407,7 @@ class MiniBatchKMeans(EstimatorBase):
         rows, weights = sample
         problem = make_problem(rows, weights, xp, device, self.n_clusters)
         problem.runner.shift = shift
-        return _initial_centers(problem, init, self.n_clusters, rng)
+        return initial_centers(problem, init, self.n_clusters, rng)
 
 
 def _sample(X, weights, indices, xp, device):

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._array_api import as_host_scalar, device_of, index_dtype, to_device_array
-from ._kmeans import KMeans, data_stats
+from ._fit import data_stats
+from ._kmeans import KMeans
 from ._validation import (
     check_array,
     check_params,

@@ -7,7 +7,8 @@ benchmarks and downstream projects can use the same checks.
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace, device as device_of
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
 
 from ._array_api import to_host as to_numpy  # tests call host copies to_numpy
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -378,3 +379,25 @@ def unit_rows(X, xp, name: str = "X"):
             "direction for every row (drop them or use metric='euclidean')."
         )
     return X / norms[:, None]
+
+
+def resolve_n_init(n_init, init, *, n_random: int, stacklevel: int = 4) -> int:
+    """The number of initialisations to run: ``n_init``, or for "auto"
+    scikit-learn's choice (1 for "k-means++" and given centres,
+    ``n_random`` for "random" and callables: 10 for KMeans, 3 for
+    MiniBatchKMeans). Given centres run once, with a warning if more runs
+    were asked for."""
+    explicit = not isinstance(init, str) and not callable(init)
+    if n_init == "auto":
+        if explicit or init in ("k-means++", "k-means||"):
+            return 1
+        return n_random
+    if explicit and n_init != 1:
+        warnings.warn(
+            f"Explicit initial centres were passed: running 1 initialisation "
+            f"instead of n_init={n_init}.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        return 1
+    return n_init

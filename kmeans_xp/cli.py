@@ -518,6 +518,7 @@ def _agreement(labels: np.ndarray, truth: np.ndarray) -> float:
 
 def _cmd_demo(args) -> int:
     import kmeans_xp
+
     from ._kmeans import KMeans
     from ._select_k import select_k
     from .datasets import demo_blobs

@@ -16,9 +16,9 @@ import warnings
 import numpy as np
 
 from ._array_api import (
-    index_dtype,
     array_namespace,
     device_of,
+    index_dtype,
     is_array_api_obj,
     supports_float64,
     to_device_array,

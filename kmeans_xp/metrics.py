@@ -31,15 +31,15 @@ import numbers
 import numpy as np
 
 from ._array_api import (
-    index_dtype,
     array_namespace,
     device_of,
+    index_dtype,
     is_array_api_obj,
     to_device_array,
 )
 from ._kernels import get_kernels
 from ._problem import make_problem
-from ._validation import check_array, check_same_namespace, _isdtype
+from ._validation import _isdtype, check_array, check_same_namespace
 
 __all__ = [
     "silhouette_score",

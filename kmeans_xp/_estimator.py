@@ -1,0 +1,160 @@
+"""What KMeans and MiniBatchKMeans share once fitted: predict, transform,
+score, and the checks of their input against the fitted model."""
+
+from __future__ import annotations
+
+from ._array_api import (
+    array_namespace,
+    as_host_scalar,
+    device_of,
+    is_dask_array,
+    namespace_name,
+)
+from ._base import EstimatorBase
+from ._lloyd import distances_to
+from ._problem import make_problem
+from ._validation import check_array, check_sample_weight, unit_rows
+from .exceptions import NamespaceMismatchError
+
+__all__ = ["CentersEstimator", "check_fitted_input"]
+
+
+def check_fitted_input(estimator, X, xp, where: str, *, device=None) -> None:
+    """Refuse X that the fitted ``estimator`` cannot take: another namespace
+    (or, given ``device``, another device) than its centres, or another
+    number of features. Moving X would be a hidden copy; ``to_namespace``
+    converts the model instead."""
+    centers = estimator.cluster_centers_
+    fitted_xp = array_namespace(centers)
+    if xp is not fitted_xp:
+        # Also a ValueError: scikit-learn's array-API checks expect one.
+        raise NamespaceMismatchError(
+            f"{where}: X is a {namespace_name(xp)} array but this model was "
+            f"fitted on {namespace_name(fitted_xp)} arrays; inputs must use the same "
+            f"namespace and device as the fitted model. Convert X to "
+            f"{namespace_name(fitted_xp)} (device {device_of(centers)}), or the "
+            f"model with .to_namespace(...) / .to_numpy()."
+        )
+    if device is not None and device != device_of(centers):
+        raise ValueError(
+            f"{where}: X is on device {device} but the fitted centres are on "
+            f"{device_of(centers)}; inputs must use the same namespace and device "
+            "as the fitted model. Move X there, or the model with .to_namespace(xp, device)."
+        )
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+
+
+class CentersEstimator(EstimatorBase):
+    """Base of the estimators whose fitted state is ``cluster_centers_``:
+    subclasses add ``fit`` (and ``partial_fit``)."""
+
+    #: "cosine" in KMeans with metric="cosine"; the prediction methods read it.
+    metric = "euclidean"
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the centres."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def predict(self, X, sample_weight=None):
+        """Index of the closest centre for each row of X.
+
+        Returns an integer array of shape (n_samples,) in X's namespace and
+        device. ``sample_weight`` is accepted for scikit-learn compatibility
+        and does not change the result.
+        """
+        if is_dask_array(X):
+            from ._dask import dask_predict
+
+            return dask_predict(self, X)
+        problem, centers = self._problem_for(X, sample_weight, method="predict")
+        kernels = problem.kernels
+        # Labels only: no partial distances to gather.
+        assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
+
+        def step(Xb, start, stop, acc):
+            return acc, assign(Xb)[0]
+
+        _, labels = problem.runner.map(step)
+        return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
+
+    def transform(self, X):
+        """Distance of each row of X to each centre: Euclidean, or the
+        cosine distance (1 - cosine similarity) when ``metric="cosine"``.
+
+        Returns an array of shape (n_samples, n_clusters) in X's namespace,
+        device and (floating) dtype.
+        """
+        if is_dask_array(X):
+            from ._dask import dask_transform
+
+            return dask_transform(self, X)
+        problem, centers = self._problem_for(X, None, method="transform")
+        xp = problem.xp
+        distances = distances_to(problem, centers)
+        # Between unit vectors ||x - c||^2 = 2 (1 - cos).
+        finish = (lambda d2: d2 / 2) if self.metric == "cosine" else xp.sqrt
+
+        def step(Xb, start, stop, acc):
+            return acc, finish(distances(Xb))
+
+        _, parts = problem.runner.map(step)
+        out = parts[0] if len(parts) == 1 else xp.concat(parts)
+        return xp.astype(out, self.cluster_centers_.dtype, copy=False)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X under the fitted centres."""
+        if is_dask_array(X):
+            from ._dask import dask_score
+
+            return dask_score(self, X, sample_weight)
+        problem, centers = self._problem_for(X, sample_weight, method="score")
+        xp, kernels = problem.xp, problem.kernels
+        assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
+
+        def step(Xb, start, stop, acc):
+            _, partial = assign(Xb)
+            d2 = xp.clip(partial + kernels.sq_row_norms(Xb), min=0)
+            w = problem.block_weights(start, stop)
+            return acc + (xp.sum(d2) if w is None else xp.sum(w * d2)), None
+
+        accs, _ = problem.runner.map(step, lambda: 0.0)
+        inertia = as_host_scalar(sum(accs[1:], accs[0]))
+        return -(inertia / 2 if self.metric == "cosine" else inertia)
+
+    def _problem_for(self, X, sample_weight, method: str = "predict"):
+        """Validate X against the fitted model; return a problem whose blocks
+        are shifted by the centres' mean, and the centres in that frame.
+
+        X must use the namespace and device the model was fitted on: moving
+        it would be a hidden copy. ``to_namespace`` converts the model.
+        """
+        self._check_fitted()
+        X, xp, device = check_array(X)
+        check_fitted_input(self, X, xp, f"{type(self).__name__}.{method}()", device=device)
+        centers = self.cluster_centers_
+        centers = xp.astype(centers, X.dtype)
+        if self.metric == "cosine":
+            X = unit_rows(X, xp)
+        weights = check_sample_weight(sample_weight, X, xp, device)
+        shift = xp.mean(centers, axis=0)
+        problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
+        return problem, centers - shift
+
+    def __sklearn_tags__(self):
+        # Called by scikit-learn only, so importing it here keeps it optional.
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type="clusterer",
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+            array_api_support=True,
+        )

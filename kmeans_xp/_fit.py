@@ -1,0 +1,115 @@
+"""Compute-level fitting, below the estimators: the best of ``n_init``
+Lloyd runs on validated arrays, the initial centres, and where a fit runs.
+
+``KMeans``, ``MiniBatchKMeans`` and the Dask driver call these; nothing
+here validates parameters (the estimators do, at the door).
+"""
+
+from __future__ import annotations
+
+from ._array_api import as_host_scalar, numpy_twin
+from ._init import _kmeans_plusplus, _random_rows
+from ._lloyd import _tolerance, data_mean_and_variance, lloyd
+from ._problem import Problem, make_problem
+from ._validation import check_init_array
+
+__all__ = ["data_stats", "fit_best_of", "initial_centers", "progress_hook", "where_to_run"]
+
+
+def where_to_run(xp, device, X, weights, init, data_stats):
+    """The namespace, device and arrays a fit runs on, and the function that
+    brings its result arrays back to ``xp``.
+
+    torch CPU tensors run the numpy code on views of the same memory (the
+    torch CPU rows of ``benchmarks/run.py``); everything else runs where it
+    is. A callable init is called with X, in X's own namespace, so a fit with
+    one stays in torch.
+    """
+    twin = numpy_twin(xp, device)
+    if twin is None or callable(init):
+        return xp, device, (X, weights, init, data_stats), lambda a: a
+    np_xp, view, back = twin
+    if not isinstance(init, str):
+        init = view(init)
+    if data_stats is not None:
+        data_stats = (view(data_stats[0]), data_stats[1])
+    return np_xp, "cpu", (view(X), view(weights), init, data_stats), back
+
+
+def data_stats(X, xp, device, *, need_variance: bool = True):
+    """``(column means, mean column variance)`` of validated X, for fits
+    that share them (see ``KMeans._fit_checked``)."""
+    return data_mean_and_variance(make_problem(X, None, xp, device, 1), need_variance=need_variance)
+
+
+def progress_hook(progress):
+    """The progress object for a ``progress`` parameter: None for
+    None/False, a progress bar for True, else the object itself."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        from ._progress import ProgressBar
+
+        return ProgressBar()
+    return progress
+
+
+def fit_best_of(
+    X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng,
+    spherical=False, data_stats=None, progress=None,
+):
+    """Best of ``n_init`` Lloyd runs on validated input.
+
+    Returns centres (original coordinates), labels, inertia (float) and the
+    iteration count of the best run. With ``spherical`` the rows of X are
+    unit vectors and the inertia is the weighted sum of (1 - cos).
+    ``data_stats`` is X's ``(mean, mean variance)`` when already known.
+    ``progress`` (None or an object, see ``KMeans``) hears of each run and
+    iteration.
+    """
+    problem = make_problem(X, weights, xp, device, n_clusters)
+    if data_stats is None:
+        shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
+    else:
+        shift, mean_variance = data_stats
+        problem.runner.shift = shift
+    abs_tol = _tolerance(mean_variance, tol)
+    if spherical:
+        # Unit rows need no shift for precision, and centres are normalised
+        # in true coordinates.
+        shift = xp.zeros_like(shift)
+        problem.runner.shift = shift
+    best = None
+    for run in range(n_init):
+        centers = initial_centers(problem, init, n_clusters, rng)
+        if verbose:
+            print("Initialization complete")
+        if progress is not None:
+            progress.start_run(run, n_init, max_iter)
+        centers, labels, inertia, n_iter = lloyd(
+            problem, centers, max_iter=max_iter, tol=abs_tol, verbose=verbose,
+            spherical=spherical, progress=progress,
+        )
+        # Between unit vectors ||x - c||^2 = 2 (1 - cos).
+        inertia = as_host_scalar(inertia) / (2 if spherical else 1)
+        if best is None or inertia < best[2]:
+            best = (centers, labels, inertia, n_iter)
+    centers, labels, inertia, n_iter = best
+    return centers + shift, labels, inertia, n_iter
+
+
+def initial_centers(problem: Problem, init, n_clusters: int, rng):
+    """Initial centres in the problem's shifted coordinates."""
+    if isinstance(init, str):
+        # In memory, exact greedy k-means++ is affordable; "k-means||"
+        # (its scalable form, the Dask default) is accepted as a synonym.
+        if init in ("k-means++", "k-means||"):
+            return _kmeans_plusplus(problem, n_clusters, rng)[0]
+        return _random_rows(problem, n_clusters, rng)[0]
+    if callable(init):
+        xp, device = problem.xp, problem.device
+        centers = check_init_array(
+            init(problem.X, n_clusters, random_state=rng), problem.X, xp, device, n_clusters
+        )
+        return centers - problem.runner.shift
+    return init - problem.runner.shift
