@@ -38,6 +38,12 @@ class EstimatorBase:
             if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         )
 
+    def _store_params(self, values: dict) -> None:
+        """Store each constructor parameter as given, under its own name, as
+        scikit-learn requires of ``__init__``; ``values`` is its ``locals()``."""
+        for name in self._param_names():
+            setattr(self, name, values[name])
+
     def get_params(self, deep: bool = True) -> dict:
         """Parameters of this estimator, as passed to the constructor."""
         return {name: getattr(self, name) for name in self._param_names()}

@@ -49,7 +49,6 @@ from ._array_api import (
     namespace_name,
     to_device_array,
 )
-from ._estimator import check_fitted_input
 from ._fit import fit_best_of
 from ._lloyd import (
     _exact_distances,
@@ -63,6 +62,7 @@ from ._lloyd import (
 from ._problem import Problem, make_problem
 from ._validation import (
     _isdtype,
+    check_fitted_input,
     check_init_array,
     check_n_clusters_fits,
     check_random_state,

@@ -4,48 +4,15 @@ score, and the checks of their input against the fitted model."""
 from __future__ import annotations
 
 from ._array_api import (
-    array_namespace,
     as_host_scalar,
-    device_of,
     is_dask_array,
-    namespace_name,
 )
-from ._base import EstimatorBase
+from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._lloyd import distances_to
 from ._problem import make_problem
-from ._validation import check_array, check_sample_weight, unit_rows
-from .exceptions import NamespaceMismatchError
+from ._validation import check_array, check_fitted_input, check_sample_weight, unit_rows
 
-__all__ = ["CentersEstimator", "check_fitted_input"]
-
-
-def check_fitted_input(estimator, X, xp, where: str, *, device=None) -> None:
-    """Refuse X that the fitted ``estimator`` cannot take: another namespace
-    (or, given ``device``, another device) than its centres, or another
-    number of features. Moving X would be a hidden copy; ``to_namespace``
-    converts the model instead."""
-    centers = estimator.cluster_centers_
-    fitted_xp = array_namespace(centers)
-    if xp is not fitted_xp:
-        # Also a ValueError: scikit-learn's array-API checks expect one.
-        raise NamespaceMismatchError(
-            f"{where}: X is a {namespace_name(xp)} array but this model was "
-            f"fitted on {namespace_name(fitted_xp)} arrays; inputs must use the same "
-            f"namespace and device as the fitted model. Convert X to "
-            f"{namespace_name(fitted_xp)} (device {device_of(centers)}), or the "
-            f"model with .to_namespace(...) / .to_numpy()."
-        )
-    if device is not None and device != device_of(centers):
-        raise ValueError(
-            f"{where}: X is on device {device} but the fitted centres are on "
-            f"{device_of(centers)}; inputs must use the same namespace and device "
-            "as the fitted model. Move X there, or the model with .to_namespace(xp, device)."
-        )
-    if X.shape[1] != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input."
-        )
+__all__ = ["CentersEstimator"]
 
 
 class CentersEstimator(EstimatorBase):
@@ -147,6 +114,10 @@ class CentersEstimator(EstimatorBase):
         shift = xp.mean(centers, axis=0)
         problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
         return problem, centers - shift
+
+    def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        # Runs only with SCIPY_ARRAY_API=1.
+        return {"check_array_api_mixed_inputs": MIXED_INPUTS_REASON}
 
     def __sklearn_tags__(self):
         # Called by scikit-learn only, so importing it here keeps it optional.

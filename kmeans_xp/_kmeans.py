@@ -11,7 +11,6 @@ import time
 import warnings
 
 from ._array_api import is_dask_array
-from ._base import MIXED_INPUTS_REASON
 from ._estimator import CentersEstimator
 from ._fit import fit_best_of, progress_hook, where_to_run
 from ._init import _kmeans_plusplus
@@ -122,15 +121,7 @@ class KMeans(CentersEstimator):
         metric="euclidean",
         progress=None,
     ):
-        self.n_clusters = n_clusters
-        self.init = init
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.random_state = random_state
-        self.metric = metric
-        self.progress = progress
+        self._store_params(locals())
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -226,8 +217,7 @@ class KMeans(CentersEstimator):
         # repeated fits from the *same* initial centres agree: see
         # tests/test_properties.py::test_integer_weights_equal_repeated_rows.
         return {
-            # Runs only with SCIPY_ARRAY_API=1.
-            "check_array_api_mixed_inputs": MIXED_INPUTS_REASON,
+            **super()._sklearn_expected_failed_checks(),
             "check_sample_weight_equivalence_on_dense_data": (
                 "the check shuffles the weighted rows, so a random init draws "
                 "other initial centres than on the repeated rows and Lloyd "

@@ -31,10 +31,8 @@ from ._array_api import (
     device_of,
     index_dtype,
     is_dask_array,
-    namespace_name,
     to_device_array,
 )
-from ._base import MIXED_INPUTS_REASON
 from ._estimator import CentersEstimator
 from ._fit import initial_centers
 from ._lloyd import (
@@ -47,6 +45,7 @@ from ._problem import make_problem
 from ._validation import (
     _check_int,
     check_array,
+    check_fitted_input,
     check_init_array,
     check_n_clusters_fits,
     check_params,
@@ -146,18 +145,7 @@ class MiniBatchKMeans(CentersEstimator):
         n_init="auto",
         reassignment_ratio=0.01,
     ):
-        self.n_clusters = n_clusters
-        self.init = init
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.verbose = verbose
-        self.compute_labels = compute_labels
-        self.random_state = random_state
-        self.tol = tol
-        self.max_no_improvement = max_no_improvement
-        self.init_size = init_size
-        self.n_init = n_init
-        self.reassignment_ratio = reassignment_ratio
+        self._store_params(locals())
 
     # ------------------------------------------------------------------ fit
 
@@ -274,7 +262,7 @@ class MiniBatchKMeans(CentersEstimator):
             self._check_params()
         X, xp, device, X_input = self._check_data(X)
         if started:
-            self._check_batch(X, xp, device)
+            check_fitted_input(self, X, xp, "MiniBatchKMeans.partial_fit()", device=device)
         weights = check_sample_weight(sample_weight, X, xp, device)
         if not started:
             check_n_clusters_fits(self.n_clusters, X.shape[0])
@@ -314,8 +302,7 @@ class MiniBatchKMeans(CentersEstimator):
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # scikit-learn lists the same check for its own MiniBatchKMeans.
         return {
-            # Runs only with SCIPY_ARRAY_API=1.
-            "check_array_api_mixed_inputs": MIXED_INPUTS_REASON,
+            **super()._sklearn_expected_failed_checks(),
             "check_sample_weight_equivalence_on_dense_data": (
                 "batches are drawn uniformly by row index, so a row of weight 2 "
                 "and the same row repeated twice lead to other random batches "
@@ -359,27 +346,6 @@ class MiniBatchKMeans(CentersEstimator):
         X_input = X
         X, xp, device = check_array(X)
         return X, xp, device, X_input
-
-    def _check_batch(self, X, xp, device) -> None:
-        """A later batch must match the first in library, device and features."""
-        centers = self.cluster_centers_
-        fitted_xp = array_namespace(centers)
-        if xp is not fitted_xp:
-            raise TypeError(
-                f"this batch is a {namespace_name(xp)} array but earlier batches were "
-                f"{namespace_name(fitted_xp)} arrays; convert it first."
-            )
-        if device_of(X) != device_of(centers):
-            raise ValueError(
-                f"this batch is on device {device_of(X)} but earlier batches were on "
-                f"{device_of(centers)}; move it there first."
-            )
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input: every batch given to "
-                "partial_fit must have the features of the first."
-            )
 
     def _checked_init(self, X, xp, device):
         init = self.init

@@ -22,7 +22,7 @@ from ._array_api import (
     is_traced,
     namespace_name,
 )
-from .exceptions import InvalidParameterError
+from .exceptions import InvalidParameterError, NamespaceMismatchError
 
 _INIT_STRINGS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
@@ -401,3 +401,32 @@ def resolve_n_init(n_init, init, *, n_random: int, stacklevel: int = 4) -> int:
         )
         return 1
     return n_init
+
+
+def check_fitted_input(estimator, X, xp, where: str, *, device=None) -> None:
+    """Refuse X that the fitted ``estimator`` cannot take: another namespace
+    (or, given ``device``, another device) than its centres, or another
+    number of features. Moving X would be a hidden copy; ``to_namespace``
+    converts the model instead."""
+    centers = estimator.cluster_centers_
+    fitted_xp = array_namespace(centers)
+    if xp is not fitted_xp:
+        # Also a ValueError: scikit-learn's array-API checks expect one.
+        raise NamespaceMismatchError(
+            f"{where}: X is a {namespace_name(xp)} array but this model was "
+            f"fitted on {namespace_name(fitted_xp)} arrays; inputs must use the same "
+            f"namespace and device as the fitted model. Convert X to "
+            f"{namespace_name(fitted_xp)} (device {device_of(centers)}), or the "
+            f"model with .to_namespace(...) / .to_numpy()."
+        )
+    if device is not None and device != device_of(centers):
+        raise ValueError(
+            f"{where}: X is on device {device} but the fitted centres are on "
+            f"{device_of(centers)}; inputs must use the same namespace and device "
+            "as the fitted model. Move X there, or the model with .to_namespace(xp, device)."
+        )
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )

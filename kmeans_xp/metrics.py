@@ -149,9 +149,7 @@ def calinski_harabasz_score(X, labels):
     -------
     score : 0-d array in X's namespace, device and floating dtype
     """
-    X, xp, device = check_array(X)
-    codes, n_labels = _encode_labels(labels, X, xp, device)
-    return _cluster_scores(_stats_pass(X, codes, n_labels))[0]
+    return _cluster_scores_of(X, labels)[0]
 
 
 def davies_bouldin_score(X, labels):
@@ -169,9 +167,7 @@ def davies_bouldin_score(X, labels):
     -------
     score : 0-d array in X's namespace, device and floating dtype
     """
-    X, xp, device = check_array(X)
-    codes, n_labels = _encode_labels(labels, X, xp, device)
-    return _cluster_scores(_stats_pass(X, codes, n_labels))[1]
+    return _cluster_scores_of(X, labels)[1]
 
 
 # --------------------------------------------------------------------------
@@ -314,6 +310,13 @@ def _stats_pass(X, codes, n_labels: int, shift=None):
         "distance_sums": dist_sums[:, 0],
         "squared_distance_sums": dist_sums[:, 1],
     }
+
+
+def _cluster_scores_of(X, labels):
+    """Validate X and labels; their (Calinski-Harabasz, Davies-Bouldin)."""
+    X, xp, device = check_array(X)
+    codes, n_labels = _encode_labels(labels, X, xp, device)
+    return _cluster_scores(_stats_pass(X, codes, n_labels))
 
 
 def _cluster_scores(stats):

@@ -215,7 +215,7 @@ def test_partial_fit_rejects_a_changing_batch(blobs):
     with pytest.raises(ValueError, match="X has 4 features, but MiniBatchKMeans is expecting 6 features"):
         model.partial_fit(X[500:1000, :4])
     torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match="this batch is a torch array"):
+    with pytest.raises(TypeError, match=r"partial_fit\(\): X is a torch array but this model was fitted on numpy"):
         model.partial_fit(torch.asarray(X[500:1000]))
     with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=5"):
         MiniBatchKMeans(N_CLUSTERS).partial_fit(X[:3])
