@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, TypeAlias
 
 import numpy as np
 from array_api_compat import (
@@ -27,7 +28,12 @@ from array_api_compat import (
     device as device_of,
 )
 
+#: An array of any array-API library (numpy, torch, cupy, jax, ...): the
+#: standard defines no runtime type that they all share.
+Array: TypeAlias = Any
+
 __all__ = [
+    "Array",
     "array_namespace",
     "device_of",
     "is_array_api_obj",

@@ -17,6 +17,8 @@ from array_api_compat import array_namespace, is_array_api_obj
 from ._array_api import to_host
 from .exceptions import InvalidParameterError, not_fitted_error
 
+__all__ = ["MIXED_INPUTS_REASON", "EstimatorBase"]
+
 #: Why scikit-learn's ``check_array_api_mixed_inputs`` cannot pass, for the
 #: estimators' lists of expected failed checks.
 MIXED_INPUTS_REASON = (

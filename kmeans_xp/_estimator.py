@@ -4,6 +4,7 @@ score, and the checks of their input against the fitted model."""
 from __future__ import annotations
 
 from ._array_api import (
+    Array,
     as_host_scalar,
     is_dask_array,
 )
@@ -22,15 +23,17 @@ class CentersEstimator(EstimatorBase):
     #: "cosine" in KMeans with metric="cosine"; the prediction methods read it.
     metric = "euclidean"
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X: Array, y: object = None, sample_weight: Array | None = None) -> Array:
         """Fit, then return ``labels_``."""
         return self.fit(X, sample_weight=sample_weight).labels_
 
-    def fit_transform(self, X, y=None, sample_weight=None):
+    def fit_transform(
+        self, X: Array, y: object = None, sample_weight: Array | None = None
+    ) -> Array:
         """Fit, then return the distances of X to the centres."""
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
-    def predict(self, X, sample_weight=None):
+    def predict(self, X: Array, sample_weight: Array | None = None) -> Array:
         """Index of the closest centre for each row of X.
 
         Returns an integer array of shape (n_samples,) in X's namespace and
@@ -52,7 +55,7 @@ class CentersEstimator(EstimatorBase):
         _, labels = problem.runner.map(step)
         return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
 
-    def transform(self, X):
+    def transform(self, X: Array) -> Array:
         """Distance of each row of X to each centre: Euclidean, or the
         cosine distance (1 - cosine similarity) when ``metric="cosine"``.
 
@@ -76,7 +79,7 @@ class CentersEstimator(EstimatorBase):
         out = parts[0] if len(parts) == 1 else xp.concat(parts)
         return xp.astype(out, self.cluster_centers_.dtype, copy=False)
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X: Array, y: object = None, sample_weight: Array | None = None) -> float:
         """Opposite of the inertia of X under the fitted centres."""
         if is_dask_array(X):
             from ._dask import dask_score

@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 
 from ._array_api import index_dtype, to_device_array
-from ._lloyd import Problem, distances_to
+from ._lloyd import distances_to
+from ._problem import Problem
+
+__all__ = ["_kmeans_plusplus", "_random_rows"]
 
 
 def _weighted_draws(problem: Problem, cumulative, rng, size: int, last):
@@ -84,7 +87,8 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         candidate_points = xp.take(problem.X, candidates, axis=0) - runner.shift
         distances = distances_to(problem, candidate_points)
 
-        def potentials(Xb, start, stop, acc, Xb_sqnorm=None):
+        # Called within this round only: the round's distances and closest.
+        def potentials(Xb, start, stop, acc, Xb_sqnorm=None, distances=distances, closest=closest):
             d2 = xp.minimum(distances(Xb, Xb_sqnorm), closest[start:stop, None])
             w = None if weights is None else weights[start:stop]
             return acc + problem.kernels.column_sums(d2, w), d2

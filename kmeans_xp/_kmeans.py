@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 
-from ._array_api import is_dask_array
+from ._array_api import Array, is_dask_array
 from ._estimator import CentersEstimator
 from ._fit import fit_best_of, progress_hook, where_to_run
 from ._init import _kmeans_plusplus
@@ -123,7 +123,7 @@ class KMeans(CentersEstimator):
     ):
         self._store_params(locals())
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: Array, y: object = None, sample_weight: Array | None = None) -> KMeans:
         """Compute k-means clustering.
 
         Parameters
@@ -228,10 +228,10 @@ class KMeans(CentersEstimator):
 
 
 def k_means(
-    X,
-    n_clusters,
+    X: Array,
+    n_clusters: int,
     *,
-    sample_weight=None,
+    sample_weight: Array | None = None,
     init="k-means++",
     n_init="auto",
     max_iter=300,
@@ -239,9 +239,9 @@ def k_means(
     verbose=0,
     random_state=None,
     metric="euclidean",
-    return_n_iter=False,
+    return_n_iter: bool = False,
     progress=None,
-):
+) -> tuple:
     """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
 
     Returns
@@ -276,7 +276,14 @@ def k_means(
     return result + (est.n_iter_,) if return_n_iter else result
 
 
-def kmeans_plusplus(X, n_clusters, *, sample_weight=None, random_state=None, n_local_trials=None):
+def kmeans_plusplus(
+    X: Array,
+    n_clusters: int,
+    *,
+    sample_weight: Array | None = None,
+    random_state=None,
+    n_local_trials: int | None = None,
+) -> tuple[Array, Array]:
     """Greedy k-means++ initial centres, as ``sklearn.cluster.kmeans_plusplus``.
 
     Returns

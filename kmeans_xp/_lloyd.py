@@ -14,6 +14,8 @@ from __future__ import annotations
 from ._array_api import as_host_scalar, index_dtype
 from ._problem import Problem
 
+__all__ = ["RunningSums", "data_mean_and_variance", "distances_to", "lloyd", "within_tolerance"]
+
 
 def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     """The shift for the block passes, and the mean of the column variances.

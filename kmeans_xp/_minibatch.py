@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from ._array_api import (
+    Array,
     array_namespace,
     as_host_scalar,
     device_of,
@@ -149,7 +150,9 @@ class MiniBatchKMeans(CentersEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(
+        self, X: Array, y: object = None, sample_weight: Array | None = None
+    ) -> MiniBatchKMeans:
         """Compute the centres by mini-batch steps over X.
 
         Parameters
@@ -240,7 +243,9 @@ class MiniBatchKMeans(CentersEstimator):
 
     # ---------------------------------------------------------- partial_fit
 
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(
+        self, X: Array, y: object = None, sample_weight: Array | None = None
+    ) -> MiniBatchKMeans:
         """One mini-batch step on the rows of X.
 
         The first call initialises the centres on X (so it needs at least

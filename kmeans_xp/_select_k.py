@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._array_api import as_host_scalar, device_of, index_dtype, to_device_array
+from ._array_api import Array, as_host_scalar, device_of, index_dtype, to_device_array
 from ._fit import data_stats
 from ._kmeans import KMeans
 from ._validation import (
@@ -120,7 +120,7 @@ class SelectKResult:
 
 
 def select_k(
-    X,
+    X: Array,
     k_range=range(2, 11),
     *,
     criterion: str = "silhouette",
@@ -128,7 +128,7 @@ def select_k(
     max_iter: int = 300,
     tol: float = 1e-4,
     random_state=None,
-    sample_weight=None,
+    sample_weight: Array | None = None,
     sample_size="auto",
     metric: str = "euclidean",
     callback=None,

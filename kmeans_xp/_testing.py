@@ -12,6 +12,8 @@ from array_api_compat import device as device_of
 
 from ._array_api import to_host as to_numpy  # tests call host copies to_numpy
 
+__all__ = ["assert_array_like", "same_partition", "to_numpy"]
+
 
 def _same_namespace(a, b) -> bool:
     return array_namespace(a) is array_namespace(b)

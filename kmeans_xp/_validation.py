@@ -24,6 +24,23 @@ from ._array_api import (
 )
 from .exceptions import InvalidParameterError, NamespaceMismatchError
 
+__all__ = [
+    "METRICS",
+    "check_array",
+    "check_fitted_input",
+    "check_init_array",
+    "check_n_clusters_fits",
+    "check_params",
+    "check_random_state",
+    "check_readable",
+    "check_same_namespace",
+    "check_sample_weight",
+    "magnitude_limit",
+    "resolve_n_init",
+    "result_dtype",
+    "unit_rows",
+]
+
 _INIT_STRINGS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
 
@@ -67,7 +84,7 @@ def check_array(X, *, name: str = "X"):
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be an array, got {type(X).__name__}: {exc}")
+            raise TypeError(f"{name} must be an array, got {type(X).__name__}: {exc}") from exc
     if isinstance(X, np.ndarray) and X.dtype == object:
         X = _numbers_from_objects(X, name)
     xp = array_namespace(X)

@@ -31,6 +31,7 @@ import numbers
 import numpy as np
 
 from ._array_api import (
+    Array,
     array_namespace,
     device_of,
     index_dtype,
@@ -60,7 +61,7 @@ _MATMUL_MAX_LABELS = 256
 # --------------------------------------------------------------------------
 
 
-def silhouette_samples(X, labels, *, metric: str = "euclidean"):
+def silhouette_samples(X: Array, labels: Array, *, metric: str = "euclidean") -> Array:
     """Silhouette coefficient of each sample.
 
     ``s = (b - a) / max(a, b)`` where ``a`` is the mean distance to the
@@ -91,13 +92,13 @@ def silhouette_samples(X, labels, *, metric: str = "euclidean"):
 
 
 def silhouette_score(
-    X,
-    labels,
+    X: Array,
+    labels: Array,
     *,
     metric: str = "euclidean",
     sample_size: int | None = None,
     random_state=None,
-):
+) -> Array:
     """Mean silhouette coefficient over all samples (or a random subset).
 
     Parameters
@@ -132,7 +133,7 @@ def silhouette_score(
     return xp.mean(values)
 
 
-def calinski_harabasz_score(X, labels):
+def calinski_harabasz_score(X: Array, labels: Array) -> Array:
     """Calinski-Harabasz index (variance ratio criterion).
 
     The between-cluster dispersion over the within-cluster dispersion, each
@@ -152,7 +153,7 @@ def calinski_harabasz_score(X, labels):
     return _cluster_scores_of(X, labels)[0]
 
 
-def davies_bouldin_score(X, labels):
+def davies_bouldin_score(X: Array, labels: Array) -> Array:
     """Davies-Bouldin index: mean over clusters of the worst ratio of
     within-cluster spread to between-centroid distance; lower is better
     (0 is the minimum).

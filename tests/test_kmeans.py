@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import kmeans_xp._blocks
+import kmeans_xp._fit
 import kmeans_xp._kernels.numpy
-import kmeans_xp._problem
 import kmeans_xp._kmeans
+import kmeans_xp._problem
 from kmeans_xp import ConvergenceWarning, KMeans, k_means, kmeans_plusplus
 from kmeans_xp._testing import assert_array_like, same_partition, to_numpy
 
@@ -207,7 +208,7 @@ def test_gpu_kernel_classes_fit_like_sklearn(
     # The passes a CUDA tensor or CuPy array gets (one stream, no thread
     # pool, full sums every pass), run here on CPU arrays.
     monkeypatch.setattr(kmeans_xp._problem, "get_kernels", lambda xp, device=None: gpu_class_kernels)
-    monkeypatch.setattr(kmeans_xp._kmeans, "numpy_twin", lambda xp, device: None)
+    monkeypatch.setattr(kmeans_xp._fit, "numpy_twin", lambda xp, device: None)
     X_np, init, w_np, ref = _sklearn_reference("float64", weighted)
     kwargs = {"sample_weight": to_xp(w_np)} if weighted else {}
     km = KMeans(5, init=to_xp(init), n_init=1).fit(to_xp(X_np), **kwargs)
@@ -517,6 +518,7 @@ def test_get_set_params_and_repr():
     assert params["n_clusters"] == 3 and params["init"] == "random"
     assert set(params) == {
         "n_clusters", "init", "n_init", "max_iter", "tol", "verbose", "random_state", "metric",
+        "progress",
     }
     assert km.set_params(n_clusters=5) is km and km.n_clusters == 5
     assert repr(km) == "KMeans(init='random', n_clusters=5, random_state=1)"

@@ -77,7 +77,7 @@ def test_partial_fit_stream_close_to_full_fit(xp, device, to_xp, blobs, full_kme
     X_np, X_test = blobs
     model = MiniBatchKMeans(N_CLUSTERS, random_state=0)
     n_seen = 0
-    for epoch in range(2):
+    for _epoch in range(2):
         for start in range(0, len(X_np), 300):
             batch = to_xp(X_np[start : start + 300])
             model.partial_fit(batch)
@@ -103,7 +103,7 @@ def test_partial_fit_from_torch_dataloader(blobs, full_kmeans):
         generator=torch.Generator().manual_seed(0),
     )
     model = MiniBatchKMeans(N_CLUSTERS, random_state=0, compute_labels=False)
-    for epoch in range(2):
+    for _epoch in range(2):
         for (batch,) in loader:
             model.partial_fit(batch)
     assert isinstance(model.cluster_centers_, torch.Tensor)
