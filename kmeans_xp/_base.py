@@ -115,7 +115,8 @@ class EstimatorBase:
         Notes
         -----
         A dtype the target lacks (bfloat16 going to numpy) arrives as
-        float32.
+        float32; float64 and int64 going to JAX without x64 arrive as
+        float32 and int32.
 
         Examples
         --------
@@ -161,7 +162,10 @@ def _convert_array(a, xp, device):
     if xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
         return np.asarray(host)
     out = xp.asarray(host) if device is None else xp.asarray(host, device=device)
-    target_dtype = getattr(xp, dtype_name, None)
+    # Only dtypes the target has: JAX without x64 lists no float64 or int64,
+    # and its arrays arrive in float32 and int32.
+    available = xp.__array_namespace_info__().dtypes()
+    target_dtype = available.get(dtype_name)
     if target_dtype is not None and out.dtype != target_dtype:
         out = xp.astype(out, target_dtype)
     return out

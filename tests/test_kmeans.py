@@ -637,6 +637,9 @@ assert km.cluster_centers_.dtype == jnp.float32, km.cluster_centers_.dtype
 assert km.labels_.dtype == jnp.int32, km.labels_.dtype
 assert np.array_equal(np.asarray(km.labels_), ref.labels_)
 assert km.predict(jnp.asarray(X)).dtype == jnp.int32
+# A float64 numpy model moves to JAX in the dtypes JAX has (no warning).
+moved = KMeans(4, random_state=0).fit(X.astype(np.float64)).to_namespace(jnp)
+assert moved.cluster_centers_.dtype == jnp.float32 and moved.labels_.dtype == jnp.int32
 try:
     jax.jit(lambda X: KMeans(2).fit(X).cluster_centers_)(jnp.asarray(X))
 except TypeError as exc:
