@@ -41,8 +41,7 @@ class BlockRunner:
     """
 
     #: Ranges per pool thread in ``map``: enough for a thread that the
-    #: machine slows to hand work over. The (200k, 32, 64) row's main thread
-    #: finished its half 2-3 ms after the pool thread in a 15 ms pass.
+    #: machine slows to hand work over to the others.
     tasks_per_worker = 4
     #: Bytes all per-range accumulators together may take for that; beyond
     #: it (k x d in the millions, or many workers) ranges are one per worker.

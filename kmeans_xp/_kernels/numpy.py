@@ -69,14 +69,11 @@ class NumpyKernels(Kernels):
 
     # Blocks of 1 MiB of (rows x width) scores stay in a 1 MiB L2 cache.
     block_bytes = 1 << 20
-    # Narrow blocks (few clusters and features) get 4 MiB, so that each
-    # numpy call is long enough for two pool threads not to queue on the GIL
-    # between calls: 1M-16-8 went from 42-48 to 30-34 ms per pass,
-    # 200k-32-64 from 26-34 to 18-24 ms.
+    # Narrow blocks (few clusters and features) get 4 MiB: each numpy call
+    # is then long enough for two pool threads not to queue on the GIL.
     narrow_width = 64
     # So do wide ones (many clusters): each block's product packs the
-    # centres again, and 1024-row blocks beat 256-row ones on 100k-128-1024
-    # (212-214 against 229-247 ms per iteration, best of 6).
+    # centres again. Measurements: benchmarks/README.md, "Tuning notes".
     wide_width = 512
     large_block_bytes = 1 << 22
 
@@ -98,16 +95,13 @@ class NumpyKernels(Kernels):
     #: transposed scores (see ``_column_min_assigner``).
     column_min_centers = 128
     #: Bytes of scores the column minimum works on at a time, about a
-    #: core's L2 cache. 200k-32-64, ms per iteration (min of 8) on an AMD
-    #: EPYC with 1 MiB of L2: 12.9, 10.9, 9.4, 9.3 for 0.5, 1, 2, 4 MiB
-    #: and 10.3 unsplit; 2 MiB was also best on a 2 MiB-L2 Intel Xeon.
+    #: core's L2 cache (the sweep is in benchmarks/README.md).
     column_min_bytes = 1 << 21
     #: From this many clusters per feature (plus one), the general
     #: assigner folds ||c||^2 into the product (see ``_augmented_assigner``).
     augmented_min_ratio = 2
     #: Up to this many clusters ``move`` makes one product with a signed
-    #: one-hot (2 k d flops a moved row): 2900 moved rows of a
-    #: (200k, 32, 64) block take 0.36 ms instead of 1.0 sorted.
+    #: one-hot (2 k d flops a moved row), cheaper than sorting the rows.
     signed_onehot_clusters = 128
     # Summing every row costs as much as assigning it here; after the first
     # iterations few rows change cluster (all three Lloyd rows).
@@ -117,9 +111,9 @@ class NumpyKernels(Kernels):
         import numpy as np
 
         want_partial = partial
-        # Compact labels are uint8 below: no cast to intp (2 ns a row) and
-        # an eighth of the memory traffic when Lloyd compares them with the
-        # last pass's (the (200k, 32, 64) row; steady passes 3%-4% faster).
+        # Compact labels are uint8 below (int16 for the general assigners):
+        # no cast to intp, and less memory traffic when Lloyd compares them
+        # with the last pass's.
         if centers.shape[0] <= self.few_centers:
             scratch = self._scratch(centers.shape[0], centers.dtype)
             return self._few_centers_assigner(
@@ -141,9 +135,7 @@ class NumpyKernels(Kernels):
         centers_t = np.ascontiguousarray((-2 * centers).T)
         # Rows of fewer than 256 scores: ||c||^2 repeated over up to 256 KiB
         # of rows is added to the flat scores, one long vector loop per chunk
-        # where the broadcast add pays a call per row (16 -> 8 ns a row at
-        # k=64, measured on the (200k, 32, 64) row before it moved to the
-        # column minimum; 129-255 centres use it now). Made on first use, no
+        # where the broadcast add pays a call per row. Made on first use, no
         # longer than the block; blocks of a few rows just broadcast.
         tile_rows = (1 << 18) // (n_clusters * centers.dtype.itemsize)
         tiles = []
@@ -181,8 +173,7 @@ class NumpyKernels(Kernels):
         # block gets a column of ones and C^T a row of ||c||^2, so that
         # one product gives ||c||^2 - 2 x.c. Copying a row (d + 1 values)
         # costs less than adding ||c||^2 to its k scores, a pass over a
-        # block too large for the cache: 1024-row blocks there took
-        # 2607 -> 2018 ns a row for scores on one core.
+        # block too large for the cache.
         n_features = centers.shape[1]
         weights = np.empty((n_features + 1, centers.shape[0]), dtype=centers.dtype)
         np.multiply(centers.T, -2, out=weights[:n_features])
@@ -270,10 +261,8 @@ class NumpyKernels(Kernels):
 
         # Scores of a whole block outgrow the cache: the product and the
         # passes over its scores run on equal parts of the block, of at
-        # most ``column_min_bytes`` of scores. (200k, 32, 64), one core:
-        # 111.8 -> 98.1 ns a row in halves of its 12500-row blocks; parts
-        # of 4096 rows (116) and 1024 (121) were slower, as numpy's
-        # passes get slower a row on fewer rows.
+        # most ``column_min_bytes`` of scores (smaller parts were slower:
+        # numpy's passes cost more a row on fewer rows).
         part_rows = max(1, NumpyKernels.column_min_bytes // (n_clusters * centers.dtype.itemsize))
 
         def assign(Xb):
@@ -331,8 +320,8 @@ class NumpyKernels(Kernels):
             for cluster in range(n_clusters):
                 start, end = bounds[cluster], bounds[cluster + 1]
                 if end > start:
-                    # np.dot: 2.6 us a call against 3.6 for np.matmul, whose
-                    # ufunc machinery the GIL holds (64 calls a block).
+                    # np.dot, not np.matmul, whose ufunc machinery holds the
+                    # GIL longer (one call per cluster and block).
                     np.dot(row_weights[start:end], rows[start:end], out=block_sums[cluster])
             np.add(counts, block_counts, out=counts, casting="unsafe")
             sums += block_sums
@@ -379,10 +368,8 @@ class NumpyKernels(Kernels):
         import numpy as np
 
         # float64 (k x d, a few kB): the moved rows' sums are added without
-        # the rounding of float32 cluster sums, which needed summing afresh
-        # every n moved rows (a full pass in the (200k, 32, 64) row's 20).
-        # Measured there over 95 passes without any fresh sum: 1.7e-7
-        # relative error against exact sums, 2.8e-7 for float32 ones.
+        # the rounding of float32 cluster sums, so they are summed afresh
+        # less often (see ``RunningSums``).
         return np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.float64)
 
     def cluster_sums(self, X, labels, weights, n_clusters: int):
@@ -427,10 +414,8 @@ class NumpyKernels(Kernels):
     def sq_sum(self, A):
         import numpy as np
 
-        # One BLAS dot, no squared copy: 2.5 us instead of 6.4 for the
-        # centre shift that the latency row computes every iteration; the
-        # data-mean pass of the Lloyd rows took 3.6 -> 2.6 ms on
-        # (200k, 32, 64).
+        # One BLAS dot, no squared copy (the centre shift of every
+        # iteration, and the data-mean pass).
         return np.vdot(A, A)
 
     def column_sums(self, X, weights=None):
@@ -510,7 +495,7 @@ class _Scratch:
 
     A fresh multi-megabyte score block per numpy call is fresh memory from
     the system each time, and its page faults cost as much as the matmul
-    that fills it (the (1M, 16, 8) row: 25 ms of a 35 ms pass on one core).
+    that fills it.
     Pool threads run blocks concurrently, so each thread has its own.
     """
 
