@@ -164,7 +164,9 @@ def _convert_array(a, xp, device):
     out = xp.asarray(host) if device is None else xp.asarray(host, device=device)
     # Only dtypes the target has: JAX without x64 lists no float64 or int64,
     # and its arrays arrive in float32 and int32.
-    available = xp.__array_namespace_info__().dtypes()
+    # (``xp`` may be a bare module such as ``torch``: ask the array's own
+    # array-API namespace.)
+    available = array_namespace(out).__array_namespace_info__().dtypes()
     target_dtype = available.get(dtype_name)
     if target_dtype is not None and out.dtype != target_dtype:
         out = xp.astype(out, target_dtype)

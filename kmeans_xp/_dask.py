@@ -50,6 +50,7 @@ from ._array_api import (
     to_device_array,
 )
 from ._fit import fit_best_of
+from ._init import weighted_keys
 from ._lloyd import (
     _exact_distances,
     _lloyd_pass,
@@ -299,8 +300,7 @@ def _chunk_weighted_keys(Xc, wc, n_keep: int, seed, offset: int):
         np.random.default_rng(seed).uniform(size=Xc.shape[0]), xp,
         dtype=Xc.dtype, device=device_of(Xc),
     )
-    positive = wc > 0
-    keys = xp.where(positive, xp.log(u) / xp.where(positive, wc, xp.ones_like(wc)), -xp.inf)
+    keys = weighted_keys(wc, u, xp)
     top = xp.argsort(keys, descending=True, stable=True)[:n_keep]
     return xp.take(keys, top), top + offset
 

@@ -15,7 +15,7 @@ from ._array_api import index_dtype, to_device_array
 from ._lloyd import distances_to
 from ._problem import Problem
 
-__all__ = ["_kmeans_plusplus", "_random_rows"]
+__all__ = ["_kmeans_plusplus", "_random_rows", "distinct_rows", "weighted_keys"]
 
 
 def _weighted_draws(problem: Problem, cumulative, rng, size: int, last):
@@ -116,24 +116,30 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     return xp.concat(centers), xp.concat(chosen)
 
 
+def weighted_keys(weights, u, xp):
+    """Efraimidis-Spirakis keys ``log(u) / w`` for uniforms ``u``: the rows
+    of the n largest keys are a weighted sample without replacement. Rows
+    of weight zero get -inf and come last."""
+    positive = weights > 0
+    return xp.where(positive, xp.log(u) / xp.where(positive, weights, xp.ones_like(weights)), -xp.inf)
+
+
+def distinct_rows(problem: Problem, n: int, rng):
+    """``n`` distinct row indices of the problem's X, drawn with probability
+    proportional to weight (uniformly without weights), on the device; the
+    draws come from the host generator ``rng``."""
+    xp, device = problem.xp, problem.device
+    n_rows = problem.X.shape[0]
+    if problem.weights is None:
+        picks = rng.choice(n_rows, size=n, replace=False)
+        return to_device_array(picks, xp, dtype=index_dtype(xp, device), device=device)
+    u = to_device_array(rng.uniform(size=n_rows), xp, dtype=problem.dtype, device=device)
+    keys = weighted_keys(problem.weights, u, xp)
+    return xp.argsort(keys, descending=True, stable=True)[:n]
+
+
 def _random_rows(problem: Problem, n_clusters: int, rng):
     """``n_clusters`` distinct rows, drawn with probability proportional to
     their weight (uniformly without weights)."""
-    xp = problem.xp
-    n_samples = problem.X.shape[0]
-    if problem.weights is None:
-        picks = rng.choice(n_samples, size=n_clusters, replace=False)
-        indices = to_device_array(
-            picks, xp, dtype=index_dtype(xp, problem.device), device=problem.device
-        )
-    else:
-        # Efraimidis-Spirakis: the k largest log(u) / w are a weighted sample
-        # without replacement; u comes from the host generator.
-        u = to_device_array(
-            rng.uniform(size=n_samples), xp, dtype=problem.dtype, device=problem.device
-        )
-        w = problem.weights
-        positive = w > 0
-        keys = xp.where(positive, xp.log(u) / xp.where(positive, w, xp.ones_like(w)), -xp.inf)
-        indices = xp.argsort(keys, descending=True, stable=True)[:n_clusters]
-    return xp.take(problem.X, indices, axis=0) - problem.runner.shift, indices
+    indices = distinct_rows(problem, n_clusters, rng)
+    return problem.xp.take(problem.X, indices, axis=0) - problem.runner.shift, indices

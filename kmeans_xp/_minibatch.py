@@ -36,6 +36,7 @@ from ._array_api import (
 )
 from ._estimator import CentersEstimator
 from ._fit import initial_centers
+from ._init import distinct_rows
 from ._lloyd import (
     _assign_labels,
     _lloyd_pass,
@@ -459,7 +460,7 @@ class _State:
             n_low = int(as_host_scalar(xp.sum(xp.astype(low, xp.int32))))
         if n_low == 0:
             return centers
-        picks = _distinct_rows(problem, n_low, rng)
+        picks = distinct_rows(problem, n_low, rng)
         new_rows = xp.take(problem.X, picks, axis=0) - problem.runner.shift
         if self.est.verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_low} cluster centers.")
@@ -512,18 +513,3 @@ class _State:
         return False
 
 
-def _distinct_rows(problem, n: int, rng):
-    """``n`` distinct row indices of a batch, drawn with probability
-    proportional to weight (uniformly without weights), as device indices."""
-    xp = problem.xp
-    n_rows = problem.X.shape[0]
-    device = problem.device
-    if problem.weights is None:
-        picks = rng.choice(n_rows, size=n, replace=False)
-        return to_device_array(picks, xp, dtype=index_dtype(xp, device), device=device)
-    # Efraimidis-Spirakis keys log(u) / w, host uniforms; zero weights last.
-    u = to_device_array(rng.uniform(size=n_rows), xp, dtype=problem.dtype, device=device)
-    w = problem.weights
-    positive = w > 0
-    keys = xp.where(positive, xp.log(u) / xp.where(positive, w, xp.ones_like(w)), -math.inf)
-    return xp.argsort(keys, descending=True, stable=True)[:n]
