@@ -25,7 +25,11 @@ from ._validation import (
     check_sample_weight,
     result_dtype,
 )
-from .exceptions import ConvergenceWarning, InvalidParameterError, NamespaceMismatchError
+from .exceptions import (
+    ConvergenceWarning,
+    InvalidParameterError,
+    NamespaceMismatchError,
+)
 
 __all__ = ["BisectingKMeans"]
 

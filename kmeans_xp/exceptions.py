@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 
 __all__ = [
-    "NotFittedError",
     "ConvergenceWarning",
     "InvalidParameterError",
     "MemoryRetryWarning",
     "NamespaceMismatchError",
+    "NotFittedError",
 ]
 
 
