@@ -269,7 +269,7 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             mask = labels == side
             center = centers[side, :]
             inertia = _cluster_inertia(
-                rows[mask, :], None if row_weights is None else row_weights[mask], center, xp
+                rows[mask], None if row_weights is None else row_weights[mask], center, xp
             )
             size = as_host_scalar(xp.sum(xp.astype(mask, xp.int64)))
             score = inertia if self.bisecting_strategy == "biggest_inertia" else size
@@ -392,7 +392,7 @@ def _squared_distances(X, centers, xp, block_rows: int = 65536):
     center_norms = xp.sum(centers * centers, axis=1)
     parts = []
     for start in range(0, X.shape[0], block_rows):
-        block = X[start:start + block_rows, :] - shift
+        block = X[start:min(start + block_rows, X.shape[0]), :] - shift
         norms = xp.sum(block * block, axis=1)
         d2 = norms[:, None] - 2 * (block @ centers.T) + center_norms[None, :]
         parts.append(xp.clip(d2, min=0))
