@@ -131,13 +131,13 @@ class SklearnCompatMixin(_SklearnBaseSlot):
         if fitted is None and names is None:
             return
         if fitted is None:
-            warnings.warn(f"X has feature names, but {name} was fitted without feature names", UserWarning, stacklevel=3)
+            warnings.warn(f"X has feature names, but {name} was fitted without feature names", UserWarning, stacklevel=4)
             return
         if names is None:
             warnings.warn(
                 f"X does not have valid feature names, but {name} was fitted with feature names",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return
         if len(fitted) == len(names) and bool(np.all(fitted == names)):
@@ -225,7 +225,8 @@ class SklearnCompatMixin(_SklearnBaseSlot):
 
     def _wrap_output(self, out, X):
         container = self._output_container()
-        if container == "default":
+        # fit_transform built on the wrapped transform has wrapped already.
+        if container == "default" or type(out).__module__.split(".", 1)[0] in ("pandas", "polars"):
             return out
         from ._array_api import to_host
 
