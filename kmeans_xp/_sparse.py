@@ -231,6 +231,8 @@ class TorchSparseKernels:
             size=(stop - start, X.shape[1]),
             dtype=X.dtype,
             device=X.device,
+            # Slices of a valid tensor are valid: skip the O(nnz) check.
+            check_invariants=False,
         )
 
     def rows_per_block(self, X, n_clusters: int, block_bytes: int | None = None) -> int:

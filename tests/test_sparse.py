@@ -12,6 +12,8 @@ from kmeans_xp._sparse import is_sparse, iter_row_blocks, lloyd_pass, sparse_ker
 
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
+
 CONTAINERS = ["csr_matrix", "csr_array", "csc_matrix", "csc_array", "torch_csr"]
 
 
@@ -164,7 +166,13 @@ def test_input_is_not_modified(container):
 def test_working_memory_below_twice_the_nonzeros():
     """A pass over a 20k x 5k CSR at 0.1% density allocates (tracemalloc
     peak) less than twice the matrix's own storage."""
-    X = scipy_sparse.random(20_000, 5_000, density=0.001, format="csr", random_state=0, dtype=np.float64)
+    n_samples, n_features, per_row = 20_000, 5_000, 5
+    rng = np.random.default_rng(0)
+    indices = np.sort(
+        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
+    ).ravel()
+    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
+    X = scipy_sparse.csr_matrix((rng.random(indices.size), indices, indptr), shape=(n_samples, n_features))
     storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     centers = X[:16].toarray() + 0.01
     tracemalloc.start()
