@@ -89,7 +89,9 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         Print each split's new centres when positive.
     tol : float, default=1e-4
         Tolerance of each 2-means fit, relative to the variance of the rows
-        being split.
+        being split, as ``KMeans``'s. (scikit-learn 1.9 passes ``tol`` to
+        its bisections as an absolute bound on the centre shift instead, so
+        on data far from unit scale the fits may stop at other iterations.)
     copy_x : bool, default=True
         Accepted for scikit-learn compatibility: X is never modified, so
         both values behave the same.
