@@ -255,6 +255,9 @@ class SklearnCompatMixin(_SklearnBaseSlot):
         return f"<pre>{html.escape(repr(self))}</pre>"
 
     def _repr_mimebundle_(self, **kwargs):
+        if adopt_sklearn_base():
+            # scikit-learn's, which honours its display="text" setting.
+            return super()._repr_mimebundle_(**kwargs)
         return {"text/plain": repr(self), "text/html": self._repr_html_()}
 
 

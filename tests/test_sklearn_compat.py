@@ -263,6 +263,9 @@ def test_base_estimator_ancestry_clone_and_html_repr():
     assert copy._sklearn_output_config == {"transform": "pandas"}
     html = est._repr_html_()
     assert "BisectingKMeans" in html and "<style>" in html
+    assert "<style>" in est._repr_mimebundle_()["text/html"]
+    with base.config_context(display="text"):
+        assert "text/html" not in est._repr_mimebundle_()
     assert base.is_clusterer(est)
     fitted = pickle.loads(pickle.dumps(BisectingKMeans(n_clusters=2).fit(np.eye(3))))
     assert fitted.predict(np.eye(3)).shape == (3,)
