@@ -13,8 +13,14 @@ import numbers
 import warnings
 from dataclasses import dataclass
 
-from ._array_api import array_namespace, as_host_scalar, device_of, namespace_name
-from ._base import MIXED_INPUTS_REASON, EstimatorBase
+from ._array_api import (
+    array_namespace,
+    as_host_scalar,
+    device_of,
+    is_dask_array,
+    namespace_name,
+)
+from ._base import MIXED_INPUTS_REASON, EstimatorBase, _convert_array
 from ._kmeans import KMeans
 from ._sklearn_compat import SklearnCompatMixin
 from ._validation import (
@@ -191,6 +197,13 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         self
         """
         self._check_params()
+        if is_dask_array(X):
+            # Each split gathers a cluster's rows: data-dependent shapes that
+            # Dask cannot chunk without computing them.
+            raise TypeError(
+                "BisectingKMeans does not support Dask arrays: compute X first "
+                "(X.compute()), or use KMeans, which fits Dask arrays chunk by chunk."
+            )
         X_input = X
         X, xp, device = check_array(X)
         n_samples = X.shape[0]
@@ -232,6 +245,14 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             _bisecting_tree=root,
         )
         return self
+
+    def to_namespace(self, xp, device=None):
+        """A copy of this estimator whose arrays, the centres held by its
+        bisection tree included, live in namespace ``xp`` (see
+        ``KMeans.to_namespace``)."""
+        converted = super().to_namespace(xp, device)
+        converted.__dict__["_bisecting_tree"] = _convert_tree(self._bisecting_tree, xp, device)
+        return converted
 
     def _leaf_to_split(self, root: _Node) -> _Node:
         """The leaf of largest score (the first on ties, as scikit-learn),
@@ -390,6 +411,21 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
             array_api_support=True,
         )
+
+
+def _convert_tree(node: _Node | None, xp, device) -> _Node | None:
+    """A copy of a fitted tree with its centres converted to ``xp``."""
+    if node is None:
+        return None
+    return _Node(
+        center=_convert_array(node.center, xp, device),
+        indices=None,
+        score=node.score,
+        inertia=node.inertia,
+        left=_convert_tree(node.left, xp, device),
+        right=_convert_tree(node.right, xp, device),
+        label=node.label,
+    )
 
 
 def _cluster_inertia(rows, weights, center, xp) -> float:

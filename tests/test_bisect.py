@@ -183,3 +183,20 @@ def test_elkan_and_copy_x_give_lloyd_results():
     elkan = BisectingKMeans(n_clusters=3, random_state=0, algorithm="elkan", copy_x=False).fit(X)
     np.testing.assert_array_equal(lloyd.labels_, elkan.labels_)
     np.testing.assert_array_equal(lloyd.cluster_centers_, elkan.cluster_centers_)
+
+
+def test_to_namespace_converts_the_tree():
+    torch = pytest.importorskip("torch")
+    X = line_groups()
+    est = BisectingKMeans(n_clusters=3, random_state=0).fit(X)
+    moved = est.to_namespace(torch)
+    labels = moved.predict(torch.asarray(X))
+    assert isinstance(labels, torch.Tensor)
+    np.testing.assert_array_equal(labels.numpy(), est.predict(X))
+    assert isinstance(est._bisecting_tree.left.center, np.ndarray)  # the original is unchanged
+
+
+def test_dask_input_is_refused_with_a_reason():
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match="compute X first"):
+        BisectingKMeans(n_clusters=2).fit(da.from_array(line_groups(), chunks=20))
