@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # Heavier parts load on first use, so `import kmeans_xp` stays light.
 _LAZY = {
     "MiniBatchKMeans": "._minibatch",
+    "BisectingKMeans": "._bisect",
     "select_k": "._select_k",
     "SelectKResult": "._select_k",
     "quantize_image": ".image",

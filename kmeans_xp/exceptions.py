@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 
 __all__ = [
-    "NotFittedError",
     "ConvergenceWarning",
     "InvalidParameterError",
     "MemoryRetryWarning",
     "NamespaceMismatchError",
+    "NotFittedError",
 ]
 
 
@@ -51,7 +51,39 @@ _SklearnNotFittedError = None
 
 class ConvergenceWarning(UserWarning):
     """The fit finished, but the result is degenerate (e.g. fewer distinct
-    clusters than requested)."""
+    clusters than requested).
+
+    Warn with ``convergence_warning()`` as the category: when scikit-learn
+    is loaded the warning is also a ``sklearn.exceptions.ConvergenceWarning``,
+    so its filters and ``pytest.warns`` catch it.
+    """
+
+
+def convergence_warning() -> type[ConvergenceWarning]:
+    """The category to warn ``ConvergenceWarning`` with.
+
+    A subclass of both ``ConvergenceWarning`` and scikit-learn's class of the
+    same name when ``sklearn.exceptions`` has been imported, else
+    ``ConvergenceWarning`` itself. As for ``not_fitted_error``, scikit-learn
+    is never imported here: ``import sklearn`` costs over a second (it loads
+    scipy), and a program that filters or catches scikit-learn's warning has
+    imported it already.
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return ConvergenceWarning
+    global _SklearnConvergenceWarning
+    if _SklearnConvergenceWarning is None:
+        _SklearnConvergenceWarning = type(
+            "_SklearnConvergenceWarning",
+            (ConvergenceWarning, sklearn_exceptions.ConvergenceWarning),
+            {"__module__": __name__, "__doc__": ConvergenceWarning.__doc__},
+        )
+    return _SklearnConvergenceWarning
+
+
+#: Built on first use by ``convergence_warning``; a module global so it pickles.
+_SklearnConvergenceWarning = None
 
 
 class InvalidParameterError(ValueError, TypeError):
