@@ -395,6 +395,8 @@ class _KMeansWithProgress:
     def __new__(cls, *args, progress=None, **kwargs):
         class Fitted(KMeans):
             def fit(self, X, y=None, sample_weight=None):
+                if progress is None:
+                    return super().fit(X)
                 progress.start_run(0, 1, self.max_iter)
                 for i in range(2):
                     progress.iteration(i, inertia=100.0 - i, center_shift=0.5)
