@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
@@ -22,11 +23,12 @@ matplotlib.use("Agg")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import kmeans_xp  # noqa: E402
+# The checkout's kmeans_xp, not an installed copy.
+kmeans_xp = importlib.import_module("kmeans_xp")
 
 project = "kmeans_xp"
 author = "kmeans_xp developers"
-copyright = "2026, kmeans_xp developers"  # noqa: A001
+copyright = "2026, kmeans_xp developers"
 release = kmeans_xp.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -129,7 +131,7 @@ def _autosummary(module: str, names: list[str]) -> list[str]:
         if template not in by_template:
             continue
         lines += [".. autosummary::", "   :toctree: generated/", "   :nosignatures:",
-                  f"   :template: {template}", ""]
+                  f"   :template: autosummary/{template}", ""]
         lines += [f"   {name}" for name in by_template[template]] + [""]
     return lines
 
@@ -176,3 +178,16 @@ def write_api_reference() -> str:
 
 
 write_api_reference()
+
+
+#: A lone "*" (spaces or punctuation on both sides) in a docstring means the
+#: character itself, never the start of emphasis; docutils would warn.
+_LONE_STAR = re.compile(r"(?<=\s)\*(?=[\s.,;:)]|$)")
+
+
+def _escape_lone_stars(app, what, name, obj, options, lines):
+    lines[:] = [_LONE_STAR.sub(r"\\*", line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _escape_lone_stars)

@@ -13,6 +13,9 @@ The data here are small so that the page builds quickly; the code is the
 same for data of any size.
 """
 
+import tempfile
+from pathlib import Path
+
 import dask
 import dask.array as da
 import matplotlib.pyplot as plt
@@ -43,9 +46,6 @@ print("cluster sizes:", sizes)
 # --------
 # Write the same data to a ``.npy`` file and open it as a read-only memmap:
 # the fit reads it block by block.
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 folder = tempfile.TemporaryDirectory()
 path = Path(folder.name) / "data.npy"
 with dask.config.set(scheduler="threads"):

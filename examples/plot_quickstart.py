@@ -11,11 +11,12 @@ import numpy as np
 
 from kmeans_xp import KMeans
 from kmeans_xp.datasets import make_blobs
+from kmeans_xp.plot import plot_clusters
 
 # %%
 # Data: 2,000 points around five centres.
 X, y_true = make_blobs(2000, centers=5, cluster_std=1.2, random_state=0)
-X.shape, X.dtype
+print(X.shape, X.dtype)
 
 # %%
 # Fit. ``n_init="auto"`` runs k-means++ once; ``random_state`` fixes the seed.
@@ -26,7 +27,7 @@ print("cluster sizes:", np.bincount(km.labels_))
 
 # %%
 # The fitted attributes are numpy arrays, because ``X`` was one.
-type(km.cluster_centers_), km.cluster_centers_.shape, km.labels_.dtype
+print(type(km.cluster_centers_), km.cluster_centers_.shape, km.labels_.dtype)
 
 # %%
 # ``predict`` assigns new points to the nearest centre and ``transform``
@@ -37,7 +38,5 @@ print(km.transform(new_points).round(2))
 
 # %%
 # Draw the clusters with :func:`kmeans_xp.plot.plot_clusters`.
-from kmeans_xp.plot import plot_clusters  # noqa: E402
-
-ax = plot_clusters(X, km.labels_, km.cluster_centers_, title="k-means, k=5")
+plot_clusters(X, km.labels_, km.cluster_centers_, title="k-means, k=5")
 plt.show()
