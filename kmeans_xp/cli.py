@@ -22,10 +22,12 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import __version__
 from ._array_api import to_host
 
 __all__ = ["main"]
@@ -47,11 +49,17 @@ class CLIError(Exception):
 class Backend:
     name: str
     device: object
-    dtype_name: str
+    dtype_name: str | None  # None: the data's own (float32 or float64)
+
+    def for_data(self, data: np.ndarray) -> Backend:
+        """This backend with its dtype settled by ``data`` if --dtype was not given."""
+        if self.dtype_name is not None:
+            return self
+        return Backend(self.name, self.device, "float32" if data.dtype == np.float32 else "float64")
 
     def to_array(self, a: np.ndarray, dtype_name: str | None = None):
         """A host array on this backend's device (the one deliberate copy)."""
-        dtype_name = dtype_name or self.dtype_name
+        dtype_name = dtype_name or self.dtype_name or a.dtype.name
         if self.name == "numpy":
             return np.asarray(a, dtype=dtype_name)
         if self.name == "torch":
@@ -79,7 +87,7 @@ def _backend(name: str, device: str | None, dtype: str | None) -> Backend:
                 f"--device {device}: the numpy backend runs on the CPU; "
                 "use --backend torch or --backend cupy for a GPU."
             )
-        return Backend("numpy", "cpu", dtype or "float64")
+        return Backend("numpy", "cpu", dtype)
     if name == "torch":
         try:
             import torch
@@ -88,7 +96,7 @@ def _backend(name: str, device: str | None, dtype: str | None) -> Backend:
         device = device or "cpu"
         if device == "cuda" and not torch.cuda.is_available():
             raise CLIError("--device cuda: no CUDA GPU is available to torch on this machine.")
-        default = "float32" if device == "cuda" else "float64"
+        default = "float32" if device == "cuda" else None
         return Backend("torch", torch.device(device), dtype or default)
     if name == "cupy":
         if device == "cpu":
@@ -99,7 +107,7 @@ def _backend(name: str, device: str | None, dtype: str | None) -> Backend:
             raise CLIError("--backend cupy: cupy is not installed (pip install cupy).") from None
         try:
             n_devices = cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # driver missing or broken
+        except Exception as exc:  # noqa: BLE001 (a missing or broken driver raises anything)
             raise CLIError(f"--backend cupy: CUDA is not usable ({exc}).") from None
         if n_devices == 0:
             raise CLIError("--backend cupy: no CUDA GPU is available on this machine.")
@@ -119,13 +127,14 @@ def _check_input(path: str) -> None:
         raise CLIError(f"{path}: is a directory, not a data file.")
 
 
-def _load_data(path: str) -> np.ndarray:
-    """A 2-D float64 host array from a .npy file or a CSV file (header
-    optional)."""
+def _load_data(path: str, delimiter: str | None = None) -> np.ndarray:
+    """A 2-D host array from a .npy file (float32 stays float32, other
+    numbers become float64) or a delimited text file (header optional,
+    delimiter detected unless given), checked to hold finite numbers."""
     _check_input(path)
     if path.lower().endswith(".npy"):
         try:
-            data = np.load(path, allow_pickle=False)
+            data = np.load(path, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError) as exc:
             raise CLIError(f"{path}: not a readable .npy file ({exc}).") from None
         if data.dtype.kind not in "biuf":
@@ -136,30 +145,89 @@ def _load_data(path: str) -> np.ndarray:
             raise CLIError(
                 f"{path}: expected a 2-D array (rows x features), got shape {data.shape}."
             )
-        data = data.astype(np.float64)
+        # float32 is kept: a float64 copy would double the memory.
+        data = np.array(data, dtype=np.float32 if data.dtype == np.float32 else np.float64)
+        if data.shape[0] == 0 or data.shape[1] == 0:
+            raise CLIError(f"{path}: no data rows.")
+        _check_finite_npy(path, data)
     else:
-        data = _read_csv(path)
-    if data.shape[0] == 0 or data.shape[1] == 0:
-        raise CLIError(f"{path}: no data rows.")
+        data = _read_csv(path, delimiter)
     return data
 
 
-def _read_csv(path: str) -> np.ndarray:
+def _check_finite_npy(path: str, data: np.ndarray) -> None:
+    finite = np.isfinite(data)
+    if not finite.all():
+        row, column = (int(i) + 1 for i in np.argwhere(~finite)[0])
+        raise CLIError(
+            f"{path}, row {row}, column {column}: {data[row - 1, column - 1]} is not a "
+            "finite number; k-means needs finite values."
+        )
+
+
+#: Delimiters tried, in order, when --delimiter is not given (None: spaces).
+_DELIMITERS = (",", ";", "\t", None)
+_DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", None: "whitespace"}
+
+
+def _split(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is None:
+        return line.split()
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _data_lines(path: str):
+    """(line number, text) of the non-blank lines of a text file."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            first = next((row for row in csv.reader(f) if row), None)
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if line.strip():
+                    yield line_no, line.rstrip("\r\n")
     except UnicodeDecodeError:
         raise CLIError(f"{path}: not a text CSV file (use .npy for binary data).") from None
-    if first is None:
+
+
+def _sniff_delimiter(lines: list[str]) -> str | None:
+    """The first candidate that splits the last sampled line into several
+    numbers, with the same count on every sampled line; ',' when none does
+    (the error that follows then hints at the delimiter)."""
+    for delimiter in _DELIMITERS:
+        counts = {len(_split(line, delimiter)) for line in lines}
+        cells = _split(lines[-1], delimiter)
+        if len(counts) == 1 and len(cells) > 1 and all(_is_number(c) for c in cells):
+            return delimiter
+    return ","
+
+
+def _read_csv(path: str, delimiter: str | None) -> np.ndarray:
+    sample = []
+    for _, line in _data_lines(path):
+        sample.append(line)
+        if len(sample) == 3:
+            break
+    if not sample:
         raise CLIError(f"{path}: the file is empty.")
+    if delimiter is None:
+        delimiter = _sniff_delimiter(sample)
+    elif delimiter == "whitespace":
+        delimiter = None
+    first = _split(sample[0], delimiter)
     has_header = not all(_is_number(cell) for cell in first)
+    if has_header and len(sample) == 1:
+        raise CLIError(f"{path}: a header row and no data rows.")
     try:
         # The fast path; on any failure the slow scan below says where.
-        data = np.loadtxt(path, delimiter=",", skiprows=int(has_header), ndmin=2,
-                          dtype=np.float64, encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = np.loadtxt(path, delimiter=delimiter, skiprows=int(has_header), ndmin=2,
+                              dtype=np.float64, encoding="utf-8")
     except ValueError:
-        _report_bad_cell(path, has_header, len(first))
+        _report_bad_cell(path, delimiter, has_header, len(first))
         raise CLIError(f"{path}: could not be read as numeric CSV.") from None
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise CLIError(f"{path}: no data rows.")
+    if not np.isfinite(data).all():
+        _report_non_finite(path, delimiter, has_header)
     return data
 
 
@@ -171,21 +239,45 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _report_bad_cell(path: str, has_header: bool, n_columns: int) -> None:
+def _delimiter_hint(cell: str, delimiter: str | None) -> str:
+    for other in (";", "\t", ","):
+        if other != delimiter and other in cell:
+            flag = "\\t" if other == "\t" else other
+            return (f" (read with delimiter {_DELIMITER_NAMES[delimiter]}; the file looks "
+                    f"{_DELIMITER_NAMES[other]}-separated: try --delimiter '{flag}')")
+    return ""
+
+
+def _report_bad_cell(path: str, delimiter: str | None, has_header: bool,
+                     n_columns: int) -> None:
     """Raise a CLIError naming the first line that is not numeric CSV."""
-    with open(path, newline="", encoding="utf-8") as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if not row or (has_header and line_no == 1):
-                continue
-            if len(row) != n_columns:
+    for index, (line_no, line) in enumerate(_data_lines(path)):
+        if has_header and index == 0:
+            continue
+        row = _split(line, delimiter)
+        for column, cell in enumerate(row, start=1):
+            if not _is_number(cell):
                 raise CLIError(
-                    f"{path}, line {line_no}: {len(row)} columns, expected {n_columns}."
+                    f"{path}, line {line_no}, column {column}: {cell!r} is not a number"
+                    f"{_delimiter_hint(cell, delimiter)}."
                 )
-            for column, cell in enumerate(row, start=1):
-                if not _is_number(cell):
-                    raise CLIError(
-                        f"{path}, line {line_no}, column {column}: {cell!r} is not a number."
-                    )
+        if len(row) != n_columns:
+            raise CLIError(
+                f"{path}, line {line_no}: {len(row)} columns, expected {n_columns}."
+            )
+
+
+def _report_non_finite(path: str, delimiter: str | None, has_header: bool) -> None:
+    """Raise a CLIError naming the first NaN or infinite cell."""
+    for index, (line_no, line) in enumerate(_data_lines(path)):
+        if has_header and index == 0:
+            continue
+        for column, cell in enumerate(_split(line, delimiter), start=1):
+            if not np.isfinite(float(cell)):
+                raise CLIError(
+                    f"{path}, line {line_no}, column {column}: {cell.strip()!r} is not a "
+                    "finite number; k-means needs finite values."
+                )
 
 
 def _check_output(path: str | None, option: str) -> None:
@@ -219,6 +311,42 @@ def _atomic_output(path: str):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+#: Formats of --labels and --centers, by file extension.
+_TABLE_FORMATS = (".csv", ".txt", ".npy")
+
+
+def _check_table_output(path: str | None, option: str) -> None:
+    """Fail before any work if ``path`` cannot be written or its extension
+    names no format we write."""
+    _check_output(path, option)
+    if path is not None and os.path.splitext(path)[1].lower() not in _TABLE_FORMATS:
+        raise CLIError(
+            f"{option} {path}: unknown file type; use .csv (comma-separated, one header "
+            "row), .txt (space-separated) or .npy (numpy binary)."
+        )
+
+
+def _write_table(path: str, values: np.ndarray, header: list[str]) -> None:
+    """Write a 1-D or 2-D array in the format its extension names; floats
+    keep every digit of their dtype."""
+    suffix = os.path.splitext(path)[1].lower()
+    with _atomic_output(path) as f:
+        if suffix == ".npy":
+            np.save(f, values)
+            return
+        rows = values.reshape(values.shape[0], -1)
+        if values.dtype.kind == "f":
+            digits = 9 if values.dtype == np.float32 else 17
+            cells = [[f"{v:.{digits}g}" for v in row] for row in rows.tolist()]
+        else:
+            cells = [[str(int(v)) for v in row] for row in rows.tolist()]
+        separator = "," if suffix == ".csv" else " "
+        lines = [separator.join(row) for row in cells]
+        if suffix == ".csv":
+            lines.insert(0, separator.join(header))
+        f.write(("\n".join(lines) + "\n").encode())
 
 
 def _plot_format(path: str) -> str:
@@ -291,7 +419,35 @@ class _Progress:
 
 
 def _progress_enabled(args) -> bool:
-    return not args.quiet and not getattr(args, "json", False) and sys.stderr.isatty()
+    if args.quiet or getattr(args, "json", False):
+        return False
+    return getattr(args, "progress", False) or sys.stderr.isatty()
+
+
+def _kmeans_takes_progress() -> bool:
+    """Whether KMeans has the ``progress=`` hook (per-iteration events)."""
+    import inspect
+
+    from ._kmeans import KMeans
+
+    return "progress" in inspect.signature(KMeans).parameters
+
+
+class _RunsOf:
+    """Passes one KMeans(n_init=1) fit's events to a ProgressBar as run
+    ``run`` of ``n_init``, so the bar numbers the CLI's runs."""
+
+    def __init__(self, bar, run: int, n_init: int):
+        self.bar, self.run, self.n_init = bar, run, n_init
+
+    def start_run(self, run: int, n_init: int, max_iter: int) -> None:
+        self.bar.start_run(self.run, self.n_init, max_iter)
+
+    def iteration(self, i: int, inertia: float, center_shift: float) -> None:
+        self.bar.iteration(i, inertia, center_shift)
+
+    def end_run(self, n_iter: int, converged: bool) -> None:
+        self.bar.end_run(n_iter, converged)
 
 
 # --------------------------------------------------------------------------
@@ -318,51 +474,69 @@ def _emit(args, text_lines: list[str], payload: dict) -> None:
             print(line)
 
 
-def _fit_best_of(X, k: int, n_init: int, seed: int, progress: _Progress, metric: str):
-    """``n_init`` k-means runs, one per KMeans fit so the bar can count
-    them; the lowest inertia wins (what KMeans(n_init=...) does)."""
+def _fit_best_of(X, args, progress):
+    """``--n-init`` k-means runs, one KMeans(n_init=1) fit each, the lowest
+    inertia wins (what KMeans(n_init=...) does). ``progress`` is a
+    ProgressBar given every run's iterations, or a _Progress counting runs
+    where KMeans has no ``progress=`` hook."""
     from ._kmeans import KMeans
+    from ._progress import ProgressBar
 
-    seeds = np.random.default_rng(seed).integers(2**32, size=n_init)
+    seeds = np.random.default_rng(args.seed).integers(2**32, size=args.n_init)
     best = None
-    for run_seed in seeds:
-        model = KMeans(n_clusters=k, n_init=1, random_state=int(run_seed), metric=metric).fit(X)
+    for run, run_seed in enumerate(seeds):
+        extra = {}
+        if isinstance(progress, ProgressBar):
+            extra["progress"] = _RunsOf(progress, run, args.n_init)
+        model = KMeans(n_clusters=args.k, n_init=1, max_iter=args.max_iter, tol=args.tol,
+                       random_state=int(run_seed), metric=args.metric, **extra)
+        try:
+            model.fit(X)
+        except ValueError as exc:
+            raise CLIError(f"{args.data}: {exc}") from None
         if best is None or model.inertia_ < best.inertia_:
             best = model
-        progress.update()
+        if not isinstance(progress, ProgressBar):
+            progress.update()
     return best
 
 
 def _cmd_fit(args) -> int:
+    from ._progress import ProgressBar
     from .plot import plot_clusters
 
-    _check_output(args.labels, "--labels")
-    _check_output(args.centers, "--centers")
+    _check_table_output(args.labels, "--labels")
+    _check_table_output(args.centers, "--centers")
     _check_output(args.plot, "--plot")
     Figure = _require_matplotlib("--plot", args.plot) if args.plot else None
     backend = _backend(args.backend, args.device, args.dtype)
-    data = _load_data(args.data)
+    data = _load_data(args.data, args.delimiter)
+    backend = backend.for_data(data)
     n_samples, n_features = data.shape
     if args.k > n_samples:
         raise CLIError(
             f"-k {args.k} is larger than the number of rows ({n_samples}) in {args.data}."
         )
     X = backend.to_array(data)
+    del data
     start = time.perf_counter()
-    with _Progress(args.n_init, f"k-means k={args.k}", _progress_enabled(args), unit="run") as bar:
-        model = _fit_best_of(X, args.k, args.n_init, args.seed, bar, args.metric)
+    enabled = _progress_enabled(args)
+    if enabled and _kmeans_takes_progress():
+        with ProgressBar(desc=f"k-means k={args.k}", leave=False) as bar:
+            model = _fit_best_of(X, args, bar)
+    else:
+        with _Progress(args.n_init, f"k-means k={args.k}", enabled, unit="run") as bar:
+            model = _fit_best_of(X, args, bar)
     fit_time = time.perf_counter() - start
     labels = to_host(model.labels_)
     centers = to_host(model.cluster_centers_)
     sizes = np.bincount(labels, minlength=args.k).tolist()
     outputs = {}
     if args.labels:
-        with _atomic_output(args.labels) as f:
-            f.write(b"label\n" + "".join(f"{int(v)}\n" for v in labels).encode())
+        _write_table(args.labels, labels, ["label"])
         outputs["labels"] = args.labels
     if args.centers:
-        with _atomic_output(args.centers) as f:
-            np.save(f, centers)
+        _write_table(args.centers, centers, [f"x{j}" for j in range(n_features)])
         outputs["centers"] = args.centers
     if args.plot:
         fig = Figure(figsize=(6.4, 4.8))
@@ -371,11 +545,11 @@ def _cmd_fit(args) -> int:
         _save_figure(fig, args.plot)
         outputs["plot"] = args.plot
     lines = [
-        f"{args.data}: {n_samples} samples x {n_features} features, k={args.k}, "
-        f"{args.metric} k-means",
+        (f"{args.data}: {n_samples} samples x {n_features} features, k={args.k}, "
+         f"{args.metric} k-means"),
         f"backend: {backend.describe()}",
-        f"fit: {fit_time:.3f} s, best of {args.n_init} run(s), {model.n_iter_} iterations, "
-        f"inertia {model.inertia_:.6g}",
+        (f"fit: {fit_time:.3f} s, best of {args.n_init} run(s), {model.n_iter_} iterations, "
+         f"inertia {model.inertia_:.6g}"),
         "cluster sizes: " + " ".join(str(s) for s in sizes),
     ] + [f"wrote {name}: {path}" for name, path in outputs.items()]
     payload = {
@@ -415,7 +589,8 @@ def _cmd_select_k(args) -> int:
     Figure = _require_matplotlib("--plot", args.plot) if args.plot else None
     k_values = _parse_k_range(args.k_range)
     backend = _backend(args.backend, args.device, args.dtype)
-    data = _load_data(args.data)
+    data = _load_data(args.data, args.delimiter)
+    backend = backend.for_data(data)
     if max(k_values) > data.shape[0] - 1:
         raise CLIError(
             f"--k-range {args.k_range}: k={max(k_values)} needs more than "
@@ -426,7 +601,7 @@ def _cmd_select_k(args) -> int:
     with _Progress(len(k_values), "select-k", _progress_enabled(args), unit="k") as bar:
         result = select_k(
             X, k_values, criterion=args.criterion, n_init=args.n_init,
-            random_state=args.seed, sample_size=args.sample_size, metric=args.metric,
+            max_iter=args.max_iter, tol=args.tol, random_state=args.seed, sample_size=args.sample_size, metric=args.metric,
             callback=lambda k, record: bar.update(),
         )
     total = time.perf_counter() - start
@@ -477,13 +652,21 @@ def _cmd_quantize(args) -> int:
     pixels = np.array(picture)  # writable: torch refuses read-only buffers
     alpha = pixels[..., 3] if pixels.shape[-1] == 4 else None
     rgb = np.ascontiguousarray(pixels[..., :3])
-    if args.k > rgb.shape[0] * rgb.shape[1]:
-        raise CLIError(f"-k {args.k} is larger than the number of pixels in {args.image}.")
+    n_pixels = rgb.shape[0] * rgb.shape[1]
+    if args.k > n_pixels:
+        raise CLIError(
+            f"-k {args.k} is larger than the number of pixels ({n_pixels}) in {args.image}."
+        )
+    if args.k > args.sample_size and n_pixels > args.sample_size:
+        raise CLIError(
+            f"-k {args.k} is larger than --sample-size {args.sample_size}, the number of "
+            f"pixels the palette is fitted on; give --sample-size {args.k} or more."
+        )
     start = time.perf_counter()
     with _Progress(1, "quantize", _progress_enabled(args), unit="image") as bar:
         quantized, palette = quantize_image(
-            backend.to_array(rgb, "uint8"), args.k, random_state=args.seed,
-            sample_size=args.sample_size,
+            backend.to_array(rgb, "uint8"), args.k, channel_axis=-1,
+            random_state=args.seed, sample_size=args.sample_size, max_iter=args.max_iter,
         )
         bar.update()
     elapsed = time.perf_counter() - start
@@ -494,9 +677,9 @@ def _cmd_quantize(args) -> int:
         Image.fromarray(result).save(f, format=out_format)
     palette_list = to_host(palette).tolist()
     lines = [
-        f"{args.image}: {rgb.shape[1]} x {rgb.shape[0]} pixels -> {args.k} colours "
-        f"in {elapsed:.2f} s ({backend.describe()})",
-        "palette: " + " ".join("#%02x%02x%02x" % tuple(c) for c in palette_list),
+        (f"{args.image}: {rgb.shape[1]} x {rgb.shape[0]} pixels -> {args.k} colours "
+         f"in {elapsed:.2f} s ({backend.describe()})"),
+        "palette: " + " ".join("#{:02x}{:02x}{:02x}".format(*c) for c in palette_list),
         f"wrote {args.output}",
     ]
     payload = {
@@ -535,7 +718,8 @@ def _cmd_demo(args) -> int:
             if "not installed" not in str(exc):
                 raise
             plot_status = f"skipped: matplotlib is not installed ({_PLOT_HINT})"
-    backend = _backend(args.backend, args.device, args.dtype)
+    # The demo's blobs are float64; --dtype or a GPU may ask for float32.
+    backend = _backend(args.backend, args.device, args.dtype).for_data(np.empty(0))
     lines = [f"kmeans_xp {kmeans_xp.__version__} demo", f"backend: {backend.describe()}"]
 
     start = time.perf_counter()
@@ -565,8 +749,8 @@ def _cmd_demo(args) -> int:
     agreement = _agreement(labels, truth)
     sizes = np.bincount(labels, minlength=result.best_k).tolist()
     lines += [
-        f"fit: KMeans(n_clusters={result.best_k}, n_init=3): {t_fit:.3f} s, "
-        f"{model.n_iter_} iterations, inertia {model.inertia_:.6g}",
+        (f"fit: KMeans(n_clusters={result.best_k}, n_init=3): {t_fit:.3f} s, "
+         f"{model.n_iter_} iterations, inertia {model.inertia_:.6g}"),
         f"cluster sizes: {' '.join(str(s) for s in sizes)}",
         f"agreement with the true blobs: {agreement:.2%} of points",
     ]
@@ -609,6 +793,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def _delimiter(text: str):
+    names = {"tab": "\t", "\\t": "\t", "whitespace": "whitespace", "space": "whitespace"}
+    if text in names:
+        return names[text]
+    if len(text) != 1 or text in "\"0123456789.+-eE":
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give one character such as ',' or ';', or 'tab' or 'whitespace'"
+        )
+    return text
+
+
 def _sample_size(text: str):
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -627,6 +832,9 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="device (default: cpu for numpy/torch, cuda for cupy)")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    common.add_argument("--progress", action="store_true",
+                        help="show the progress bar even when stderr is not a terminal "
+                        "(e.g. in a log file)")
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="machine-readable output on stdout")
@@ -636,12 +844,26 @@ def _build_parser() -> argparse.ArgumentParser:
                         "embeddings (default: euclidean)")
     dtype = argparse.ArgumentParser(add_help=False)
     dtype.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                       help="floating dtype (default: float64 on CPU, float32 on GPU)")
+                       help="floating dtype (default on CPU: float32 for float32 .npy "
+                       "data, else float64; on GPU: float32)")
+    reading = argparse.ArgumentParser(add_help=False)
+    reading.add_argument("--delimiter", type=_delimiter, default=None,
+                         help="column separator of a text DATA file: one character, "
+                         "'tab' or 'whitespace' (default: detected among ',', ';', "
+                         "tab and spaces)")
+    lloyd = argparse.ArgumentParser(add_help=False)
+    lloyd.add_argument("--max-iter", type=_positive_int, default=300,
+                       help="most Lloyd iterations per run (default: 300)")
+    lloyd.add_argument("--tol", type=_non_negative_float, default=1e-4,
+                       help="stop a run when the centres move less than this, relative "
+                       "to the data's mean variance (default: 1e-4)")
 
     parser = _Parser(
         prog=PROG,
         description="k-means on numpy, PyTorch or CuPy: fit, choose k, quantise images.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = commands.add_parser("demo", parents=[common, output, dtype],
@@ -651,31 +873,41 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plot", default="kmeans_xp_demo.png", metavar="PNG",
                       help="where to write the plot (default: kmeans_xp_demo.png)")
     demo.add_argument("--no-plot", action="store_true", help="do not write a plot")
-    demo.add_argument("--n-samples", type=_positive_int, default=20_000, help=argparse.SUPPRESS)
+    demo.add_argument("--n-samples", type=_positive_int, default=20_000,
+                      help="points in the built-in data set (default: 20000)")
     demo.set_defaults(handler=_cmd_demo)
 
-    fit = commands.add_parser("fit", parents=[common, output, dtype, metric],
+    fit = commands.add_parser("fit", parents=[common, output, dtype, metric, reading, lloyd],
                               help="cluster a CSV or .npy file",
                               description="Fit k-means to DATA (CSV with or without "
                               "a header row, or .npy), one sample per row.")
-    fit.add_argument("data", metavar="DATA", help="CSV or .npy file")
+    fit.add_argument("data", metavar="DATA",
+                     help="CSV (or ';', tab or space separated) or .npy file")
     fit.add_argument("-k", type=_positive_int, required=True, help="number of clusters")
     fit.add_argument("--n-init", type=_positive_int, default=1,
                      help="k-means++ runs; the best is kept (default: 1)")
-    fit.add_argument("--labels", metavar="CSV", help="write the label of each row")
-    fit.add_argument("--centers", metavar="NPY", help="write the centres (.npy)")
+    fit.add_argument("--labels", metavar="FILE",
+                     help="write the label of each row (.csv with a header, .txt or .npy)")
+    fit.add_argument("--centers", metavar="FILE",
+                     help="write the centres, one per row (.csv with a header, .txt or .npy)")
     fit.add_argument("--plot", metavar="PNG", help="write a cluster plot (needs matplotlib)")
     fit.set_defaults(handler=_cmd_fit)
 
-    sel = commands.add_parser("select-k", parents=[common, output, dtype, metric],
+    sel = commands.add_parser("select-k",
+                              parents=[common, output, dtype, metric, reading, lloyd],
                               help="choose the number of clusters",
                               description="Fit every k of a range and choose one.")
-    sel.add_argument("data", metavar="DATA", help="CSV or .npy file")
+    sel.add_argument("data", metavar="DATA",
+                     help="CSV (or ';', tab or space separated) or .npy file")
     sel.add_argument("--k-range", default="2:10",
                      help="LOW:HIGH, both included (default 2:10), or a list like 2,4,8")
     sel.add_argument("--criterion", default="silhouette",
-                     choices=("silhouette", "calinski_harabasz", "davies_bouldin", "elbow"))
-    sel.add_argument("--n-init", type=_positive_int, default=1, help="k-means++ runs per k")
+                     choices=("silhouette", "calinski_harabasz", "davies_bouldin", "elbow"),
+                     help="how the best k is chosen: highest silhouette or "
+                     "Calinski-Harabasz score, lowest Davies-Bouldin score, or the knee "
+                     "of the inertia curve (default: silhouette)")
+    sel.add_argument("--n-init", type=_positive_int, default=1,
+                     help="k-means++ runs per k; the best is kept (default: 1)")
     sel.add_argument("--sample-size", type=_sample_size, default="auto",
                      help="rows the silhouette is computed on (default: auto, all up "
                      "to 10000, else a random 10000)")
@@ -687,9 +919,12 @@ def _build_parser() -> argparse.ArgumentParser:
                                 description="Colour-quantise an image with k-means.")
     quant.add_argument("image", metavar="IMAGE", help="input image (PNG, JPEG, ...)")
     quant.add_argument("-k", type=_positive_int, default=16, help="colours (default: 16)")
-    quant.add_argument("-o", "--output", required=True, help="output image")
+    quant.add_argument("-o", "--output", required=True,
+                       help="output image; its extension gives the format")
     quant.add_argument("--sample-size", type=_positive_int, default=50_000,
-                       help="pixels the palette is fitted on (default: 50000)")
+                       help="pixels the palette is fitted on, at least -k (default: 50000)")
+    quant.add_argument("--max-iter", type=_positive_int, default=100,
+                       help="most Lloyd iterations of the palette fit (default: 100)")
     quant.set_defaults(handler=_cmd_quantize)
     return parser
 

@@ -37,7 +37,7 @@ def quantize_image(
     image,
     n_colors: int,
     *,
-    channel_axis: int = -1,
+    channel_axis: int | None = None,
     sample_size: int | None = 50_000,
     random_state=None,
     max_iter: int = 100,
@@ -51,9 +51,13 @@ def quantize_image(
         and device (or anything ``numpy.asarray`` accepts). Never modified.
     n_colors : int
         Size of the palette, between 1 and the number of pixels.
-    channel_axis : {-1, 0}, default=-1
+    channel_axis : {None, -1, 0}, default=None
         Axis of the colour channels of a 3-D image: -1 (or 2) for (H, W, C),
-        0 (or -3) for PyTorch's (C, H, W). Ignored for a 2-D (grey) image.
+        0 (or -3) for PyTorch's (C, H, W). None tells them apart by their
+        sizes: the channel axis is the end axis of size 1, 3 or 4 when only
+        one end has such a size; otherwise (e.g. shape (3, 5, 4), or 8
+        channels) a ValueError asks for ``channel_axis``. Ignored for a 2-D
+        (grey) image.
     sample_size : int or None, default=50_000
         Pixels the palette is fitted on, drawn without replacement; None
         fits on every pixel.
@@ -154,6 +158,8 @@ def _pixels_channel_last(image, xp, channel_axis):
         raise ValueError(
             f"image must be 2-D (H, W) or 3-D (H, W, C) / (C, H, W), got shape {shape}."
         )
+    if channel_axis is None:
+        channel_axis = _guess_channel_axis(shape)
     if channel_axis in (-1, 2):
         height, width, channels = shape
         return (
@@ -167,7 +173,27 @@ def _pixels_channel_last(image, xp, channel_axis):
             xp.reshape(hwc, (height * width, channels)),
             lambda p: xp.permute_dims(xp.reshape(p, (height, width, channels)), (2, 0, 1)),
         )
-    raise InvalidParameterError(f"channel_axis must be -1 or 0, got {channel_axis!r}.")
+    raise InvalidParameterError(f"channel_axis must be None, -1 or 0, got {channel_axis!r}.")
+
+
+#: Channel counts of grey, RGB and RGBA images.
+_CHANNEL_SIZES = (1, 3, 4)
+
+
+def _guess_channel_axis(shape) -> int:
+    """-1 or 0: the one end of ``shape`` whose size is a channel count; a
+    ValueError naming ``channel_axis`` when both ends or neither are."""
+    first, last = shape[0] in _CHANNEL_SIZES, shape[-1] in _CHANNEL_SIZES
+    if last and not first:
+        return -1
+    if first and not last:
+        return 0
+    which = "both ends of the shape have" if first else "neither end of the shape has"
+    raise ValueError(
+        f"cannot tell the channel axis of an image of shape {shape}: {which} "
+        "1, 3 or 4 entries. Pass channel_axis=-1 for (H, W, C) or channel_axis=0 "
+        "for (C, H, W)."
+    )
 
 
 def _palette_in_dtype(centers, dtype, xp, is_integer: bool):

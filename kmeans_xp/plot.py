@@ -4,7 +4,9 @@ Needs matplotlib (``pip install 'kmeans_xp[plot]'``). Arrays from any
 backend are accepted; the work that scales with the data (the PCA
 projection, the silhouettes) runs on the data's device, and only what is
 drawn (two coordinates per point) is copied to the host. Each function
-returns the matplotlib ``Axes`` it drew on, as seaborn and pandas do.
+returns the matplotlib ``Axes`` it drew on, as seaborn and pandas do; a
+figure they create uses matplotlib's constrained layout, so labels are never
+cut off when it is saved.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ def _pyplot():
 def _axes(ax):
     if ax is not None:
         return ax
-    return _pyplot().subplots(figsize=(6.4, 4.8))[1]
+    # Constrained layout makes room for wide tick labels and a twin axis's
+    # label, so a plain savefig() clips nothing.
+    return _pyplot().subplots(figsize=(6.4, 4.8), layout="constrained")[1]
 
 
 def _colors(n: int):

@@ -79,7 +79,7 @@ def test_chunks_and_sample_give_the_same_image(monkeypatch, rng):
 def test_fewer_colours_than_asked_repeat_in_the_palette():
     image = np.zeros((4, 4, 3), dtype=np.uint8)
     image[:2] = 200
-    quantized, palette = quantize_image(image, 3, random_state=0)
+    quantized, palette = quantize_image(image, 3, channel_axis=-1, random_state=0)
     assert len(np.unique(palette, axis=0)) == 2
     np.testing.assert_array_equal(quantized, image)
 
@@ -103,8 +103,50 @@ def test_bad_images():
     with pytest.raises(ValueError, match="2-D"):
         quantize_image(np.zeros((2, 2, 2, 3)), 2)
     with pytest.raises(TypeError, match="dtype"):
-        quantize_image(np.zeros((4, 4, 3), dtype=bool), 2)
-    bad = np.zeros((4, 4, 3))
+        quantize_image(np.zeros((5, 4, 3), dtype=bool), 2)
+    bad = np.zeros((5, 4, 3))
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         quantize_image(bad, 2)
+
+
+# Layout detection when channel_axis is not given (issue 20: a (C, H, W)
+# image used to be quantised as if its width were its channels).
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels_first_is_detected_by_its_size(channels, rng):
+    hwc = _blocky(rng)[..., :channels] if channels < 4 else np.concatenate(
+        [_blocky(rng), np.full((24, 32, 1), 255, dtype=np.uint8)], axis=-1
+    )
+    chw = np.ascontiguousarray(np.moveaxis(hwc, -1, 0))
+    guessed, guessed_palette = quantize_image(chw, 4, random_state=0)
+    told, told_palette = quantize_image(chw, 4, channel_axis=0, random_state=0)
+    assert guessed.shape == chw.shape and guessed_palette.shape == (4, channels)
+    np.testing.assert_array_equal(guessed, told)
+    np.testing.assert_array_equal(guessed_palette, told_palette)
+    as_hwc, _ = quantize_image(hwc, 4, random_state=0)
+    np.testing.assert_array_equal(np.moveaxis(guessed, 0, -1), as_hwc)
+
+
+def test_channels_first_torch_tensor_is_detected(rng):
+    torch = pytest.importorskip("torch")
+    chw = torch.asarray(np.ascontiguousarray(np.moveaxis(_blocky(rng), -1, 0)))
+    quantized, palette = quantize_image(chw, 4, random_state=0)
+    assert tuple(quantized.shape) == (3, 24, 32) and tuple(palette.shape) == (4, 3)
+    _check_palette(to_numpy(palette))
+
+
+@pytest.mark.parametrize(
+    "shape, which",
+    [((3, 5, 4), "both ends"), ((4, 6, 3), "both ends"), ((6, 5, 8), "neither end")],
+)
+def test_ambiguous_layouts_are_refused_naming_channel_axis(shape, which):
+    image = np.zeros(shape, dtype=np.uint8)
+    with pytest.raises(ValueError, match=f"{which}.*channel_axis=-1.*channel_axis=0"):
+        quantize_image(image, 2)
+    # Saying which axis it is settles it.
+    quantized, palette = quantize_image(image, 1, channel_axis=-1)
+    assert quantized.shape == shape and palette.shape == (1, shape[-1])
+    quantized, palette = quantize_image(image, 1, channel_axis=0)
+    assert quantized.shape == shape and palette.shape == (1, shape[0])

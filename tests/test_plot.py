@@ -8,10 +8,10 @@ import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from kmeans_xp import KMeans, plot, select_k  # noqa: E402
-from kmeans_xp.datasets import make_blobs  # noqa: E402
+from kmeans_xp import KMeans, plot, select_k
+from kmeans_xp.datasets import make_blobs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,7 +36,7 @@ def _blobs(n_features=2, n=300):
 
 
 def test_plot_clusters_from_every_backend(xp, to_xp, tmp_path):
-    X, y = _blobs()
+    X, _y = _blobs()
     X_xp = to_xp(X)
     model = KMeans(4, random_state=0).fit(X_xp)
     ax = plot.plot_clusters(X_xp, model.labels_, model.cluster_centers_)
@@ -86,7 +86,7 @@ def test_plot_elbow_and_silhouette(tmp_path):
 
 def test_plot_silhouette_on_every_backend(xp, to_xp, tmp_path):
     X, y = _blobs(n=120)
-    fig, ax = plt.subplots()
+    _fig, ax = plt.subplots()
     assert plot.plot_silhouette(to_xp(X), to_xp(y), ax=ax) is ax
     _save(ax, tmp_path / "silhouette.png")
 
@@ -100,3 +100,46 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
 def test_bad_labels():
     with pytest.raises(ValueError, match="labels"):
         plot.plot_clusters(np.zeros((3, 2)), [0, 1])
+
+
+def _texts_inside_canvas(fig):
+    """Axis labels and titles of every Axes (a twin's too), each checked to
+    lie inside the figure once drawn (nothing clipped at the edges)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.canvas.get_width_height()
+    checked = 0
+    for ax in fig.axes:
+        texts = [ax.xaxis.label, ax.yaxis.label, ax.title]
+        for text in texts:
+            if not text.get_text() or not text.get_visible():
+                continue
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= 0 and box.y0 >= 0, (text.get_text(), box)
+            assert box.x1 <= width and box.y1 <= height, (text.get_text(), box)
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("criterion", ["elbow", "calinski_harabasz", "davies_bouldin"])
+def test_elbow_labels_are_not_clipped(criterion, tmp_path):
+    # Inertia near 1e6 has wide tick labels ("800000") that pushed the y
+    # label off the left edge; the long twin label ran off the right one.
+    X, _ = _blobs()
+    result = select_k(X * 10.0, range(2, 8), criterion=criterion, random_state=0)
+    assert 1e5 < result.inertia[0] < 1e6
+    ax = plot.plot_elbow(result)
+    ax.figure.savefig(tmp_path / "elbow.png")
+    assert ax.figure.get_layout_engine() is not None
+    assert _texts_inside_canvas(ax.figure) >= (3 if criterion == "elbow" else 4)
+
+
+def test_cluster_and_silhouette_labels_are_not_clipped(tmp_path):
+    X, labels = _blobs(n_features=5)
+    ax = plot.plot_clusters(X, labels)
+    assert ax.get_xlabel().startswith("PC1")
+    ax.figure.savefig(tmp_path / "clusters.png")
+    assert _texts_inside_canvas(ax.figure) >= 3
+    ax = plot.plot_silhouette(X, labels)
+    ax.figure.savefig(tmp_path / "silhouette.png")
+    assert _texts_inside_canvas(ax.figure) >= 3
