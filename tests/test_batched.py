@@ -125,7 +125,7 @@ def test_finished_problems_are_no_longer_read(monkeypatch):
 
 def test_kmeans_plusplus_per_problem_finds_the_blobs(xp, to_xp):
     X_np = problems(n_problems=3, n_centers=4)
-    centers, labels, inertia, _ = batched_k_means(to_xp(X_np), 4, random_state=0)
+    centers, _labels, inertia, _ = batched_k_means(to_xp(X_np), 4, random_state=0)
     inertia = to_numpy(inertia)
     for b in range(3):
         _, _, ref = k_means(X_np[b], 4, random_state=0, n_init=10)
@@ -147,7 +147,7 @@ def test_kmeans_plusplus_weights_steer_the_draws(xp, to_xp):
     X_np = problems(n_problems=2, n_centers=3)
     weights = np.ones(X_np.shape[:2])
     weights[:, 100:] = 0  # only the first 100 rows may become centres
-    centers, labels, _, _ = batched_k_means(
+    centers, _labels, _, _ = batched_k_means(
         to_xp(X_np), 3, sample_weight=to_xp(weights), random_state=0, max_iter=1, tol=0.0
     )
     # One Lloyd iteration: the centres are means of the weighted rows only,
@@ -178,7 +178,7 @@ def test_float32_stays_float32(xp, to_xp):
     X_np = problems(n_problems=2)
     init_np = initial_centers(X_np, 5)
     X = to_xp(X_np, dtype=xp.float32)
-    centers, labels, inertia, _ = batched_k_means(X, 5, init=to_xp(init_np, dtype=xp.float32))
+    centers, _labels, inertia, _ = batched_k_means(X, 5, init=to_xp(init_np, dtype=xp.float32))
     assert_array_like(centers, X)
     assert_array_like(inertia, X)
     ref = batched_k_means(X_np, 5, init=init_np)
@@ -188,7 +188,7 @@ def test_float32_stays_float32(xp, to_xp):
 def test_torch_result_has_no_graph():
     torch = pytest.importorskip("torch")
     X = torch.tensor(problems(n_problems=2), requires_grad=True)
-    centers, labels, inertia, n_iter = batched_k_means(X, 3, random_state=0)
+    centers, _labels, inertia, _n_iter = batched_k_means(X, 3, random_state=0)
     assert not centers.requires_grad and not inertia.requires_grad
 
 
@@ -229,3 +229,26 @@ def test_init_from_another_namespace_is_refused(xp, to_xp):
         batched_k_means(X, 3, init=torch.zeros((2, 3, 3), dtype=torch.float64))
     with pytest.raises(TypeError, match="sample_weight is a torch array"):
         batched_k_means(X, 3, sample_weight=torch.ones((2, 300), dtype=torch.float64))
+
+
+def test_torch_generic_path_equals_k_means(monkeypatch):
+    """torch CPU tensors run the numpy code on views; the torch code that a
+    CUDA device runs is checked here on CPU tensors."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as torch_xp
+
+    monkeypatch.setattr(kmeans_xp.batched, "numpy_twin", lambda xp, device: None)
+    X_np = problems(n_problems=3)
+    init_np = initial_centers(X_np, 5)
+    init_np[1, 4] = 1e3  # an empty cluster to relocate
+    result = batched_k_means(torch.from_numpy(X_np), 5, init=torch.from_numpy(init_np))
+    assert all(isinstance(a, torch.Tensor) for a in result)
+
+    def to_torch(a, dtype=None):
+        return torch.from_numpy(np.asarray(a))
+
+    assert_each_problem_equals_k_means(X_np, init_np, result, torch_xp, to_torch)
+    # k-means++ draws the same rows as the numpy code.
+    ref = batched_k_means(X_np, 5, random_state=3, max_iter=1)
+    out = batched_k_means(torch.from_numpy(X_np), 5, random_state=3, max_iter=1)
+    np.testing.assert_allclose(out[0].numpy(), ref[0], rtol=1e-10)
