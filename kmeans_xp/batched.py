@@ -13,6 +13,7 @@ Memory stays bounded as in ``KMeans.fit``: rows are taken in blocks, so no
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -24,6 +25,7 @@ from ._array_api import (
     device_of,
     is_array_api_obj,
     is_gpu_device,
+    is_numpy_namespace,
     numpy_twin,
     to_device_array,
     to_host,
@@ -158,6 +160,37 @@ def batched_k_means(
         X, weights = view(X), view(weights)
         if not isinstance(init, str):
             init = view(init)
+    with _one_blas_thread(xp):
+        best = _fit(X, weights, xp, device, n_clusters, init, n_init, max_iter, tol, rng)
+    centers, labels, inertia, n_iter = best
+    if back is not None:
+        centers, labels, inertia = back(centers), back(labels), back(inertia)
+    if centers.dtype != out_dtype:
+        centers = out_xp.astype(centers, out_dtype)
+    n_iter = to_device_array(n_iter, out_xp, dtype=out_xp.int64, device=out_device)
+    return centers, labels, inertia, n_iter
+
+
+def _one_blas_thread(xp):
+    """numpy's BLAS limited to one thread, when threadpoolctl is installed.
+
+    The batched products are many small GEMMs (inner dimension d + 1): a
+    BLAS team per call cost 5-8x on the batched row of benchmarks/run.py
+    on a busy 2-core machine.
+    """
+    if not is_numpy_namespace(xp):
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _fit(X, weights, xp, device, n_clusters, init, n_init, max_iter, tol, rng):
+    """Best of ``n_init`` runs per problem on validated input: centres
+    (B, k, d, original coordinates), labels, inertia and the host array
+    of iteration counts."""
     data = _Batch(X, weights, xp, device)
     shift, tol_abs = data.mean_and_tolerance(tol)
     best = None
@@ -184,13 +217,7 @@ def batched_k_means(
             np.where(better_host, n_iter, best[3]),
         )
     centers, labels, inertia, n_iter = best
-    centers = centers + shift[:, None, :]
-    if back is not None:
-        centers, labels, inertia = back(centers), back(labels), back(inertia)
-    if centers.dtype != out_dtype:
-        centers = out_xp.astype(centers, out_dtype)
-    n_iter = to_device_array(n_iter, out_xp, dtype=out_xp.int64, device=out_device)
-    return centers, labels, inertia, n_iter
+    return centers + shift[:, None, :], labels, inertia, n_iter
 
 
 def _check_batched_array(X):
@@ -336,13 +363,22 @@ class _Batch:
         return mean, to_host(mean_variance).astype(np.float64) * tol
 
 
-def _distances(Xb, points):
+def _row_major(a):
+    """``a`` as a row-major array (a copy unless it is one): numpy's
+    batched matmul ran 50x slower on a transposed operand (off BLAS)."""
+    xp = array_namespace(a)
+    return xp.reshape(xp.reshape(a, (-1,)), a.shape)
+
+
+def _distances(Xb, points, Xb_sq=None):
     """Squared distances (B', rows, m) of the rows of Xb (B', rows, d) to
-    ``points`` (B', m, d), clamped at 0."""
+    ``points`` (B', m, d), clamped at 0. ``Xb_sq``: the rows' squared
+    norms (B', rows) when known."""
     xp = array_namespace(Xb)
-    x_sq = xp.sum(Xb * Xb, axis=2)[:, :, None]
+    if Xb_sq is None:
+        Xb_sq = xp.sum(Xb * Xb, axis=2)
     p_sq = xp.sum(points * points, axis=2)[:, None, :]
-    d2 = x_sq - 2 * (Xb @ xp.permute_dims(points, (0, 2, 1))) + p_sq
+    d2 = Xb @ _row_major(xp.permute_dims(-2 * points, (0, 2, 1))) + Xb_sq[:, :, None] + p_sq
     return xp.maximum(d2, xp.zeros_like(d2[:1, :1, :1]))
 
 
@@ -367,16 +403,6 @@ def _uniform(data: _Batch, rng, shape):
     return to_device_array(rng.uniform(size=shape), data.xp, dtype=data.dtype, device=data.device)
 
 
-def _closest(data: _Batch, shift, points):
-    """Squared distance (B, n) of every row to the one point per problem in
-    ``points`` (B, 1, d)."""
-    parts = [
-        _distances(data.block(start, stop, None, shift), points)[:, :, 0]
-        for start, stop in data.blocks(points.shape[0], 1)
-    ]
-    return parts[0] if len(parts) == 1 else data.xp.concat(parts, axis=1)
-
-
 def _kmeans_plusplus(data: _Batch, shift, n_clusters: int, rng):
     """Greedy k-means++ in every problem at once (as ``_init._kmeans_plusplus``):
     each new centre is the best of ``2 + ln k`` candidates drawn with
@@ -387,34 +413,58 @@ def _kmeans_plusplus(data: _Batch, shift, n_clusters: int, rng):
     n_trials = 2 + int(math.log(n_clusters))
     problems = data.all_problems()
     w = data.weights
+    spans = data.blocks(n_problems, n_trials)
+    # Row norms once; the candidates' distances of a round are kept (when
+    # they fit in a few blocks' budget) so that the chosen one's need no
+    # second pass.
+    sq_norms = []
+    for start, stop in spans:
+        Xb = data.block(start, stop, None, shift)
+        sq_norms.append(xp.sum(Xb * Xb, axis=2))
+    keep = n_problems * n_samples * n_trials * data.itemsize <= 4 * data.block_bytes
+
+    def closest_to(points):  # (B, 1, d) -> (B, n)
+        parts = [
+            _distances(data.block(start, stop, None, shift), points, sq)[:, :, 0]
+            for (start, stop), sq in zip(spans, sq_norms)
+        ]
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
+
     first_w = w if w is not None else xp.ones((n_problems, n_samples), dtype=data.dtype, device=data.device)
     first = _draw(data, xp.cumulative_sum(first_w, axis=1), _uniform(data, rng, (n_problems, 1)))
     centers = [data.gather(problems, first, shift)]
-    closest = _closest(data, shift, centers[0])
-    spans = data.blocks(n_problems, n_trials)
+    closest = closest_to(centers[0])
     for _ in range(1, n_clusters):
         potential = closest if w is None else w * closest
         candidates = _draw(
             data, xp.cumulative_sum(potential, axis=1), _uniform(data, rng, (n_problems, n_trials))
         )
         points = data.gather(problems, candidates, shift)  # (B, trials, d)
-        total = None
-        for start, stop in spans:
+        total, kept = None, []
+        for (start, stop), sq in zip(spans, sq_norms):
             d2 = xp.minimum(
-                _distances(data.block(start, stop, None, shift), points),
+                _distances(data.block(start, stop, None, shift), points, sq),
                 closest[:, start:stop, None],
             )
-            if w is not None:
-                d2 = d2 * w[:, start:stop, None]
-            part = xp.sum(d2, axis=1)
+            part = xp.sum(d2 if w is None else d2 * w[:, start:stop, None], axis=1)
             total = part if total is None else total + part
-        best = xp.argmin(total, axis=1)  # (B,)
-        flat = xp.astype(best, xp.int64) + problems * n_trials
+            if keep:
+                kept.append(d2)
+        best = xp.astype(xp.argmin(total, axis=1), xp.int64)  # (B,)
         best_point = xp.reshape(
-            xp.take(xp.reshape(points, (n_problems * n_trials, -1)), flat, axis=0),
+            xp.take(xp.reshape(points, (n_problems * n_trials, -1)), best + problems * n_trials, axis=0),
             (n_problems, 1, -1),
         )
-        closest = xp.minimum(closest, _closest(data, shift, best_point))
+        if keep:
+            parts = []
+            for d2 in kept:
+                n_rows = d2.shape[1]
+                rows = xp.arange(n_rows, dtype=xp.int64, device=data.device)[None, :]
+                pick = (problems[:, None] * n_rows + rows) * n_trials + best[:, None]
+                parts.append(xp.reshape(xp.take(xp.reshape(d2, (-1,)), xp.reshape(pick, (-1,))), (n_problems, n_rows)))
+            closest = parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
+        else:
+            closest = xp.minimum(closest, closest_to(best_point))
         centers.append(best_point)
     return xp.concat(centers, axis=1)
 
