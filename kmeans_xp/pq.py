@@ -24,6 +24,7 @@ from ._array_api import (
     is_gpu_device,
     namespace_name,
 )
+from ._validation import _check_int, check_array
 from .batched import (
     _BLOCK_BYTES,
     _GPU_BLOCK_BYTES,
@@ -33,7 +34,6 @@ from .batched import (
     _scores,
     batched_k_means,
 )
-from ._validation import _check_int, check_array
 from .exceptions import NotFittedError
 
 __all__ = ["ProductQuantizer"]
@@ -307,7 +307,7 @@ class ProductQuantizer:
         """Validated X (2-D, finite, floating) in the codebooks' namespace
         and device, with ``n_features_in_`` columns."""
         self._check_fitted()
-        X, xp, device = check_array(X, name=name)
+        X, xp, _device = check_array(X, name=name)
         _check_where(X, self.codebooks_, name, method)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
