@@ -109,14 +109,15 @@ def test_search_given_codes_and_ties_keep_the_lower_row(xp, to_xp):
 
 def test_reconstruction_error_within_one_percent_of_faiss():
     """faiss's ProductQuantizer and ours trained on the same data (float32,
-    20k x 32, 8 subspaces of 8 bits): our mean squared reconstruction error
-    of the training data is at most 1% above faiss's."""
+    10k x 32, 8 subspaces of 6 bits; faiss trains on all of it): our mean
+    squared reconstruction error of the training data is at most 1% above
+    faiss's. (8 bits on 20k x 32 passes too, in 20 s: benchmarks/run.py.)"""
     faiss = pytest.importorskip("faiss")
-    X = embeddings(n_samples=20_000, n_features=32, seed=1).astype(np.float32)
-    theirs = faiss.ProductQuantizer(32, 8, 8)
+    X = embeddings(n_samples=10_000, n_features=32, seed=1).astype(np.float32)
+    theirs = faiss.ProductQuantizer(32, 8, 6)
     theirs.train(X)
     faiss_mse = np.mean((theirs.decode(theirs.compute_codes(X)) - X) ** 2)
-    pq = ProductQuantizer(8, 8, random_state=0).fit(X)
+    pq = ProductQuantizer(8, 6, random_state=0).fit(X)
     ours_mse = np.mean((pq.decode(pq.encode(X)) - X) ** 2)
     assert ours_mse <= 1.01 * faiss_mse, (ours_mse, faiss_mse)
 
