@@ -179,8 +179,6 @@ class ProductQuantizer:
                 subvectors = _subvectors(X[start:stop, :], n_subspaces)
                 labels = xp.argmin(_scores(subvectors, scorer), axis=2)
                 codes.append(xp.astype(xp.permute_dims(labels, (1, 0)), xp.uint8))
-        if not codes:
-            return xp.zeros((0, n_subspaces), dtype=xp.uint8, device=device_of(X))
         return codes[0] if len(codes) == 1 else xp.concat(codes)
 
     def decode(self, codes):

@@ -89,17 +89,24 @@ def test_tolerance_and_max_iter_per_problem_as_k_means(xp, to_xp, tol):
             assert to_numpy(result[3]).tolist() == [2, 2, 2]
 
 
-def test_empty_clusters_are_relocated_as_k_means_does(xp, to_xp, blocks):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_empty_clusters_are_relocated_as_k_means_does(xp, to_xp, blocks, weighted):
     X_np = problems(n_problems=3, n_samples=200, n_features=2, seed=5)
+    weights = np.random.default_rng(1).uniform(0.1, 3, size=X_np.shape[:2]) if weighted else None
     init_np = initial_centers(X_np, 4)
     # Problem 0: one centre far away, which attracts nothing. Problem 2:
     # two. Problem 1 has none empty.
     init_np[0, 3] = 1e3
     init_np[2, 2:] = [[1e3, 1e3], [-1e3, 1e3]]
-    result = batched_k_means(to_xp(X_np), 4, init=to_xp(init_np), max_iter=50)
+    result = batched_k_means(
+        to_xp(X_np), 4, init=to_xp(init_np), max_iter=50,
+        sample_weight=None if weights is None else to_xp(weights),
+    )
     centers = to_numpy(result[0])
     assert np.all(np.abs(centers) < 100)
-    assert_each_problem_equals_k_means(X_np, init_np, result, xp, to_xp, max_iter=50)
+    assert_each_problem_equals_k_means(
+        X_np, init_np, result, xp, to_xp, weights=weights, max_iter=50
+    )
 
 
 def test_finished_problems_are_no_longer_read(monkeypatch):
