@@ -153,8 +153,7 @@ def batched_k_means(
     twin = numpy_twin(xp, device)
     if twin is not None:
         # torch CPU tensors run the numpy code on views of their memory, as
-        # KMeans.fit does: numpy's batched matmul beat torch's on the
-        # batched row of benchmarks/run.py.
+        # KMeans.fit does (the torch row of the batched benchmark).
         xp, device = twin[0], "cpu"
         view, back = twin[1], twin[2]
         X, weights = view(X), view(weights)
@@ -174,9 +173,9 @@ def batched_k_means(
 def _one_blas_thread(xp):
     """numpy's BLAS limited to one thread, when threadpoolctl is installed.
 
-    The batched products are many small GEMMs (inner dimension d + 1): a
-    BLAS team per call cost 5-8x on the batched row of benchmarks/run.py
-    on a busy 2-core machine.
+    The batched products are many small GEMMs (inner dimension d + 1), for
+    which waking a BLAS thread team per call costs more than it gains (the
+    batched and PQ rows of benchmarks/run.py).
     """
     if not is_numpy_namespace(xp):
         return contextlib.nullcontext()
@@ -365,7 +364,7 @@ class _Batch:
 
 def _row_major(a):
     """``a`` as a row-major array (a copy unless it is one): numpy's
-    batched matmul ran 50x slower on a transposed operand (off BLAS)."""
+    batched matmul leaves BLAS for a slow loop on a transposed operand."""
     xp = array_namespace(a)
     return xp.reshape(xp.reshape(a, (-1,)), a.shape)
 
@@ -502,9 +501,7 @@ def _scorer(centers):
     xp = array_namespace(centers)
     augmented = xp.concat([-2 * centers, xp.sum(centers * centers, axis=2)[:, :, None]], axis=2)
     transposed = xp.permute_dims(augmented, (0, 2, 1))
-    # Flattened and reshaped: a row-major copy. numpy's batched matmul ran
-    # 50x slower on the transposed view (off its BLAS path).
-    return xp.reshape(xp.reshape(transposed, (-1,)), transposed.shape)
+    return _row_major(transposed)
 
 
 def _lloyd_pass(data: _Batch, problems, shift, centers):

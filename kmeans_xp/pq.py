@@ -54,8 +54,8 @@ class ProductQuantizer:
         Initialisation of each subspace's k-means (see ``batched_k_means``).
     n_init : int, default=1
         Initialisations per subspace; each keeps its best.
-    max_iter : int, default=100
-        Lloyd iterations per subspace at most.
+    max_iter : int, default=25
+        Lloyd iterations per subspace at most (faiss's default).
     tol : float, default=1e-4
         Convergence tolerance of each subspace's k-means, relative to the
         mean variance of its features.
@@ -95,7 +95,7 @@ class ProductQuantizer:
         *,
         init="k-means++",
         n_init: int = 1,
-        max_iter: int = 100,
+        max_iter: int = 25,
         tol: float = 1e-4,
         random_state=None,
     ):
