@@ -13,6 +13,7 @@ Memory stays bounded as in ``KMeans.fit``: rows are taken in blocks, so no
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import numbers
@@ -23,6 +24,7 @@ from ._array_api import (
     array_namespace,
     as_host_scalar,
     device_of,
+    host_workers,
     is_array_api_obj,
     is_gpu_device,
     is_numpy_namespace,
@@ -302,6 +304,19 @@ class _Batch:
         self.kernels = get_kernels(xp, device)
         self.itemsize = xp.finfo(X.dtype).bits // 8
         self.block_bytes = _GPU_BLOCK_BYTES if is_gpu_device(xp, device) else _BLOCK_BYTES
+        # Host arrays: blocks on a thread pool (numpy releases the GIL in
+        # its products and reductions), one BLAS thread each.
+        self.workers = host_workers() if is_numpy_namespace(xp) else 1
+
+    def map(self, run, spans):
+        """``run`` on contiguous runs of ``spans``, one per worker, in order."""
+        n = min(self.workers, len(spans))
+        if n <= 1:
+            return [run(spans)]
+        bounds = [len(spans) * i // n for i in range(n + 1)]
+        chunks = [spans[bounds[i] : bounds[i + 1]] for i in range(n)]
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            return list(pool.map(run, chunks))
 
     @property
     def dtype(self):
@@ -507,34 +522,46 @@ def _scorer(centers):
 def _lloyd_pass(data: _Batch, problems, shift, centers):
     """One E-step and the M-step statistics of the problems ``problems``
     (device indices, None for all). Returns labels (B', n) and the weighted
-    sums (B', k, d) and weights (B', k) of each cluster."""
+    sums (B', k, d) and weights (B', k) of each cluster.
+
+    On the host (numpy) the blocks are split between ``data.workers``
+    threads, each with its own accumulators (numpy's kernels add in place),
+    added at the end.
+    """
     xp, kernels = data.xp, data.kernels
     n_active, n_clusters, n_features = centers.shape
     scorer = _scorer(centers)
-    offsets = None
-    sums = xp.zeros((n_active * n_clusters, n_features), dtype=data.dtype, device=data.device)
-    counts = xp.zeros((n_active * n_clusters,), dtype=data.dtype, device=data.device)
-    labels = []
-    for start, stop in data.blocks(n_active, n_clusters):
-        Xb = data.block(start, stop, problems, shift)
-        # One batched matmul for every problem.
-        block_labels = xp.argmin(_scores(Xb, scorer), axis=2)
-        if offsets is None:
-            offsets = xp.arange(n_active, dtype=block_labels.dtype, device=data.device)[:, None] * n_clusters
-        w = data.block_weights(start, stop, problems)
-        # One segment sum for every problem: cluster j of problem b is b*k + j.
-        n_rows = n_active * (stop - start)
-        sums, counts = kernels.accumulate(
-            xp.reshape(Xb, (n_rows, n_features)),
-            xp.reshape(block_labels + offsets, (n_rows,)),
-            None if w is None else xp.reshape(w, (n_rows,)),
-            sums,
-            counts,
-        )
-        labels.append(block_labels)
+    offsets = xp.arange(n_active, dtype=xp.int64, device=data.device)[:, None] * n_clusters
+
+    def run(spans):
+        sums = xp.zeros((n_active * n_clusters, n_features), dtype=data.dtype, device=data.device)
+        counts = xp.zeros((n_active * n_clusters,), dtype=data.dtype, device=data.device)
+        labels = []
+        for start, stop in spans:
+            Xb = data.block(start, stop, problems, shift)
+            # One batched matmul for every problem.
+            block_labels = xp.argmin(_scores(Xb, scorer), axis=2)
+            if block_labels.dtype != xp.int64:
+                block_labels = xp.astype(block_labels, xp.int64)
+            w = data.block_weights(start, stop, problems)
+            # One segment sum for every problem: cluster j of problem b is b*k + j.
+            n_rows = n_active * (stop - start)
+            sums, counts = kernels.accumulate(
+                xp.reshape(Xb, (n_rows, n_features)),
+                xp.reshape(block_labels + offsets, (n_rows,)),
+                None if w is None else xp.reshape(w, (n_rows,)),
+                sums,
+                counts,
+            )
+            labels.append(block_labels)
+        return labels, sums, counts
+
+    parts = data.map(run, data.blocks(n_active, n_clusters))
+    labels = [block for part in parts for block in part[0]]
     labels = labels[0] if len(labels) == 1 else xp.concat(labels, axis=1)
-    if labels.dtype != xp.int64:
-        labels = xp.astype(labels, xp.int64)
+    sums, counts = parts[0][1], parts[0][2]
+    for _, more_sums, more_counts in parts[1:]:
+        sums, counts = sums + more_sums, counts + more_counts
     return (
         labels,
         xp.reshape(sums, (n_active, n_clusters, n_features)),
