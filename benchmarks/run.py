@@ -63,10 +63,16 @@ CONFIGS = {
                quick_iters=5, gpu=True),
         Config("gpu-10M-64-1024", 10_000_000, 64, 1024, kind="gpu-memory", iters=3,
                quick_iters=2, gpu=True),
+        # B=64 problems of (n, d, k); --quick runs 8 of them (see batched_rows).
+        Config("batched-64x20k-16-256", 20_000, 16, 256, kind="batched", iters=10, quick_iters=3),
+        Config("gpu-batched-64x20k-16-256", 20_000, 16, 256, kind="batched", iters=20,
+               quick_iters=5, gpu=True),
+        Config("pq-50k-32-8x8", 50_000, 32, 256, kind="pq"),
     ]
 }
-CPU_DEFAULT = ["200k-32-64", "1M-16-8", "100k-128-1024", "latency-1k-2-3", "memory-1M-32-1024"]
-GPU_DEFAULT = ["gpu-1M-128-4096", "gpu-10M-64-1024"]
+CPU_DEFAULT = ["200k-32-64", "1M-16-8", "100k-128-1024", "latency-1k-2-3", "memory-1M-32-1024",
+               "batched-64x20k-16-256", "pq-50k-32-8x8"]
+GPU_DEFAULT = ["gpu-1M-128-4096", "gpu-10M-64-1024", "gpu-batched-64x20k-16-256"]
 
 
 @dataclass
@@ -572,6 +578,163 @@ def gpu_memory_rows(cfg: Config, iters: int) -> list[Row]:
     return rows
 
 
+def batched_rows(cfg: Config, iters: int, repeats: int, quick: bool) -> list[Row]:
+    """B independent problems of (n, d, k) from the same initial centres,
+    ``iters`` Lloyd iterations (tol=0): ``batched_k_means`` against a Python
+    loop of ``k_means`` fits and fast-pytorch-kmeans's ``MultiKMeans``.
+    Seconds are per iteration of all B problems; inertia is summed over
+    them. --quick runs B=8."""
+    n_problems = 8 if quick else 64
+    parts = [make_data(cfg, seed=b) for b in range(n_problems)]
+    X = np.stack([p[0] for p in parts])
+    init = np.stack([p[1] for p in parts])
+    del parts
+    device = "cuda" if cfg.gpu else "cpu"
+    name = f"{cfg.name}" if n_problems == 64 else f"{cfg.name} (B={n_problems})"
+    rows = []
+    if cfg.gpu and not _cuda_available():
+        return [Row(name, "-", "torch-cuda", note="skipped: no CUDA device: NOT VERIFIED")]
+
+    def as_backend(a, backend):
+        if backend == "numpy":
+            return a
+        import torch
+
+        return torch.from_numpy(a).to(device)
+
+    def batched(backend):
+        import kmeans_xp
+
+        Xb, Ib = as_backend(X, backend), as_backend(init, backend)
+        def fit(max_iter=iters):
+            return kmeans_xp.batched_k_means(Xb, cfg.k, init=Ib, max_iter=max_iter, tol=0.0)
+
+        return fit, lambda out: out[0]
+
+    def loop(backend):
+        import kmeans_xp
+
+        Xb, Ib = as_backend(X, backend), as_backend(init, backend)
+
+        def fit(max_iter=iters):
+            return [kmeans_xp.k_means(Xb[b], cfg.k, init=Ib[b], n_init=1, max_iter=max_iter,
+                                      tol=0.0)[0] for b in range(n_problems)]
+
+        return fit, lambda out: out
+
+    def multi():
+        import torch
+        from fast_pytorch_kmeans import MultiKMeans
+
+        Xt, It = torch.from_numpy(X).to(device), torch.from_numpy(init).to(device)
+
+        def fit(max_iter=iters):
+            km = MultiKMeans(cfg.k, max_iter=max_iter, tol=-1.0, verbose=0)
+            km.fit_predict(Xt, centroids=It.clone())
+            return km
+
+        return fit, lambda km: km.centroids
+
+    backend = "torch-cuda" if cfg.gpu else "numpy"
+    impls = [("kmeans_xp batched", backend, lambda: batched(backend)),
+             ("kmeans_xp loop", backend, lambda: loop(backend))]
+    if not cfg.gpu:
+        impls.append(("kmeans_xp batched", "torch", lambda: batched("torch")))
+    impls.append(("fast-pytorch-kmeans", "torch-cuda" if cfg.gpu else "torch", multi))
+    calls, results = {}, {}
+    for impl, where, prepare in impls:
+        rows.append(Row(name, impl, where))
+        module = "fast_pytorch_kmeans" if impl.startswith("fast") else (
+            None if where == "numpy" else "torch")
+        if module and not _have(module):
+            rows[-1].note = f"skipped: {module} not installed"
+            continue
+        try:
+            fit, centers = prepare()
+            _timed_call(lambda fit=fit: fit(1), device)  # warm-up: one iteration
+        except Exception as exc:  # noqa: BLE001 (a peer failing must not stop the run)
+            rows[-1].note = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+            continue
+        calls[len(rows) - 1], results[len(rows) - 1] = (fit, device), centers
+    # Best of at most 3: the loop and MultiKMeans take many seconds a call.
+    for index, (seconds, out) in _best_times(calls, min(repeats, 3)).items():
+        row = rows[index]
+        try:
+            if isinstance(out, Exception):
+                raise out
+            centers = results[index](out)
+            row.inertia = sum(reference_inertia(X[b], _host(centers[b])) for b in range(n_problems))
+            row.seconds = seconds / iters
+        except Exception as exc:  # noqa: BLE001
+            row.note = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+    loop_row = next((r for r in rows if r.impl == "kmeans_xp loop" and r.seconds), None)
+    for row in rows:
+        if loop_row and row.seconds and row is not loop_row:
+            row.note = (row.note + " " if row.note else "") + (
+                f"{loop_row.seconds / row.seconds:.2f}x the loop")
+        print(_format_row(row), flush=True)
+    _check_agreement(rows)
+    return rows
+
+
+def pq_rows(cfg: Config, iters: int, repeats: int, quick: bool) -> list[Row]:
+    """Product quantisation of (n, d) embeddings into 8 codes of 8 bits:
+    kmeans_xp's ``ProductQuantizer`` against faiss's, trained on the same
+    data. ``seconds`` is the whole fit (not per iteration); the note gives
+    the mean squared reconstruction error of the training data. --quick
+    trains on 10k rows with 6 bits."""
+    n_samples, n_bits = (10_000, 6) if quick else (cfg.n, 8)
+    n_subspaces = 8
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(cfg.d, cfg.d)).astype(np.float32) / np.sqrt(cfg.d)
+    means = 3 * rng.normal(size=(64, cfg.d)).astype(np.float32)
+    X = rng.standard_normal((n_samples, cfg.d), dtype=np.float32) @ mixing
+    X += means[rng.integers(0, 64, n_samples)]
+    name = cfg.name if not quick else f"{cfg.name} (quick: 10k, 6 bits)"
+
+    def ours():
+        from kmeans_xp import ProductQuantizer
+
+        pq = ProductQuantizer(n_subspaces, n_bits, random_state=0).fit(X)
+        return pq, pq.decode(pq.encode(X))
+
+    def theirs():
+        import faiss
+
+        pq = faiss.ProductQuantizer(cfg.d, n_subspaces, n_bits)
+        pq.train(X)
+        return pq, pq.decode(pq.compute_codes(X))
+
+    rows, calls = [], {}
+    for impl, where, fn, module in [("kmeans_xp ProductQuantizer", "numpy", ours, None),
+                                    ("faiss ProductQuantizer", "faiss-cpu", theirs, "faiss")]:
+        rows.append(Row(name, impl, where))
+        if module and not _have(module):
+            rows[-1].note = f"skipped: {module} not installed"
+            continue
+        calls[len(rows) - 1] = (fn, "cpu")
+    # A fit takes seconds: fewer repeats than the per-iteration rows.
+    for index, (seconds, out) in _best_times(calls, max(1, min(repeats, 2))).items():
+        row = rows[index]
+        if isinstance(out, Exception):
+            row.note = f"failed: {type(out).__name__}: {str(out)[:80]}"
+            continue
+        row.seconds = seconds
+        row.extra["mse"] = float(np.mean((out[1] - X) ** 2))
+        row.note = f"fit {seconds:.2f} s, reconstruction MSE {row.extra['mse']:.5g}"
+    faiss_row = next((r for r in rows if r.impl.startswith("faiss") and "mse" in r.extra), None)
+    for row in rows:
+        if faiss_row and "mse" in row.extra and row is not faiss_row:
+            row.note += f" ({row.extra['mse'] / faiss_row.extra['mse']:.4f}x faiss's)"
+        print(_format_row(row), flush=True)
+    return rows
+
+
+def _host(a) -> np.ndarray:
+    """A numpy copy of a numpy array or torch tensor (results only)."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -716,6 +879,8 @@ def main(argv=None) -> int:
             rows += memory_rows(cfg, iters)
         elif cfg.kind == "gpu-memory":
             rows += gpu_memory_rows(cfg, iters)
+        elif cfg.kind in ("batched", "pq"):
+            rows += (batched_rows if cfg.kind == "batched" else pq_rows)(cfg, iters, repeats, args.quick)
         else:
             X, init = make_data(cfg)
             rows += lloyd_rows(cfg, X, init, iters, repeats,

@@ -24,6 +24,8 @@ _LAZY = {
     "metrics": ".metrics",
     "plot": ".plot",
     "datasets": ".datasets",
+    "batched_k_means": ".batched",
+    "ProductQuantizer": ".pq",
 }
 
 __all__ = [
