@@ -1,0 +1,364 @@
+"""numba kernels of the fused CPU path (see ``_fused``): importing this
+module imports numba, so only ``_fused`` does, on first use.
+
+Centres come prepared: ``Ct`` of shape (n_features, k_pad), ``-2 C^T``
+padded with zero columns to a multiple of 8, and ``csq`` of shape
+(k_pad,), ``||c||^2`` padded with +inf (padded centres never win). Scores
+are ``csq[j] + x.Ct[:, j]``: the ``||c||^2 - 2 x.c`` of ``Kernels.assign``.
+Products are summed feature by feature in X's dtype, the same order for
+every row (tiles and leftover rows alike), so a row's label does not
+depend on where it sits. Cluster sums, weights and inertia are float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+#: Rows and centres per register tile (``_tile``).
+TILE_ROWS = 4
+TILE_CENTERS = 8
+
+
+# Written out by hand, one scalar per (row, centre): with SLP vectorisation
+# (see ``_fused._compiled``) LLVM packs each row's eight accumulators into
+# one vector register and keeps all 4 x 8 in registers for the whole loop
+# over features; numba's loop vectorizer alone keeps them in memory (a load
+# and a store per multiply-add, 5x slower on (200k, 32, 64)).
+
+@njit(inline="always", boundscheck=False)
+def _tile(X, i, Ct, j0, csq, d):
+    """Rows ``i:i+4`` against centres ``j0:j0+8``: each row's lowest
+    ``csq[j] + x.Ct[:, j]`` and its ``j`` (the first on ties), as
+    ``(b0, l0, b1, l1, b2, l2, b3, l3)``."""
+    # Indices as unsigned integers: numba then emits no negative-index
+    # wraparound, and the eight loads of a row of Ct are seen as one vector.
+    u = np.uint64(j0)
+    ui = np.uint64(i)
+    x0 = X[ui + np.uint64(0), 0]
+    x1 = X[ui + np.uint64(1), 0]
+    x2 = X[ui + np.uint64(2), 0]
+    x3 = X[ui + np.uint64(3), 0]
+    c0 = Ct[0, u + np.uint64(0)]
+    c1 = Ct[0, u + np.uint64(1)]
+    c2 = Ct[0, u + np.uint64(2)]
+    c3 = Ct[0, u + np.uint64(3)]
+    c4 = Ct[0, u + np.uint64(4)]
+    c5 = Ct[0, u + np.uint64(5)]
+    c6 = Ct[0, u + np.uint64(6)]
+    c7 = Ct[0, u + np.uint64(7)]
+    a00 = x0 * c0
+    a01 = x0 * c1
+    a02 = x0 * c2
+    a03 = x0 * c3
+    a04 = x0 * c4
+    a05 = x0 * c5
+    a06 = x0 * c6
+    a07 = x0 * c7
+    a10 = x1 * c0
+    a11 = x1 * c1
+    a12 = x1 * c2
+    a13 = x1 * c3
+    a14 = x1 * c4
+    a15 = x1 * c5
+    a16 = x1 * c6
+    a17 = x1 * c7
+    a20 = x2 * c0
+    a21 = x2 * c1
+    a22 = x2 * c2
+    a23 = x2 * c3
+    a24 = x2 * c4
+    a25 = x2 * c5
+    a26 = x2 * c6
+    a27 = x2 * c7
+    a30 = x3 * c0
+    a31 = x3 * c1
+    a32 = x3 * c2
+    a33 = x3 * c3
+    a34 = x3 * c4
+    a35 = x3 * c5
+    a36 = x3 * c6
+    a37 = x3 * c7
+    for f in range(1, d):
+        x0 = X[ui + np.uint64(0), f]
+        x1 = X[ui + np.uint64(1), f]
+        x2 = X[ui + np.uint64(2), f]
+        x3 = X[ui + np.uint64(3), f]
+        c0 = Ct[f, u + np.uint64(0)]
+        c1 = Ct[f, u + np.uint64(1)]
+        c2 = Ct[f, u + np.uint64(2)]
+        c3 = Ct[f, u + np.uint64(3)]
+        c4 = Ct[f, u + np.uint64(4)]
+        c5 = Ct[f, u + np.uint64(5)]
+        c6 = Ct[f, u + np.uint64(6)]
+        c7 = Ct[f, u + np.uint64(7)]
+        a00 += x0 * c0
+        a01 += x0 * c1
+        a02 += x0 * c2
+        a03 += x0 * c3
+        a04 += x0 * c4
+        a05 += x0 * c5
+        a06 += x0 * c6
+        a07 += x0 * c7
+        a10 += x1 * c0
+        a11 += x1 * c1
+        a12 += x1 * c2
+        a13 += x1 * c3
+        a14 += x1 * c4
+        a15 += x1 * c5
+        a16 += x1 * c6
+        a17 += x1 * c7
+        a20 += x2 * c0
+        a21 += x2 * c1
+        a22 += x2 * c2
+        a23 += x2 * c3
+        a24 += x2 * c4
+        a25 += x2 * c5
+        a26 += x2 * c6
+        a27 += x2 * c7
+        a30 += x3 * c0
+        a31 += x3 * c1
+        a32 += x3 * c2
+        a33 += x3 * c3
+        a34 += x3 * c4
+        a35 += x3 * c5
+        a36 += x3 * c6
+        a37 += x3 * c7
+    b0 = a00 + csq[j0]
+    l0 = j0
+    v = a01 + csq[j0 + 1]
+    if v < b0:
+        b0, l0 = v, j0 + 1
+    v = a02 + csq[j0 + 2]
+    if v < b0:
+        b0, l0 = v, j0 + 2
+    v = a03 + csq[j0 + 3]
+    if v < b0:
+        b0, l0 = v, j0 + 3
+    v = a04 + csq[j0 + 4]
+    if v < b0:
+        b0, l0 = v, j0 + 4
+    v = a05 + csq[j0 + 5]
+    if v < b0:
+        b0, l0 = v, j0 + 5
+    v = a06 + csq[j0 + 6]
+    if v < b0:
+        b0, l0 = v, j0 + 6
+    v = a07 + csq[j0 + 7]
+    if v < b0:
+        b0, l0 = v, j0 + 7
+    b1 = a10 + csq[j0]
+    l1 = j0
+    v = a11 + csq[j0 + 1]
+    if v < b1:
+        b1, l1 = v, j0 + 1
+    v = a12 + csq[j0 + 2]
+    if v < b1:
+        b1, l1 = v, j0 + 2
+    v = a13 + csq[j0 + 3]
+    if v < b1:
+        b1, l1 = v, j0 + 3
+    v = a14 + csq[j0 + 4]
+    if v < b1:
+        b1, l1 = v, j0 + 4
+    v = a15 + csq[j0 + 5]
+    if v < b1:
+        b1, l1 = v, j0 + 5
+    v = a16 + csq[j0 + 6]
+    if v < b1:
+        b1, l1 = v, j0 + 6
+    v = a17 + csq[j0 + 7]
+    if v < b1:
+        b1, l1 = v, j0 + 7
+    b2 = a20 + csq[j0]
+    l2 = j0
+    v = a21 + csq[j0 + 1]
+    if v < b2:
+        b2, l2 = v, j0 + 1
+    v = a22 + csq[j0 + 2]
+    if v < b2:
+        b2, l2 = v, j0 + 2
+    v = a23 + csq[j0 + 3]
+    if v < b2:
+        b2, l2 = v, j0 + 3
+    v = a24 + csq[j0 + 4]
+    if v < b2:
+        b2, l2 = v, j0 + 4
+    v = a25 + csq[j0 + 5]
+    if v < b2:
+        b2, l2 = v, j0 + 5
+    v = a26 + csq[j0 + 6]
+    if v < b2:
+        b2, l2 = v, j0 + 6
+    v = a27 + csq[j0 + 7]
+    if v < b2:
+        b2, l2 = v, j0 + 7
+    b3 = a30 + csq[j0]
+    l3 = j0
+    v = a31 + csq[j0 + 1]
+    if v < b3:
+        b3, l3 = v, j0 + 1
+    v = a32 + csq[j0 + 2]
+    if v < b3:
+        b3, l3 = v, j0 + 2
+    v = a33 + csq[j0 + 3]
+    if v < b3:
+        b3, l3 = v, j0 + 3
+    v = a34 + csq[j0 + 4]
+    if v < b3:
+        b3, l3 = v, j0 + 4
+    v = a35 + csq[j0 + 5]
+    if v < b3:
+        b3, l3 = v, j0 + 5
+    v = a36 + csq[j0 + 6]
+    if v < b3:
+        b3, l3 = v, j0 + 6
+    v = a37 + csq[j0 + 7]
+    if v < b3:
+        b3, l3 = v, j0 + 7
+    return b0, l0, b1, l1, b2, l2, b3, l3
+
+
+@njit(inline="always", boundscheck=False)
+def _row_best(X, i, Ct, csq, k, d):
+    """One row's lowest score and its centre, in ``_tile``'s order of sums."""
+    best = np.inf
+    label = 0
+    for j in range(k):
+        acc = X[i, 0] * Ct[0, j]
+        for f in range(1, d):
+            acc += X[i, f] * Ct[f, j]
+        v = acc + csq[j]
+        if v < best or j == 0:
+            best, label = v, j
+    return best, label
+
+
+@njit(inline="always", boundscheck=False)
+def _tile_best(X, i, Ct, csq, k_pad, d):
+    """``_tile`` over every centre tile: rows ``i:i+4``' lowest scores and
+    their centres."""
+    b0, l0, b1, l1, b2, l2, b3, l3 = _tile(X, i, Ct, 0, csq, d)
+    for j0 in range(TILE_CENTERS, k_pad, TILE_CENTERS):
+        v0, m0, v1, m1, v2, m2, v3, m3 = _tile(X, i, Ct, j0, csq, d)
+        if v0 < b0:
+            b0, l0 = v0, m0
+        if v1 < b1:
+            b1, l1 = v1, m1
+        if v2 < b2:
+            b2, l2 = v2, m2
+        if v3 < b3:
+            b3, l3 = v3, m3
+    return b0, l0, b1, l1, b2, l2, b3, l3
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def assign_range(X, Ct, csq, k, start, stop, labels, partial):
+    """Labels (and, when ``partial`` has rows, the lowest scores) of rows
+    ``start:stop`` of X, written at the same rows of ``labels`` and
+    ``partial``."""
+    d = X.shape[1]
+    k_pad = Ct.shape[1]
+    want = partial.shape[0] > 0
+    i = start
+    while i + TILE_ROWS <= stop:
+        b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best(X, i, Ct, csq, k_pad, d)
+        labels[i] = l0
+        labels[i + 1] = l1
+        labels[i + 2] = l2
+        labels[i + 3] = l3
+        if want:
+            partial[i] = b0
+            partial[i + 1] = b1
+            partial[i + 2] = b2
+            partial[i + 3] = b3
+        i += TILE_ROWS
+    while i < stop:
+        b, lab = _row_best(X, i, Ct, csq, k, d)
+        labels[i] = lab
+        if want:
+            partial[i] = b
+        i += 1
+
+
+@njit(inline="always", boundscheck=False)
+def _add_row(X, i, best, label, weights, labels, sums, counts):
+    """Adds row ``i`` to cluster ``label`` (float64), stores the label and
+    returns ``(weighted squared distance, whether the label changed)``."""
+    d = X.shape[1]
+    w = 1.0 if weights.shape[0] == 0 else np.float64(weights[i])
+    sq = 0.0
+    for f in range(d):
+        x = np.float64(X[i, f])
+        sq += x * x
+        sums[label, f] += w * x
+    counts[label] += w
+    changed = labels[i] != label
+    labels[i] = label
+    d2 = sq + np.float64(best)
+    return w * max(d2, 0.0), changed
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts):
+    """One fused Lloyd step over rows ``start:stop``: nearest centre, the
+    row added (times its weight, unit weights when ``weights`` is empty)
+    to its cluster's ``sums`` and ``counts`` (float64, in place), the label
+    compared with ``labels`` and written there. Returns ``(inertia,
+    n_changed)`` of these rows."""
+    d = X.shape[1]
+    k_pad = Ct.shape[1]
+    inertia = 0.0
+    changed = 0
+    i = start
+    while i + TILE_ROWS <= stop:
+        b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best(X, i, Ct, csq, k_pad, d)
+        e, c = _add_row(X, i, b0, l0, weights, labels, sums, counts)
+        inertia += e
+        changed += c
+        e, c = _add_row(X, i + 1, b1, l1, weights, labels, sums, counts)
+        inertia += e
+        changed += c
+        e, c = _add_row(X, i + 2, b2, l2, weights, labels, sums, counts)
+        inertia += e
+        changed += c
+        e, c = _add_row(X, i + 3, b3, l3, weights, labels, sums, counts)
+        inertia += e
+        changed += c
+        i += TILE_ROWS
+    while i < stop:
+        b, lab = _row_best(X, i, Ct, csq, k, d)
+        e, c = _add_row(X, i, b, lab, weights, labels, sums, counts)
+        inertia += e
+        changed += c
+        i += 1
+    return inertia, changed
+
+
+@njit(parallel=True, nogil=True, cache=True, boundscheck=False)
+def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks):
+    """``lloyd_range`` over ``n_chunks`` equal ranges of rows in parallel,
+    each with its own float64 accumulators. Returns ``(sums, counts,
+    inertia, changed)`` of shapes (n_chunks, k, d), (n_chunks, k),
+    (n_chunks,) and (n_chunks,): fixed ranges, so the same result for any
+    number of threads."""
+    n, d = X.shape
+    sums = np.zeros((n_chunks, k, d), dtype=np.float64)
+    counts = np.zeros((n_chunks, k), dtype=np.float64)
+    inertia = np.zeros(n_chunks, dtype=np.float64)
+    changed = np.zeros(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        start = n * c // n_chunks
+        stop = n * (c + 1) // n_chunks
+        e, m = lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums[c], counts[c])
+        inertia[c] = e
+        changed[c] = m
+    return sums, counts, inertia, changed
+
+
+@njit(parallel=True, nogil=True, cache=True, boundscheck=False)
+def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks):
+    """``assign_range`` over ``n_chunks`` equal ranges of rows in parallel."""
+    n = X.shape[0]
+    for c in prange(n_chunks):
+        assign_range(X, Ct, csq, k, n * c // n_chunks, n * (c + 1) // n_chunks, labels, partial)
