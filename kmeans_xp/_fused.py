@@ -160,9 +160,9 @@ def _assign(X, prepared, labels_out, min_out, *, parallel):
 
     X = _c_order(X)
     Ct, csq, k = prepared
-    partial = min_out if min_out is not None else np.empty(0, dtype=X.dtype)
+    partial = min_out if min_out is not None else np.empty(X.shape[0], dtype=X.dtype)
     if not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
-        _run("assign_range", X, Ct, csq, k, 0, X.shape[0], labels_out, partial)
+        _run("assign_range", X, Ct, csq, k, 0, X.shape[0], labels_out, partial, 0)
         return labels_out, min_out
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
     with _PARALLEL_LOCK:
@@ -171,7 +171,7 @@ def _assign(X, prepared, labels_out, min_out, *, parallel):
 
 
 def lloyd_block_stats(X, centers, centers_sqnorm, weights, sums, counts, labels_out, *,
-                      parallel=True):
+                      parallel=True, want_inertia=True):
     """One fused Lloyd step over the rows of ``X``.
 
     Parameters
@@ -188,19 +188,23 @@ def lloyd_block_stats(X, centers, centers_sqnorm, weights, sums, counts, labels_
         The previous labels on entry (any values), the new ones on return.
     parallel : bool
         Spread the rows over numba's threads (else the calling thread).
+    want_inertia : bool
+        Whether to compute the inertia (d more multiply-adds a row).
 
     Returns
     -------
     inertia : float
-        Weighted sum of the squared distances to the nearest centres.
+        Weighted sum of the squared distances to the nearest centres (0.0
+        unless ``want_inertia``).
     n_changed : int
         How many rows' labels differ from ``labels_out``'s on entry.
     """
     prepared = prepare_centers(centers, centers_sqnorm)
-    return _lloyd_stats(X, prepared, weights, sums, counts, labels_out, parallel=parallel)
+    return _lloyd_stats(X, prepared, weights, sums, counts, labels_out, parallel=parallel,
+                        want_inertia=want_inertia)
 
 
-def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel):
+def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, want_inertia):
     import numpy as np
 
     X = _c_order(X)
@@ -208,13 +212,14 @@ def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel):
     w = np.empty(0, dtype=X.dtype) if weights is None else _c_order(weights)
     if not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
         inertia, changed = _run(
-            "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0], labels_out, sums, counts
+            "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0], labels_out, sums, counts,
+            want_inertia,
         )
         return float(inertia), int(changed)
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
     with _PARALLEL_LOCK:
         part_sums, part_counts, inertia, changed = _run(
-            "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks
+            "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks, want_inertia
         )
     np.add(sums, part_sums.sum(axis=0), out=sums)
     np.add(counts, part_counts.sum(axis=0), out=counts)
@@ -249,10 +254,12 @@ class FusedNumpyKernels(NumpyKernels):
     def assign(self, X, centers, centers_sqnorm):
         return self.assigner(centers, centers_sqnorm)(X)
 
-    def lloyd_step(self, Xb, prepared, weights, labels_out, sums, counts, *, parallel):
-        """``lloyd_block_stats`` with ``prepared = (*prepare_centers(...),
-        n_clusters)``: returns ``(inertia, n_changed)``."""
-        return _lloyd_stats(Xb, prepared, weights, sums, counts, labels_out, parallel=parallel)
+    def lloyd_step(self, Xb, prepared, weights, labels_out, sums, counts, *, parallel,
+                   want_inertia):
+        """``lloyd_block_stats`` with centres from ``prepare_centers``:
+        returns ``(inertia, n_changed)``."""
+        return _lloyd_stats(Xb, prepared, weights, sums, counts, labels_out, parallel=parallel,
+                            want_inertia=want_inertia)
 
 
 def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous_sums=None,
@@ -282,14 +289,15 @@ def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous
     if block is not None or not runner._subtract:
         Xb = problem.X if block is None else block
         inertia, changed = kernels.lloyd_step(
-            Xb, prepared, problem.weights, labels, sums, counts, parallel=block is None
+            Xb, prepared, problem.weights, labels, sums, counts, parallel=block is None,
+            want_inertia=want_inertia,
         )
     else:
         def step(Xb, start, stop, acc):
             acc_sums, acc_counts, acc_inertia, acc_changed = acc
             e, c = kernels.lloyd_step(
                 Xb, prepared, problem.block_weights(start, stop), labels[start:stop],
-                acc_sums, acc_counts, parallel=False,
+                acc_sums, acc_counts, parallel=False, want_inertia=want_inertia,
             )
             return (acc_sums, acc_counts, acc_inertia + e, acc_changed + c), None
 

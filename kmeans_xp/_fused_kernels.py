@@ -18,6 +18,8 @@ from numba import njit, prange
 #: Rows and centres per register tile (``_tile``).
 TILE_ROWS = 4
 TILE_CENTERS = 8
+#: Rows labelled at a time by the fused Lloyd step before they are summed.
+SUB_ROWS = 256
 
 
 # Written out by hand, one scalar per (row, centre): with SLP vectorisation
@@ -26,7 +28,7 @@ TILE_CENTERS = 8
 # over features; numba's loop vectorizer alone keeps them in memory (a load
 # and a store per multiply-add, 5x slower on (200k, 32, 64)).
 
-@njit(inline="always", boundscheck=False)
+@njit(inline="always", boundscheck=False, fastmath={"contract"})
 def _tile(X, i, Ct, j0, csq, d):
     """Rows ``i:i+4`` against centres ``j0:j0+8``: each row's lowest
     ``csq[j] + x.Ct[:, j]`` and its ``j`` (the first on ties), as
@@ -219,7 +221,7 @@ def _tile(X, i, Ct, j0, csq, d):
     return b0, l0, b1, l1, b2, l2, b3, l3
 
 
-@njit(inline="always", boundscheck=False)
+@njit(inline="always", boundscheck=False, fastmath={"contract"})
 def _row_best(X, i, Ct, csq, k, d):
     """One row's lowest score and its centre, in ``_tile``'s order of sums."""
     best = np.inf
@@ -234,12 +236,15 @@ def _row_best(X, i, Ct, csq, k, d):
     return best, label
 
 
-@njit(inline="always", boundscheck=False)
+@njit(inline="always", boundscheck=False, fastmath={"contract"})
 def _tile_best(X, i, Ct, csq, k_pad, d):
     """``_tile`` over every centre tile: rows ``i:i+4``' lowest scores and
     their centres."""
-    b0, l0, b1, l1, b2, l2, b3, l3 = _tile(X, i, Ct, 0, csq, d)
-    for j0 in range(TILE_CENTERS, k_pad, TILE_CENTERS):
+    # One call site of the inlined tile: peeling the first tile off the
+    # loop (two copies) ran 5x slower on (200k, 32, 64).
+    b0 = b1 = b2 = b3 = np.inf
+    l0 = l1 = l2 = l3 = 0
+    for j0 in range(0, k_pad, TILE_CENTERS):
         v0, m0, v1, m1, v2, m2, v3, m3 = _tile(X, i, Ct, j0, csq, d)
         if v0 < b0:
             b0, l0 = v0, m0
@@ -252,91 +257,95 @@ def _tile_best(X, i, Ct, csq, k_pad, d):
     return b0, l0, b1, l1, b2, l2, b3, l3
 
 
-@njit(nogil=True, cache=True, boundscheck=False)
-def assign_range(X, Ct, csq, k, start, stop, labels, partial):
-    """Labels (and, when ``partial`` has rows, the lowest scores) of rows
-    ``start:stop`` of X, written at the same rows of ``labels`` and
-    ``partial``."""
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def assign_range(X, Ct, csq, k, start, stop, labels, partial, offset):
+    """Labels and lowest scores of rows ``start:stop`` of X, written at
+    rows ``start - offset:stop - offset`` of ``labels`` and ``partial``."""
     d = X.shape[1]
     k_pad = Ct.shape[1]
-    want = partial.shape[0] > 0
-    i = start
-    while i + TILE_ROWS <= stop:
+    # The tiles' loop alone in its function, the leftover rows in another:
+    # with them inlined here the loop ran 4x slower on (200k, 32, 64).
+    end = start + (stop - start) // TILE_ROWS * TILE_ROWS
+    for i in range(start, end, TILE_ROWS):
         b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best(X, i, Ct, csq, k_pad, d)
-        labels[i] = l0
-        labels[i + 1] = l1
-        labels[i + 2] = l2
-        labels[i + 3] = l3
-        if want:
-            partial[i] = b0
-            partial[i + 1] = b1
-            partial[i + 2] = b2
-            partial[i + 3] = b3
-        i += TILE_ROWS
-    while i < stop:
-        b, lab = _row_best(X, i, Ct, csq, k, d)
-        labels[i] = lab
-        if want:
-            partial[i] = b
-        i += 1
+        o = i - offset
+        labels[o] = l0
+        labels[o + 1] = l1
+        labels[o + 2] = l2
+        labels[o + 3] = l3
+        partial[o] = b0
+        partial[o + 1] = b1
+        partial[o + 2] = b2
+        partial[o + 3] = b3
+    _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
 
 
-@njit(inline="always", boundscheck=False)
-def _add_row(X, i, best, label, weights, labels, sums, counts):
-    """Adds row ``i`` to cluster ``label`` (float64), stores the label and
-    returns ``(weighted squared distance, whether the label changed)``."""
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _assign_rows(X, Ct, csq, k, start, stop, labels, partial, offset):
+    """``assign_range`` one row at a time (the rows short of a tile)."""
     d = X.shape[1]
-    w = 1.0 if weights.shape[0] == 0 else np.float64(weights[i])
-    sq = 0.0
-    for f in range(d):
-        x = np.float64(X[i, f])
-        sq += x * x
-        sums[label, f] += w * x
-    counts[label] += w
-    changed = labels[i] != label
-    labels[i] = label
-    d2 = sq + np.float64(best)
-    return w * max(d2, 0.0), changed
+    for i in range(start, stop):
+        b, lab = _row_best(X, i, Ct, csq, k, d)
+        labels[i - offset] = lab
+        partial[i - offset] = b
 
 
-@njit(nogil=True, cache=True, boundscheck=False)
-def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts):
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
+def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
+    """Rows ``start:stop`` of X (times their weights) added to the sums and
+    counts of ``new_labels`` (indexed from 0), which replace ``labels``.
+    Returns ``(inertia, n_changed)`` of these rows (inertia 0.0 unless
+    ``want_inertia``; ``best`` are their lowest scores)."""
+    d = X.shape[1]
+    unit = weights.shape[0] == 0
+    inertia = 0.0
+    changed = 0
+    for i in range(start, stop):
+        label = new_labels[i - start]
+        w = 1.0 if unit else np.float64(weights[i])
+        for f in range(d):
+            sums[label, f] += w * np.float64(X[i, f])
+        counts[label] += w
+        if labels[i] != label:
+            changed += 1
+            labels[i] = label
+        if want_inertia:
+            # Reassociated (vectorised): the sum of squares is the one
+            # reduction here, and a sequential one cost 4x the step at d=16.
+            sq = 0.0
+            for f in range(d):
+                x = np.float64(X[i, f])
+                sq += x * x
+            inertia += w * max(sq + np.float64(best[i - start]), 0.0)
+    return inertia, changed
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_inertia):
     """One fused Lloyd step over rows ``start:stop``: nearest centre, the
     row added (times its weight, unit weights when ``weights`` is empty)
     to its cluster's ``sums`` and ``counts`` (float64, in place), the label
     compared with ``labels`` and written there. Returns ``(inertia,
-    n_changed)`` of these rows."""
-    d = X.shape[1]
-    k_pad = Ct.shape[1]
+    n_changed)`` of these rows (inertia 0.0 unless ``want_inertia``)."""
+    # Rows go in groups of SUB_ROWS: labelled by ``assign_range`` (the
+    # tiles' loop vectorises only alone in its function), then added to the
+    # sums while still in the L1 cache. One read of X from memory.
+    new_labels = np.empty(SUB_ROWS, dtype=labels.dtype)
+    best = np.empty(SUB_ROWS, dtype=X.dtype)
     inertia = 0.0
     changed = 0
-    i = start
-    while i + TILE_ROWS <= stop:
-        b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best(X, i, Ct, csq, k_pad, d)
-        e, c = _add_row(X, i, b0, l0, weights, labels, sums, counts)
+    for s0 in range(start, stop, SUB_ROWS):
+        s1 = min(stop, s0 + SUB_ROWS)
+        assign_range(X, Ct, csq, k, s0, s1, new_labels, best, s0)
+        e, c = _add_rows(X, s0, s1, new_labels, best, weights, labels, sums, counts,
+                         want_inertia)
         inertia += e
         changed += c
-        e, c = _add_row(X, i + 1, b1, l1, weights, labels, sums, counts)
-        inertia += e
-        changed += c
-        e, c = _add_row(X, i + 2, b2, l2, weights, labels, sums, counts)
-        inertia += e
-        changed += c
-        e, c = _add_row(X, i + 3, b3, l3, weights, labels, sums, counts)
-        inertia += e
-        changed += c
-        i += TILE_ROWS
-    while i < stop:
-        b, lab = _row_best(X, i, Ct, csq, k, d)
-        e, c = _add_row(X, i, b, lab, weights, labels, sums, counts)
-        inertia += e
-        changed += c
-        i += 1
     return inertia, changed
 
 
 @njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks):
+def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia):
     """``lloyd_range`` over ``n_chunks`` equal ranges of rows in parallel,
     each with its own float64 accumulators. Returns ``(sums, counts,
     inertia, changed)`` of shapes (n_chunks, k, d), (n_chunks, k),
@@ -350,7 +359,9 @@ def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks):
     for c in prange(n_chunks):
         start = n * c // n_chunks
         stop = n * (c + 1) // n_chunks
-        e, m = lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums[c], counts[c])
+        e, m = lloyd_range(
+            X, Ct, csq, k, weights, start, stop, labels, sums[c], counts[c], want_inertia
+        )
         inertia[c] = e
         changed[c] = m
     return sums, counts, inertia, changed
@@ -361,4 +372,4 @@ def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks):
     """``assign_range`` over ``n_chunks`` equal ranges of rows in parallel."""
     n = X.shape[0]
     for c in prange(n_chunks):
-        assign_range(X, Ct, csq, k, n * c // n_chunks, n * (c + 1) // n_chunks, labels, partial)
+        assign_range(X, Ct, csq, k, n * c // n_chunks, n * (c + 1) // n_chunks, labels, partial, 0)
