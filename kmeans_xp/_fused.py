@@ -94,16 +94,35 @@ def _run(name: str, *args):
     return _compiled(name, args)(*args)
 
 
-#: Up to this many features, the fused kernel beats BLAS at every
-#: ``n_clusters`` up to ``max_fused_clusters`` (benchmarks/README.md).
-max_fused_features = 64
-#: From this many centres, the BLAS path is used (GEMM-bound passes).
-max_fused_clusters = 256
+def _run_parallel(name: str, *args):
+    """A ``prange`` kernel: one at a time, and with ranges handed to numba's
+    threads one by one as they finish (numba's default splits them evenly
+    up front, and a core that another process holds then delays the pass)."""
+    import numba
+
+    kernel = _compiled(name, args)
+    with _PARALLEL_LOCK:
+        saved = numba.set_parallel_chunksize(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_parallel_chunksize(saved)
+
+
+#: The fused kernel is used up to this many centres, with up to
+#: ``max_fused_features`` features or up to ``max_fused_clusters_wide``
+#: centres: where one core assigned faster with it than with BLAS
+#: (``python benchmarks/fused.py --rule``, benchmarks/README.md).
+max_fused_clusters = 128
+max_fused_features = 32
+max_fused_clusters_wide = 32
 
 
 def prefer_fused(n_clusters: int, n_features: int) -> bool:
     """The measured rule: fused kernel (True) or BLAS kernels (False)."""
-    return n_clusters < max_fused_clusters and n_features <= max_fused_features
+    if n_clusters > max_fused_clusters:
+        return False
+    return n_features <= max_fused_features or n_clusters <= max_fused_clusters_wide
 
 
 def prepare_centers(centers, centers_sqnorm):
@@ -165,8 +184,7 @@ def _assign(X, prepared, labels_out, min_out, *, parallel):
         _run("assign_range", X, Ct, csq, k, 0, X.shape[0], labels_out, partial, 0)
         return labels_out, min_out
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
-    with _PARALLEL_LOCK:
-        _run("assign_chunks", X, Ct, csq, k, labels_out, partial, n_chunks)
+    _run_parallel("assign_chunks", X, Ct, csq, k, labels_out, partial, n_chunks)
     return labels_out, min_out
 
 
@@ -217,10 +235,9 @@ def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, wa
         )
         return float(inertia), int(changed)
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
-    with _PARALLEL_LOCK:
-        part_sums, part_counts, inertia, changed = _run(
-            "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks, want_inertia
-        )
+    part_sums, part_counts, inertia, changed = _run_parallel(
+        "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks, want_inertia
+    )
     np.add(sums, part_sums.sum(axis=0), out=sums)
     np.add(counts, part_counts.sum(axis=0), out=counts)
     return float(inertia.sum()), int(changed.sum())
@@ -262,15 +279,24 @@ class FusedNumpyKernels(NumpyKernels):
                             want_inertia=want_inertia)
 
 
+#: How ``fused_lloyd_pass_into`` spreads unshifted data over the cores:
+#: "numba" (one ``prange`` kernel call) or "runner" (the block runner's
+#: threads, one serial kernel call per block). The runner used half the
+#: CPU time of numba's threads for the same fits on a busy 2-core machine
+#: (benchmarks/README.md).
+PASS_DRIVER = "runner"
+
+
 def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous_sums=None,
                           block=None, compact: bool = False):
     """``_lloyd._lloyd_pass_into`` for ``FusedNumpyKernels``: same
     arguments and results ``(labels, sums, counts, inertia, n_changed)``,
     sums and counts in float64. Sums are always summed afresh (at d
     additions a row, the fused pass gains nothing from ``previous_sums``,
-    which is ignored). Unshifted data go through one parallel kernel call
-    over all of X; shifted data block by block on the runner's threads
-    (each block shifted first)."""
+    which is ignored). Data go block by block on the runner's threads (each
+    block shifted first where the shift is not zero), or, with
+    ``PASS_DRIVER = "numba"`` and no shift, through one ``prange`` kernel
+    call over all of X."""
     import numpy as np
 
     kernels = problem.kernels
@@ -286,7 +312,7 @@ def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous
     sums = np.zeros((n_clusters, n_features), dtype=np.float64)
     counts = np.zeros(n_clusters, dtype=np.float64)
     runner = problem.runner
-    if block is not None or not runner._subtract:
+    if block is not None or (PASS_DRIVER == "numba" and not runner._subtract):
         Xb = problem.X if block is None else block
         inertia, changed = kernels.lloyd_step(
             Xb, prepared, problem.weights, labels, sums, counts, parallel=block is None,

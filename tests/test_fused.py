@@ -209,8 +209,10 @@ FITS = [(1000, 2, 3, 0.0), (60_000, 16, 8, 0.0), (20_000, 8, 12, 50.0), (5000, 4
 
 
 @pytest.mark.parametrize("case", FITS, ids=lambda c: "x".join(map(str, c)))
-def test_whole_fit_matches_numpy_path_float64(case):
+@pytest.mark.parametrize("driver", ["runner", "numba"])
+def test_whole_fit_matches_numpy_path_float64(case, driver, monkeypatch):
     _numba()
+    monkeypatch.setattr(_fused, "PASS_DRIVER", driver)
     n, d, k, offset = case
     X, centers = _data(n, d, k, np.float64, offset=offset)
     X_before = X.copy()
@@ -260,8 +262,10 @@ def test_trial_wiring_is_undone():
 def test_prefer_fused_rule():
     assert _fused.prefer_fused(8, 16)
     assert _fused.prefer_fused(64, 32)
+    assert _fused.prefer_fused(16, 128)
+    assert not _fused.prefer_fused(64, 64)
     assert not _fused.prefer_fused(1024, 128)
-    assert not _fused.prefer_fused(64, 256)
+    assert not _fused.prefer_fused(256, 8)
 
 
 # ------------------------------------------------------------ fallback
