@@ -128,12 +128,13 @@ def prefer_fused(n_clusters: int, n_features: int) -> bool:
 def prepare_centers(centers, centers_sqnorm):
     """The centres as the kernels take them: ``(Ct, csq, n_clusters)``,
     ``Ct`` being ``-2 C^T`` of shape (n_features, k_pad) with zero columns
-    up to a multiple of 8, and ``csq`` ``||c||^2`` of shape (k_pad,)
+    up to a multiple of 8 (up to 8 centres) or 16, and ``csq`` ``||c||^2`` of shape (k_pad,)
     padded with +inf, both in the centres' dtype and C order."""
     import numpy as np
 
     n_clusters, n_features = centers.shape
-    k_pad = -(-n_clusters // 8) * 8
+    tile = 8 if n_clusters <= 8 else 16  # see _fused_kernels._tile16
+    k_pad = -(-n_clusters // tile) * tile
     Ct = np.zeros((n_features, k_pad), dtype=centers.dtype)
     Ct[:, :n_clusters] = (-2 * centers).T
     csq = np.full(k_pad, np.inf, dtype=centers.dtype)
