@@ -109,20 +109,16 @@ def _run_parallel(name: str, *args):
             numba.set_parallel_chunksize(saved)
 
 
-#: The fused kernel is used up to this many centres, with up to
-#: ``max_fused_features`` features or up to ``max_fused_clusters_wide``
-#: centres: where one core assigned faster with it than with BLAS
+#: The fused kernel is used up to this many centres, BLAS beyond: where
+#: one core assigned faster with it, at every d from 2 to 128
 #: (``python benchmarks/fused.py --rule``, benchmarks/README.md).
 max_fused_clusters = 128
-max_fused_features = 32
-max_fused_clusters_wide = 32
 
 
 def prefer_fused(n_clusters: int, n_features: int) -> bool:
-    """The measured rule: fused kernel (True) or BLAS kernels (False)."""
-    if n_clusters > max_fused_clusters:
-        return False
-    return n_features <= max_fused_features or n_clusters <= max_fused_clusters_wide
+    """The measured rule: fused kernel (True) or BLAS kernels (False).
+    ``n_features`` does not decide it on the machine measured (d <= 128)."""
+    return n_clusters <= max_fused_clusters
 
 
 def prepare_centers(centers, centers_sqnorm):
