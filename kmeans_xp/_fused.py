@@ -1,0 +1,377 @@
+"""A fused assign-and-accumulate CPU kernel (numba), for numpy arrays.
+
+One pass over the rows finds, for a tile of 4 rows against 8 centres at a
+time, the scores ``||c||^2 - 2 x.c`` in registers, keeps each row's lowest
+score and its centre, and adds the row to its cluster's float64 sums right
+away, while it is in the L1 cache: the numpy kernels' separate product,
+argmin, gather and segment-sum passes become one. The whole-array passes
+run over fixed ranges of rows in parallel (numba ``prange``), each range
+with its own accumulators, added at the end.
+
+numba is optional: ``available()`` says whether it can be used (installed
+and not disabled by ``KMEANS_XP_DISABLE_NUMBA=1``); without it the numpy
+kernels stay complete. numba is imported on first use, never by
+``import kmeans_xp``. Where the scores are a large GEMM (many centres)
+BLAS stays faster: ``prefer_fused`` is the measured rule (see
+benchmarks/README.md, "Fused numba kernel").
+
+Inputs are trusted (validated by the public functions); arrays are
+numpy, and non-contiguous ones are copied to C order first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+from ._kernels import NumpyKernels
+
+#: Set to 1 to use the numpy kernels even where numba is installed.
+DISABLE_ENV = "KMEANS_XP_DISABLE_NUMBA"
+
+_STATE = {"module": None, "checked": False}
+_COMPILED = set()
+_COMPILE_LOCK = threading.Lock()
+# numba's default threading layer (workqueue) must not run two parallel
+# kernels at once: passes from several Python threads take turns.
+_PARALLEL_LOCK = threading.Lock()
+
+
+def available() -> bool:
+    """Whether the fused kernels can run: numba importable and not disabled
+    by the environment variable ``KMEANS_XP_DISABLE_NUMBA=1``."""
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return False
+    return _module() is not None
+
+
+def _module():
+    """The jitted kernels' module, imported once (None without numba)."""
+    if not _STATE["checked"]:
+        try:
+            from . import _fused_kernels
+        except ImportError:
+            _fused_kernels = None
+        _STATE["module"], _STATE["checked"] = _fused_kernels, True
+    return _STATE["module"]
+
+
+def _compiled(name: str, args):
+    """Kernel ``name`` compiled for the types of ``args``.
+
+    The first use of a signature compiles it (or loads numba's on-disk
+    cache, ``cache=True``) with LLVM's SLP vectoriser on, which numba leaves
+    off by default and which the register tiles need (``_fused_kernels``);
+    the setting is restored at once, under numba's compiler lock, so other
+    numba code in the process is compiled as before.
+    """
+    module = _module()
+    kernel = getattr(module, name)
+    key = (name,) + tuple(
+        (a.dtype.str, a.ndim, a.flags.c_contiguous) if hasattr(a, "dtype") else type(a)
+        for a in args
+    )
+    if key not in _COMPILED:
+        import numba
+        from numba.core import config
+        from numba.core.compiler_lock import global_compiler_lock
+
+        with _COMPILE_LOCK, global_compiler_lock:
+            if key not in _COMPILED:
+                signature = tuple(numba.typeof(a) for a in args)
+                saved = config.SLP_VECTORIZE
+                config.SLP_VECTORIZE = 1
+                try:
+                    kernel.compile(signature)
+                finally:
+                    config.SLP_VECTORIZE = saved
+                _COMPILED.add(key)
+    return kernel
+
+
+def _run(name: str, *args):
+    return _compiled(name, args)(*args)
+
+
+def _run_parallel(name: str, *args):
+    """A ``prange`` kernel: one at a time, and with ranges handed to numba's
+    threads one by one as they finish (numba's default splits them evenly
+    up front, and a core that another process holds then delays the pass)."""
+    import numba
+
+    kernel = _compiled(name, args)
+    with _PARALLEL_LOCK:
+        saved = numba.set_parallel_chunksize(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_parallel_chunksize(saved)
+
+
+#: The fused kernel is used up to this many centres, BLAS beyond: where
+#: one core assigned faster with it, at every d from 2 to 128
+#: (``python benchmarks/fused.py --rule``, benchmarks/README.md).
+max_fused_clusters = 128
+
+
+def prefer_fused(n_clusters: int, n_features: int) -> bool:
+    """The measured rule: fused kernel (True) or BLAS kernels (False).
+    ``n_features`` does not decide it on the machine measured (d <= 128)."""
+    return n_clusters <= max_fused_clusters
+
+
+def prepare_centers(centers, centers_sqnorm):
+    """The centres as the kernels take them: ``(Ct, csq, n_clusters)``,
+    ``Ct`` being ``-2 C^T`` of shape (n_features, k_pad) with zero columns
+    up to a multiple of 8 (up to 8 centres) or 16, and ``csq`` ``||c||^2`` of shape (k_pad,)
+    padded with +inf, both in the centres' dtype and C order."""
+    import numpy as np
+
+    n_clusters, n_features = centers.shape
+    tile = 8 if n_clusters <= 8 else 16  # see _fused_kernels._tile16
+    k_pad = -(-n_clusters // tile) * tile
+    Ct = np.zeros((n_features, k_pad), dtype=centers.dtype)
+    Ct[:, :n_clusters] = (-2 * centers).T
+    csq = np.full(k_pad, np.inf, dtype=centers.dtype)
+    csq[:n_clusters] = centers_sqnorm
+    return Ct, csq, n_clusters
+
+
+#: Fewer rows than this run on the calling thread: waking numba's threads
+#: costs more than they save.
+_PARALLEL_MIN_ROWS = 4096
+
+
+def _n_chunks(n_rows: int, n_clusters: int, n_features: int) -> int:
+    """Ranges of a parallel pass: 4 per thread (a thread the machine slows
+    hands work over), at least 1024 rows each, and at most 8 MiB of float64
+    accumulators in all. Fixed by the shape, not by timing: reproducible."""
+    import numba
+
+    by_rows = max(1, n_rows // 1024)
+    by_memory = max(1, (1 << 23) // (8 * n_clusters * (n_features + 1)))
+    return max(1, min(4 * numba.get_num_threads(), by_rows, by_memory))
+
+
+def _c_order(X):
+    import numpy as np
+
+    return np.ascontiguousarray(X)
+
+
+def assign_labels(X, centers, centers_sqnorm, labels_out, min_out=None, *, parallel=True):
+    """Nearest centre of each row of ``X`` (the first on ties), written into
+    ``labels_out`` (int32, shape (n_rows,)), and its partial squared
+    distance ``||c||^2 - 2 x.c`` into ``min_out`` (X's dtype, shape
+    (n_rows,)) when given: ``Kernels.assign``'s results. ``parallel=False``
+    runs on the calling thread (for callers that run blocks on their own
+    pool). Returns ``(labels_out, min_out)``."""
+    prepared = prepare_centers(centers, centers_sqnorm)
+    return _assign(X, prepared, labels_out, min_out, parallel=parallel)
+
+
+def _assign(X, prepared, labels_out, min_out, *, parallel):
+    import numpy as np
+
+    X = _c_order(X)
+    Ct, csq, k = prepared
+    partial = min_out if min_out is not None else np.empty(X.shape[0], dtype=X.dtype)
+    if not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
+        _run("assign_range", X, Ct, csq, k, 0, X.shape[0], labels_out, partial, 0)
+        return labels_out, min_out
+    n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
+    _run_parallel("assign_chunks", X, Ct, csq, k, labels_out, partial, n_chunks)
+    return labels_out, min_out
+
+
+def lloyd_block_stats(X, centers, centers_sqnorm, weights, sums, counts, labels_out, *,
+                      parallel=True, want_inertia=True):
+    """One fused Lloyd step over the rows of ``X``.
+
+    Parameters
+    ----------
+    X : array of shape (n_rows, n_features), float32 or float64
+    centers : array of shape (n_clusters, n_features), X's dtype
+    centers_sqnorm : array of shape (n_clusters,)
+    weights : array of shape (n_rows,) or None for unit weights
+    sums : float64 array of shape (n_clusters, n_features)
+    counts : float64 array of shape (n_clusters,)
+        Accumulators: each row (times its weight) is added to its nearest
+        centre's sum and weight, in place.
+    labels_out : int32 array of shape (n_rows,)
+        The previous labels on entry (any values), the new ones on return.
+    parallel : bool
+        Spread the rows over numba's threads (else the calling thread).
+    want_inertia : bool
+        Whether to compute the inertia (d more multiply-adds a row).
+
+    Returns
+    -------
+    inertia : float
+        Weighted sum of the squared distances to the nearest centres (0.0
+        unless ``want_inertia``).
+    n_changed : int
+        How many rows' labels differ from ``labels_out``'s on entry.
+    """
+    prepared = prepare_centers(centers, centers_sqnorm)
+    return _lloyd_stats(X, prepared, weights, sums, counts, labels_out, parallel=parallel,
+                        want_inertia=want_inertia)
+
+
+def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, want_inertia):
+    import numpy as np
+
+    X = _c_order(X)
+    Ct, csq, k = prepared
+    w = np.empty(0, dtype=X.dtype) if weights is None else _c_order(weights)
+    if not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
+        inertia, changed = _run(
+            "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0], labels_out, sums, counts,
+            want_inertia,
+        )
+        return float(inertia), int(changed)
+    n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
+    part_sums, part_counts, inertia, changed = _run_parallel(
+        "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks, want_inertia
+    )
+    np.add(sums, part_sums.sum(axis=0), out=sums)
+    np.add(counts, part_counts.sum(axis=0), out=counts)
+    return float(inertia.sum()), int(changed.sum())
+
+
+class FusedNumpyKernels(NumpyKernels):
+    """numpy kernels whose assignments run the numba kernel where
+    ``prefer_fused`` says so (BLAS otherwise), and whose Lloyd passes can
+    be one fused pass (``lloyd_step``, see ``fused_lloyd_pass_into``).
+    """
+
+    #: Marks kernels with a fused Lloyd step (see ``fused_lloyd_pass_into``).
+    fused = True
+
+    def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
+        import numpy as np
+
+        if not prefer_fused(*centers.shape):
+            return super().assigner(centers, centers_sqnorm, partial=partial, compact=compact)
+        prepared = prepare_centers(centers, centers_sqnorm)
+
+        def assign(Xb):
+            # Serial: the block runner spreads blocks over its threads.
+            labels = np.empty(Xb.shape[0], dtype=np.int32)
+            part = np.empty(Xb.shape[0], dtype=Xb.dtype) if partial else None
+            _assign(Xb, prepared, labels, part, parallel=False)
+            return (labels if compact else labels.astype(np.intp)), part
+
+        return assign
+
+    def assign(self, X, centers, centers_sqnorm):
+        return self.assigner(centers, centers_sqnorm)(X)
+
+    def lloyd_step(self, Xb, prepared, weights, labels_out, sums, counts, *, parallel,
+                   want_inertia):
+        """``lloyd_block_stats`` with centres from ``prepare_centers``:
+        returns ``(inertia, n_changed)``."""
+        return _lloyd_stats(Xb, prepared, weights, sums, counts, labels_out, parallel=parallel,
+                            want_inertia=want_inertia)
+
+
+#: How ``fused_lloyd_pass_into`` spreads unshifted data over the cores:
+#: "numba" (one ``prange`` kernel call) or "runner" (the block runner's
+#: threads, one serial kernel call per block). The runner used half the
+#: CPU time of numba's threads for the same fits on a busy 2-core machine
+#: (benchmarks/README.md).
+PASS_DRIVER = "runner"
+
+
+def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous_sums=None,
+                          block=None, compact: bool = False):
+    """``_lloyd._lloyd_pass_into`` for ``FusedNumpyKernels``: same
+    arguments and results ``(labels, sums, counts, inertia, n_changed)``,
+    sums and counts in float64. Sums are always summed afresh (at d
+    additions a row, the fused pass gains nothing from ``previous_sums``,
+    which is ignored). Data go block by block on the runner's threads (each
+    block shifted first where the shift is not zero), or, with
+    ``PASS_DRIVER = "numba"`` and no shift, through one ``prange`` kernel
+    call over all of X."""
+    import numpy as np
+
+    kernels = problem.kernels
+    n_clusters, n_features = centers.shape
+    prepared = prepare_centers(centers, kernels.sq_row_norms(centers))
+    n_samples = problem.X.shape[0]
+    if out is not None and out.dtype == np.int32:
+        labels = out
+    else:
+        labels = np.full(n_samples, -1, dtype=np.int32)
+        if out is not None:
+            labels[...] = out
+    sums = np.zeros((n_clusters, n_features), dtype=np.float64)
+    counts = np.zeros(n_clusters, dtype=np.float64)
+    runner = problem.runner
+    if block is not None or (PASS_DRIVER == "numba" and not runner._subtract):
+        Xb = problem.X if block is None else block
+        inertia, changed = kernels.lloyd_step(
+            Xb, prepared, problem.weights, labels, sums, counts, parallel=block is None,
+            want_inertia=want_inertia,
+        )
+    else:
+        def step(Xb, start, stop, acc):
+            acc_sums, acc_counts, acc_inertia, acc_changed = acc
+            e, c = kernels.lloyd_step(
+                Xb, prepared, problem.block_weights(start, stop), labels[start:stop],
+                acc_sums, acc_counts, parallel=False, want_inertia=want_inertia,
+            )
+            return (acc_sums, acc_counts, acc_inertia + e, acc_changed + c), None
+
+        def make_acc():
+            return (np.zeros((n_clusters, n_features)), np.zeros(n_clusters), 0.0, 0)
+
+        accs, _ = runner.map(step, make_acc)
+        inertia, changed = 0.0, 0
+        for acc_sums, acc_counts, acc_inertia, acc_changed in accs:
+            sums += acc_sums
+            counts += acc_counts
+            inertia += acc_inertia
+            changed += acc_changed
+    if out is None:
+        result = labels if compact else labels.astype(np.intp)
+        return result, sums, counts, inertia, None
+    if labels is not out:
+        out[...] = labels
+        labels = out
+    return labels, sums, counts, inertia, changed
+
+
+@contextlib.contextmanager
+def trial_wiring():
+    """Whole fits through the fused kernels before they are wired into
+    ``get_kernels`` and Lloyd: replaces, while held, the numpy kernels
+    with ``FusedNumpyKernels`` and Lloyd's pass with
+    ``fused_lloyd_pass_into`` (for tests and benchmarks/fused.py only; not
+    thread safe, process-wide)."""
+    from . import _kernels, _kmeans, _lloyd
+    from ._array_api import is_numpy_namespace
+
+    original_get = _kernels.get_kernels
+    original_pass = _lloyd._lloyd_pass_into
+
+    def get_kernels(xp, device=None):
+        if is_numpy_namespace(xp) and available():
+            return FusedNumpyKernels(xp)
+        return original_get(xp, device)
+
+    def lloyd_pass_into(problem, centers, **kwargs):
+        if getattr(problem.kernels, "fused", False) and prefer_fused(*centers.shape):
+            return fused_lloyd_pass_into(problem, centers, **kwargs)
+        return original_pass(problem, centers, **kwargs)
+
+    _kernels.get_kernels = get_kernels
+    _kmeans.get_kernels = get_kernels
+    _lloyd._lloyd_pass_into = lloyd_pass_into
+    try:
+        yield
+    finally:
+        _kernels.get_kernels = original_get
+        _kmeans.get_kernels = original_get
+        _lloyd._lloyd_pass_into = original_pass

@@ -1,0 +1,317 @@
+"""The fused numba kernel (kmeans_xp._fused) against the numpy kernels, and
+the numpy-only fallback when numba is missing or disabled.
+
+numpy only: the fused kernel serves numpy arrays (and torch CPU tensors
+through numpy views, once wired in). Tests that run numba importorskip it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import array_api_compat.numpy as np_xp
+import numpy as np
+import pytest
+
+import kmeans_xp
+from kmeans_xp import KMeans, _fused
+from kmeans_xp._kernels import NumpyKernels
+
+
+def _numba():
+    pytest.importorskip("numba")
+    if not _fused.available():
+        pytest.skip(f"{_fused.DISABLE_ENV} is set")
+
+
+def _data(n, d, k, dtype, seed=0, offset=0.0):
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((n, d)) + offset).astype(dtype)
+    centers = X[rng.choice(n, size=k, replace=False)].copy() if k <= n else (
+        rng.standard_normal((k, d)).astype(dtype)
+    )
+    return X, centers
+
+
+def _reference(X, centers, weights=None):
+    """The numpy kernels' labels and partials, and float64 segment sums."""
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels, partial = NumpyKernels(np_xp).assign(X, centers, csq)
+    k, d = centers.shape
+    w = np.ones(X.shape[0]) if weights is None else weights.astype(np.float64)
+    sums = np.zeros((k, d))
+    np.add.at(sums, labels, w[:, None] * X.astype(np.float64))
+    counts = np.bincount(labels, weights=w, minlength=k)
+    d2 = ((X.astype(np.float64) - centers[labels].astype(np.float64)) ** 2).sum(axis=1)
+    return labels, partial, sums, counts, float(np.sum(w * d2))
+
+
+# (n, d, k): k=1 and k=2, fewer rows than a tile (4) and than a chunk, a
+# row count that is no multiple of 4, k not a multiple of 8 and above 8,
+# enough rows for the parallel path (4096).
+SHAPES = [(1, 3, 1), (3, 2, 2), (7, 4, 3), (1003, 5, 1), (1003, 5, 2), (2000, 7, 13),
+          (5001, 16, 8), (4099, 3, 40)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_assign_matches_numpy_float64(shape, parallel):
+    _numba()
+    n, d, k = shape
+    X, centers = _data(n, d, k, np.float64)
+    X_before = X.copy()
+    ref_labels, ref_partial, *_ = _reference(X, centers)
+    labels = np.empty(n, dtype=np.int32)
+    partial = np.empty(n, dtype=np.float64)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    _fused.assign_labels(X, centers, csq, labels, partial, parallel=parallel)
+    np.testing.assert_array_equal(labels, ref_labels)
+    scale = 1 + np.abs(ref_partial).max()
+    np.testing.assert_allclose(partial, ref_partial, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_array_equal(X, X_before)
+
+
+@pytest.mark.parametrize("shape", [(1003, 5, 2), (5001, 16, 8), (4099, 32, 64)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_assign_float32_close_to_float64(shape):
+    _numba()
+    n, d, k = shape
+    X, centers = _data(n, d, k, np.float32)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(n, dtype=np.int32)
+    partial = np.empty(n, dtype=np.float32)
+    _fused.assign_labels(X, centers, csq, labels, partial)
+    assert partial.dtype == np.float32
+    # Exact float64 distances: the fused label's is the lowest, up to
+    # float32 round-off (near-ties may go either way, as in numpy's).
+    d2 = ((X[:, None, :].astype(np.float64) - centers[None].astype(np.float64)) ** 2).sum(-1)
+    chosen = d2[np.arange(n), labels]
+    np.testing.assert_allclose(chosen, d2.min(axis=1), rtol=1e-4, atol=1e-3)
+    ref_labels, ref_partial, *_ = _reference(X, centers)
+    assert np.mean(labels == ref_labels) > 0.999
+    np.testing.assert_allclose(partial, ref_partial, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [3, 9, 17])
+def test_ties_go_to_the_first_centre(k):
+    _numba()
+    X, centers = _data(600, 4, k, np.float64)
+    # The last centre repeats the first: across a tile of 8 for k=9 and 17.
+    centers[-1] = centers[0]
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(600, dtype=np.int32)
+    _fused.assign_labels(X, centers, csq, labels)
+    assert not np.any(labels == k - 1)
+    assert np.any(labels == 0)
+    np.testing.assert_array_equal(labels, _reference(X, centers)[0])
+
+
+def test_all_centres_equal_give_label_zero():
+    _numba()
+    X, _ = _data(50, 3, 1, np.float64)
+    centers = np.repeat(X[:1], 10, axis=0)
+    labels = np.empty(50, dtype=np.int32)
+    _fused.assign_labels(X, centers, np.einsum("ij,ij->i", centers, centers), labels)
+    np.testing.assert_array_equal(labels, 0)
+
+
+@pytest.mark.parametrize("order", ["fortran", "strided"])
+def test_non_contiguous_input(order):
+    _numba()
+    X, centers = _data(2001, 12, 5, np.float64)
+    Xn = np.asfortranarray(X) if order == "fortran" else np.repeat(X, 2, axis=1)[:, ::2]
+    assert not Xn.flags.c_contiguous
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(2001, dtype=np.int32)
+    _fused.assign_labels(Xn, centers, csq, labels)
+    np.testing.assert_array_equal(labels, _reference(X, centers)[0])
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_lloyd_block_stats_match_numpy_float64(shape, weighted, parallel):
+    _numba()
+    n, d, k = shape
+    X, centers = _data(n, d, k, np.float64)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, n) if weighted else None
+    ref_labels, _, ref_sums, ref_counts, ref_inertia = _reference(X, centers, weights)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    sums = np.zeros((k, d))
+    counts = np.zeros(k)
+    old = np.random.default_rng(2).integers(0, k, n).astype(np.int32)
+    labels = old.copy()
+    inertia, n_changed = _fused.lloyd_block_stats(
+        X, centers, csq, weights, sums, counts, labels, parallel=parallel
+    )
+    np.testing.assert_array_equal(labels, ref_labels)
+    assert n_changed == int(np.sum(old != ref_labels))
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(counts, ref_counts, rtol=1e-10, atol=0)
+    assert inertia == pytest.approx(ref_inertia, rel=1e-10, abs=1e-10)
+
+
+def test_lloyd_block_stats_adds_into_accumulators():
+    _numba()
+    X, centers = _data(3000, 6, 5, np.float64)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    sums = np.full((5, 6), 2.0)
+    counts = np.full(5, 3.0)
+    labels = np.zeros(3000, dtype=np.int32)
+    _, _ = _fused.lloyd_block_stats(X, centers, csq, None, sums, counts, labels,
+                                    want_inertia=False)
+    _, _, ref_sums, ref_counts, _ = _reference(X, centers)
+    np.testing.assert_allclose(sums, ref_sums + 2.0, rtol=1e-10)
+    np.testing.assert_allclose(counts, ref_counts + 3.0, rtol=1e-12)
+
+
+def test_lloyd_block_stats_float32_sums_in_float64():
+    _numba()
+    X, centers = _data(5001, 16, 8, np.float32)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    sums, counts = np.zeros((8, 16)), np.zeros(8)
+    labels = np.zeros(5001, dtype=np.int32)
+    _fused.lloyd_block_stats(X, centers, csq, None, sums, counts, labels)
+    # Sums of the float32 rows in float64: exact up to float64 round-off.
+    expect = np.zeros((8, 16))
+    np.add.at(expect, labels, X.astype(np.float64))
+    np.testing.assert_allclose(sums, expect, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=8))
+
+
+def test_kernels_class_assign_matches_numpy_kernels():
+    _numba()
+    X, centers = _data(3001, 10, 20, np.float64)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels, partial = _fused.FusedNumpyKernels(np_xp).assign(X, centers, csq)
+    ref_labels, ref_partial = NumpyKernels(np_xp).assign(X, centers, csq)
+    assert labels.dtype == ref_labels.dtype
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(partial, ref_partial, rtol=1e-10, atol=1e-10)
+
+
+def _fit(X, centers, *, fused, max_iter=30, tol=0.0, sample_weight=None):
+    model = KMeans(centers.shape[0], init=centers, n_init=1, max_iter=max_iter, tol=tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not fused:
+            return model.fit(X, sample_weight=sample_weight)
+        with _fused.trial_wiring():
+            return model.fit(X, sample_weight=sample_weight)
+
+
+# Whole fits: (n, d, k, offset). One block (the latency path), several
+# blocks, data far from the origin (shifted blocks on the runner's threads),
+# and k=300 where the rule keeps BLAS.
+FITS = [(1000, 2, 3, 0.0), (60_000, 16, 8, 0.0), (20_000, 8, 12, 50.0), (5000, 4, 300, 0.0)]
+
+
+@pytest.mark.parametrize("case", FITS, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("driver", ["runner", "numba"])
+def test_whole_fit_matches_numpy_path_float64(case, driver, monkeypatch):
+    _numba()
+    monkeypatch.setattr(_fused, "PASS_DRIVER", driver)
+    n, d, k, offset = case
+    X, centers = _data(n, d, k, np.float64, offset=offset)
+    X_before = X.copy()
+    ref = _fit(X, centers, fused=False)
+    got = _fit(X, centers, fused=True)
+    np.testing.assert_array_equal(got.labels_, ref.labels_)
+    assert got.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(got.cluster_centers_, ref.cluster_centers_, rtol=1e-10,
+                               atol=1e-10)
+    assert got.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+    np.testing.assert_array_equal(X, X_before)
+
+
+def test_whole_fit_weighted_float64():
+    _numba()
+    X, centers = _data(30_000, 6, 10, np.float64)
+    w = np.random.default_rng(3).uniform(0.1, 3.0, X.shape[0])
+    ref = _fit(X, centers, fused=False, sample_weight=w)
+    got = _fit(X, centers, fused=True, sample_weight=w)
+    np.testing.assert_array_equal(got.labels_, ref.labels_)
+    np.testing.assert_allclose(got.cluster_centers_, ref.cluster_centers_, rtol=1e-10,
+                               atol=1e-10)
+    assert got.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+def test_whole_fit_float32_close():
+    _numba()
+    X, centers = _data(50_000, 16, 8, np.float32)
+    ref = _fit(X, centers, fused=False, max_iter=10)
+    got = _fit(X, centers, fused=True, max_iter=10)
+    assert got.cluster_centers_.dtype == np.float32
+    assert np.mean(got.labels_ == ref.labels_) > 0.999
+    np.testing.assert_allclose(got.cluster_centers_, ref.cluster_centers_, rtol=1e-4,
+                               atol=1e-4)
+    assert got.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+
+
+def test_trial_wiring_is_undone():
+    from kmeans_xp import _kernels, _kmeans, _lloyd
+
+    before = (_kernels.get_kernels, _kmeans.get_kernels, _lloyd._lloyd_pass_into)
+    with _fused.trial_wiring():
+        assert _lloyd._lloyd_pass_into is not before[2]
+    assert (_kernels.get_kernels, _kmeans.get_kernels, _lloyd._lloyd_pass_into) == before
+
+
+def test_prefer_fused_rule():
+    assert _fused.prefer_fused(8, 16)
+    assert _fused.prefer_fused(64, 32)
+    assert _fused.prefer_fused(128, 128)
+    assert not _fused.prefer_fused(1024, 128)
+    assert not _fused.prefer_fused(256, 8)
+
+
+# ------------------------------------------------------------ fallback
+
+
+def test_env_var_disables(monkeypatch):
+    monkeypatch.setenv(_fused.DISABLE_ENV, "1")
+    assert not _fused.available()
+    monkeypatch.setenv(_fused.DISABLE_ENV, "0")
+    assert _fused.available() == (_fused._module() is not None)
+
+
+def test_numpy_path_when_numba_disabled(monkeypatch):
+    monkeypatch.setenv(_fused.DISABLE_ENV, "1")
+    X, centers = _data(20_000, 8, 6, np.float64)
+    ref = _fit(X, centers, fused=False)
+    with _fused.trial_wiring():
+        from kmeans_xp import _kmeans
+
+        assert type(_kmeans.get_kernels(np_xp, "cpu")) is NumpyKernels
+        got = _fit(X, centers, fused=False)
+    np.testing.assert_array_equal(got.labels_, ref.labels_)
+    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+
+
+def test_numpy_path_when_numba_missing(monkeypatch):
+    # As if numba were not installed: the import of the jitted module fails.
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delitem(sys.modules, "kmeans_xp._fused_kernels", raising=False)
+    monkeypatch.delattr(kmeans_xp, "_fused_kernels", raising=False)
+    monkeypatch.setattr(_fused, "_STATE", {"module": None, "checked": False})
+    monkeypatch.delenv(_fused.DISABLE_ENV, raising=False)
+    assert not _fused.available()
+    X, centers = _data(20_000, 8, 6, np.float64)
+    ref = _fit(X, centers, fused=False)
+    with _fused.trial_wiring():
+        from kmeans_xp import _kmeans
+
+        assert type(_kmeans.get_kernels(np_xp, "cpu")) is NumpyKernels
+        got = _fit(X, centers, fused=False)
+    np.testing.assert_array_equal(got.labels_, ref.labels_)
+    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+
+
+def test_import_does_not_import_numba():
+    code = (
+        "import sys, kmeans_xp, kmeans_xp._fused; "
+        "assert 'numba' not in sys.modules, 'numba imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
