@@ -25,7 +25,7 @@ import contextlib
 import os
 import threading
 
-from ._kernels import NumpyKernels
+from ._kernels.numpy import NumpyKernels
 
 #: Set to 1 to use the numpy kernels even where numba is installed.
 DISABLE_ENV = "KMEANS_XP_DISABLE_NUMBA"
@@ -350,7 +350,7 @@ def trial_wiring():
     with ``FusedNumpyKernels`` and Lloyd's pass with
     ``fused_lloyd_pass_into`` (for tests and benchmarks/fused.py only; not
     thread safe, process-wide)."""
-    from . import _kernels, _kmeans, _lloyd
+    from . import _kernels, _lloyd, _problem
     from ._array_api import is_numpy_namespace
 
     original_get = _kernels.get_kernels
@@ -367,11 +367,11 @@ def trial_wiring():
         return original_pass(problem, centers, **kwargs)
 
     _kernels.get_kernels = get_kernels
-    _kmeans.get_kernels = get_kernels
+    _problem.get_kernels = get_kernels
     _lloyd._lloyd_pass_into = lloyd_pass_into
     try:
         yield
     finally:
         _kernels.get_kernels = original_get
-        _kmeans.get_kernels = original_get
+        _problem.get_kernels = original_get
         _lloyd._lloyd_pass_into = original_pass

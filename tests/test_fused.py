@@ -17,7 +17,7 @@ import pytest
 
 import kmeans_xp
 from kmeans_xp import KMeans, _fused
-from kmeans_xp._kernels import NumpyKernels
+from kmeans_xp._kernels.numpy import NumpyKernels
 
 
 def _numba():
