@@ -5,16 +5,18 @@ library is not installed, or whose hardware is absent, is skipped with a
 reason, never failed. ``array_api_strict`` runs twice: on its default device
 and on ``Device("device1")``, which refuses to mix devices and to convert to
 numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
-CPU-only machine just as they would on a GPU. ``gpu_class_kernels`` runs
-the kernel classes of the GPU backends on CPU arrays.
+CPU-only machine just as they would on a GPU. ``torch-gpusim`` and
+``cupy-sim`` run every test through the GPU code path on CPU arrays, under
+``kmeans_xp._testing.simulated_gpu()``: torch CPU tensors take the CUDA
+path, numpy arrays take CuPy's kernels through stand-ins.
+``gpu_class_kernels`` runs the kernel classes of the GPU backends on CPU
+arrays.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import sys
-import types
 
 # scikit-learn runs its array-API estimator checks only when scipy was
 # imported with this set; conftest loads before any test imports scipy.
@@ -36,10 +38,22 @@ class Backend(enum.Enum):
     CUPY = "cupy"
     JAX = "jax"
     JAX_GPU = "jax-gpu"
+    TORCH_GPUSIM = "torch-gpusim"
+    CUPY_SIM = "cupy-sim"
 
     @property
     def is_gpu(self) -> bool:
         return self in (Backend.TORCH_CUDA, Backend.CUPY, Backend.JAX_GPU)
+
+    @property
+    def is_simulated_gpu(self) -> bool:
+        """The GPU code path on CPU arrays, under ``simulated_gpu()``."""
+        return self in (Backend.TORCH_GPUSIM, Backend.CUPY_SIM)
+
+    @property
+    def gpu_path(self) -> bool:
+        """Whether fits take the GPU code path (real or simulated)."""
+        return self.is_gpu or self.is_simulated_gpu
 
 
 def _backend_params():
@@ -50,10 +64,15 @@ def _backend_params():
 
 def _load(backend: Backend):
     """Return ``(xp, device)`` for a backend, or skip the test with a reason."""
-    if backend is Backend.NUMPY:
+    if backend in (Backend.NUMPY, Backend.CUPY_SIM):
         import array_api_compat.numpy as xp
 
         return xp, "cpu"
+    if backend is Backend.TORCH_GPUSIM:
+        torch = pytest.importorskip("torch")
+        import array_api_compat.torch as xp
+
+        return xp, torch.device("cpu")
     if backend in (Backend.ARRAY_API_STRICT, Backend.ARRAY_API_STRICT_DEVICE1):
         xp = pytest.importorskip("array_api_strict")
         if backend is Backend.ARRAY_API_STRICT:
@@ -97,8 +116,18 @@ def _load(backend: Backend):
 
 @pytest.fixture(params=list(_backend_params()))
 def backend(request) -> Backend:
-    """The backend under test; parametrised over every member of Backend."""
-    return request.param
+    """The backend under test; parametrised over every member of Backend.
+    The simulated GPU backends hold ``simulated_gpu()`` for the test."""
+    backend = request.param
+    if not backend.is_simulated_gpu:
+        yield backend
+        return
+    _load(backend)  # skips when torch is absent
+    from kmeans_xp._testing import simulated_gpu
+
+    cupy = backend is Backend.CUPY_SIM
+    with simulated_gpu(torch=not cupy, cupy=cupy):
+        yield backend
 
 
 @pytest.fixture
@@ -136,31 +165,21 @@ def rng():
 
 
 @pytest.fixture
-def gpu_class_kernels(xp, backend, monkeypatch):
+def gpu_class_kernels(xp, backend, request):
     """The kernel class a GPU backend gets, run on this backend's CPU
     arrays, so that its logic is tested on a machine without CUDA:
     ``TorchKernels`` (torch CUDA) on torch CPU tensors, ``CupyKernels`` on
     numpy arrays through stand-ins for ``cupy`` and ``cupyx``."""
     from kmeans_xp._kernels.cupy import CupyKernels
     from kmeans_xp._kernels.torch import TorchKernels
+    from kmeans_xp._testing import cupy_on_numpy
 
-    if backend is Backend.TORCH:
+    if backend in (Backend.TORCH, Backend.TORCH_GPUSIM):
         return TorchKernels(xp)
-    if backend is Backend.NUMPY:
-        _cupy_on_numpy(monkeypatch)
+    if backend in (Backend.NUMPY, Backend.CUPY_SIM):
+        if backend is Backend.NUMPY:
+            stand_ins = cupy_on_numpy()
+            stand_ins.__enter__()
+            request.addfinalizer(lambda: stand_ins.__exit__(None, None, None))
         return CupyKernels(xp)
     pytest.skip(f"no GPU kernel class runs on {backend.value} arrays")
-
-
-def _cupy_on_numpy(monkeypatch):
-    """Stand-ins with the few calls CupyKernels makes, on numpy arrays. A
-    call it starts making fails here by name until the stand-in learns it."""
-    cupy = types.ModuleType("cupy")
-    cupy.ascontiguousarray, cupy.argmin, cupy.arange = (
-        np.ascontiguousarray, np.argmin, np.arange
-    )
-    cupy.ndarray = type("ndarray", (), {})  # no numpy array passes for a cupy one
-    cupyx = types.ModuleType("cupyx")
-    cupyx.scatter_add = np.add.at  # both accumulate repeated indices
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupyx", cupyx)

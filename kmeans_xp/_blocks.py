@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from ._array_api import oom_errors
 from .exceptions import MemoryRetryWarning
 
-__all__ = ["BlockRunner", "block_rows"]
+__all__ = ["BlockRunner", "block_rows", "device_block_rows"]
 
 
 class BlockRunner:
@@ -79,6 +79,8 @@ class BlockRunner:
         # copies (one pass over each block saved, the (1M, 16, 8) row).
         if value is None or isinstance(value, (int, float)):
             self._subtract = bool(value)
+        elif not self.kernels.cheap_reads:
+            self._subtract = True  # asking would wait for the device
         else:
             self._subtract = bool(self.xp.any(value != 0))
 
@@ -223,3 +225,22 @@ def block_rows(n_samples: int, width: int, itemsize: int, budget_bytes: int) -> 
     """Rows per block so that a (rows x width) array fits ``budget_bytes``."""
     rows = budget_bytes // max(1, width * itemsize)
     return int(max(1, min(n_samples, max(rows, 16))))
+
+
+#: Share of a device's free memory that one block's work arrays may take:
+#: the rest is left to the caller's tensors and the allocator's caching.
+DEVICE_SHARE = 0.25
+#: Most bytes a device block takes, however much is free: past it the
+#: GEMMs are already at full speed.
+DEVICE_CAP = 4 << 30
+
+
+def device_block_rows(n_samples: int, width: int, itemsize: int, free_bytes: int) -> int:
+    """Rows per block on a GPU with ``free_bytes`` free, for (rows x width)
+    scores of ``itemsize``. Every temporary of a block is counted per row:
+    the scores, the shifted copy of the rows, their float64 (or float32
+    from half precision) copy for the sums, the labels, partial distances,
+    weights and their float64 copy."""
+    per_row = width * (2 * itemsize + 8) + 8 + 2 * itemsize + 16
+    budget = min(DEVICE_CAP, int(free_bytes * DEVICE_SHARE))
+    return int(max(1, min(n_samples, max(budget // per_row, 16))))

@@ -7,8 +7,9 @@ here validates parameters (the estimators do, at the door).
 
 from __future__ import annotations
 
-from ._array_api import as_host_scalar, numpy_twin
+from ._array_api import as_host_scalar, is_array_api_obj, is_torch_namespace, numpy_twin
 from ._init import _kmeans_plusplus, _random_rows
+from ._kernels import SIMULATION
 from ._lloyd import _tolerance, data_mean_and_variance, lloyd
 from ._problem import Problem, make_problem
 from ._validation import check_init_array
@@ -23,9 +24,16 @@ def where_to_run(xp, device, X, weights, init, data_stats):
     torch CPU tensors run the numpy code on views of the same memory (the
     torch CPU rows of ``benchmarks/run.py``); everything else runs where it
     is. A callable init is called with X, in X's own namespace, so a fit with
-    one stays in torch.
+    one stays in torch. torch weights and init arrays are detached here, as
+    X is at the door, so no autograd graph reaches the fitted model.
     """
-    twin = numpy_twin(xp, device)
+    if is_torch_namespace(xp):
+        # Like X (see check_array): no autograd graph enters the model.
+        weights = None if weights is None else weights.detach()
+        if is_array_api_obj(init):
+            init = init.detach()
+    # Under simulated_gpu() CPU tensors take the CUDA path, twin and all.
+    twin = None if SIMULATION.torch else numpy_twin(xp, device)
     if twin is None or callable(init):
         return xp, device, (X, weights, init, data_stats), lambda a: a
     np_xp, view, back = twin

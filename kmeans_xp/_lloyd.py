@@ -135,7 +135,8 @@ def _lloyd_pass_into(
         return (sums, counts, inertia, changed + n_moved), labels
 
     def make_acc():
-        return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,)), 0.0, 0
+        sums, counts = _sum_zeros(problem, n_clusters, n_features)
+        return sums, counts, 0.0, 0
 
     if block is not None and not incremental:
         try:
@@ -169,6 +170,16 @@ def _one_block_pass(problem: Problem, block, assign, previous, want_inertia: boo
     return labels, sums, counts, inertia, n_changed
 
 
+def _sum_zeros(problem: Problem, n_clusters: int, n_features: int):
+    """Zero cluster sums and weights in the kernels' accumulator dtype."""
+    xp, device = problem.xp, problem.device
+    dtype = problem.kernels.sum_dtype(problem.dtype)
+    return (
+        xp.zeros((n_clusters, n_features), dtype=dtype, device=device),
+        xp.zeros((n_clusters,), dtype=dtype, device=device),
+    )
+
+
 def _sums_of_labels(problem: Problem, labels, n_clusters: int):
     """Per-cluster weighted sums and weights of the rows under ``labels``,
     summed afresh over all blocks (no assignment)."""
@@ -181,7 +192,7 @@ def _sums_of_labels(problem: Problem, labels, n_clusters: int):
         return (sums, counts), None
 
     def make_acc():
-        return problem.zeros((n_clusters, n_features)), problem.zeros((n_clusters,))
+        return _sum_zeros(problem, n_clusters, n_features)
 
     accs, _ = problem.runner.map(step, make_acc)
     sums, counts = accs[0]

@@ -1,4 +1,5 @@
-"""Helpers for tests: host conversion and namespace/device/dtype assertions.
+"""Helpers for tests: host conversion, namespace/device/dtype assertions,
+and ``simulated_gpu()``, which runs the GPU code path on CPU arrays.
 
 These live in the package (not in ``tests/``) so that every test module, the
 benchmarks and downstream projects can use the same checks.
@@ -6,13 +7,106 @@ benchmarks and downstream projects can use the same checks.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import types
+
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from ._array_api import to_host as to_numpy  # tests call host copies to_numpy
+from ._kernels import SIMULATION
 
-__all__ = ["assert_array_like", "same_partition", "to_numpy"]
+__all__ = ["assert_array_like", "cupy_on_numpy", "same_partition", "simulated_gpu", "to_numpy"]
+
+
+@contextlib.contextmanager
+def simulated_gpu(*, torch: bool = True, cupy: bool = False, free_bytes: int | None = None):
+    """Run the GPU code path on CPU arrays, for tests on machines without one.
+
+    Inside the block:
+
+    * torch CPU tensors take exactly the path of CUDA tensors: the CUDA
+      kernel class (no numpy twin, no thread pool), block sizes from the
+      device's free memory (``free_bytes``, default 4 GiB, stands for it)
+      and no device reads in the block runner;
+    * with ``cupy=True``, numpy arrays take CuPy's kernel class, running on
+      numpy through stand-ins for ``cupy`` and ``cupyx`` (see
+      ``cupy_on_numpy``);
+    * the GPU scatter-add adds one row at a time in the destination's dtype,
+      as GPU atomics do (``np.add.at`` on views of the tensors), where
+      torch's CPU ``index_add_`` would sum in parallel parts.
+
+    Not thread-safe against fits running outside the block at the same time.
+
+    Parameters
+    ----------
+    torch : bool
+        Simulate CUDA for torch CPU tensors.
+    cupy : bool
+        Run numpy arrays through CuPy's kernels.
+    free_bytes : int, optional
+        The free device memory the block budget is computed from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kmeans_xp import KMeans
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]])
+    >>> with simulated_gpu(torch=False, cupy=True):
+    ...     km = KMeans(2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_[:, 0].tolist())
+    [0.0, 5.0]
+    """
+    saved = (SIMULATION.torch, SIMULATION.cupy, SIMULATION.free_bytes)
+    stack = contextlib.ExitStack()
+    with stack:
+        if cupy:
+            stack.enter_context(cupy_on_numpy())
+        SIMULATION.torch, SIMULATION.cupy = bool(torch), bool(cupy)
+        if free_bytes is not None:
+            SIMULATION.free_bytes = int(free_bytes)
+        try:
+            yield SIMULATION
+        finally:
+            SIMULATION.torch, SIMULATION.cupy, SIMULATION.free_bytes = saved
+
+
+class _CupyOutOfMemoryError(MemoryError):
+    """Stand-in for ``cupy.cuda.memory.OutOfMemoryError``."""
+
+
+@contextlib.contextmanager
+def cupy_on_numpy():
+    """Stand-ins for ``cupy`` and ``cupyx`` with the few calls CuPy's
+    kernels make, on numpy arrays, installed in ``sys.modules`` for the
+    block (where no real cupy is imported). A call the kernels start making
+    fails here by name until the stand-in learns it."""
+    cupy = types.ModuleType("cupy")
+    cupy.ascontiguousarray, cupy.argmin, cupy.arange = (
+        np.ascontiguousarray, np.argmin, np.arange
+    )
+    cupy.float64 = np.float64
+    cupy.ndarray = type("ndarray", (), {})  # no numpy array passes for a cupy one
+    cupy.cuda = types.SimpleNamespace(
+        memory=types.SimpleNamespace(OutOfMemoryError=_CupyOutOfMemoryError),
+        Device=lambda *args: types.SimpleNamespace(
+            mem_info=(SIMULATION.free_bytes, SIMULATION.free_bytes)
+        ),
+    )
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = np.add.at  # both accumulate repeated indices, row by row
+    saved = {name: sys.modules.get(name) for name in ("cupy", "cupyx")}
+    sys.modules["cupy"], sys.modules["cupyx"] = cupy, cupyx
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 def _same_namespace(a, b) -> bool:

@@ -10,7 +10,9 @@ line in ``_NATIVE``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import threading
 
 from array_api_compat import (
     is_cupy_namespace,
@@ -21,7 +23,40 @@ from array_api_compat import (
 
 from .generic import Kernels
 
-__all__ = ["Kernels", "get_kernels"]
+__all__ = ["Kernels", "SIMULATION", "get_kernels"]
+
+
+class _Simulation:
+    """The one switch of ``kmeans_xp._testing.simulated_gpu()``: consulted
+    where kernels and block budgets are chosen and in the GPU scatter-add,
+    nowhere in the algorithm."""
+
+    #: torch CPU tensors take the CUDA path (no numpy twin).
+    torch = False
+    #: numpy arrays take CuPy's kernels, through stand-ins for cupy.
+    cupy = False
+    #: The free device memory the GPU block budget is computed from.
+    free_bytes = 4 << 30
+
+    def __init__(self):
+        self._local = threading.local()
+
+    @property
+    def in_internal(self) -> bool:
+        """Whether the simulation's own host reads are running (the sync
+        counter of the tests ignores them: a GPU makes none)."""
+        return getattr(self._local, "depth", 0) > 0
+
+    @contextlib.contextmanager
+    def internal(self):
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+
+
+SIMULATION = _Simulation()
 
 #: (namespace test, backend module): the first match wins.
 _NATIVE = (
@@ -40,6 +75,10 @@ def get_kernels(xp, device=None) -> Kernels:
     partial)`` and ``accumulate(X, labels, weights, sums, counts) -> (sums,
     counts)`` (see ``generic.Kernels``).
     """
+    if SIMULATION.cupy and is_numpy_namespace(xp):
+        from .cupy import kernels as cupy_kernels
+
+        return cupy_kernels(xp, device)
     for matches, module in _NATIVE:
         if matches(xp):
             return importlib.import_module(f".{module}", __name__).kernels(xp, device)

@@ -1,7 +1,8 @@
-"""CuPy kernels: cuBLAS matmul and atomic scatter-add."""
+"""CuPy kernels: cuBLAS matmul and atomic scatter-add into float64."""
 
 from __future__ import annotations
 
+from .. import _blocks
 from .generic import Kernels
 
 __all__ = ["CupyKernels", "kernels"]
@@ -13,9 +14,22 @@ def kernels(xp, device=None) -> CupyKernels:
 
 
 class CupyKernels(Kernels):
-    """CuPy: cuBLAS matmul and atomic scatter-add."""
+    """CuPy: cuBLAS matmul and atomic scatter-add, with float64 sums and
+    counts (a float32 counter stops at 2**24, and atomics add one row at a
+    time)."""
 
-    block_bytes = 1 << 30
+    cheap_reads = False
+
+    def sum_dtype(self, dtype):
+        import cupy
+
+        return cupy.float64
+
+    def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
+        import cupy
+
+        free_bytes = cupy.cuda.Device().mem_info[0]
+        return _blocks.device_block_rows(n_samples, width, itemsize, free_bytes)
 
     def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
         import cupy
@@ -42,13 +56,15 @@ class CupyKernels(Kernels):
         import cupyx
 
         # cupyx.scatter_add accumulates repeated indices (atomicAdd);
-        # fancy-index += would keep only one of them.
-        # Allocations first, so an out-of-memory error leaves the
-        # accumulators untouched.
+        # fancy-index += would keep only one of them. Allocations first, so
+        # an out-of-memory error leaves the accumulators untouched and the
+        # block is not counted twice on its retry.
+        rows = X if X.dtype == sums.dtype else X.astype(sums.dtype)
         if weights is None:
-            rows, row_weights = X, 1
+            row_weights = 1
         else:
-            rows, row_weights = X * weights[:, None], weights
+            row_weights = weights.astype(sums.dtype)
+            rows = rows * row_weights[:, None]
         cupyx.scatter_add(sums, labels, rows)
         cupyx.scatter_add(counts, labels, row_weights)
         return sums, counts

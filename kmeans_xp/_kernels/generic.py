@@ -39,6 +39,10 @@ class Kernels:
     #: changed cluster only, instead of summing every row each iteration:
     #: worth it where ``accumulate`` costs as much as ``assign`` (CPU).
     incremental_sums = False
+    #: Whether reading a value from an array costs no device wait (host
+    #: arrays); GPU kernels say False and the block runner then asks fewer
+    #: questions of the data.
+    cheap_reads = True
 
     def __init__(self, xp):
         self.xp = xp
@@ -118,6 +122,13 @@ class Kernels:
             counts,
         )
 
+    def sum_dtype(self, dtype):
+        """The dtype of the per-cluster sums and weights that ``accumulate``
+        adds into, for data of ``dtype``: the data's own here (sums over
+        blocks, pairwise); GPU kernels, whose atomic adds go one row at a
+        time, say float64."""
+        return dtype
+
     def running_sums(self, sums, counts):
         """The cluster sums and weights kept from pass to pass for
         incremental updates (see ``incremental_sums``)."""
@@ -127,12 +138,13 @@ class Kernels:
         """``accumulate`` into zeros: new arrays ``(sums, counts)`` of
         shapes (n_clusters, n_features) and (n_clusters,)."""
         xp, device = self.xp, device_of(X)
+        dtype = self.sum_dtype(X.dtype)
         return self.accumulate(
             X,
             labels,
             weights,
-            xp.zeros((n_clusters, X.shape[1]), dtype=X.dtype, device=device),
-            xp.zeros((n_clusters,), dtype=X.dtype, device=device),
+            xp.zeros((n_clusters, X.shape[1]), dtype=dtype, device=device),
+            xp.zeros((n_clusters,), dtype=dtype, device=device),
         )
 
     def sq_row_norms(self, X):
