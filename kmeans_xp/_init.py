@@ -1,7 +1,8 @@
 """Initial centres: greedy k-means++, random rows, arrays and callables.
 
 Random numbers are drawn on the host from a ``numpy.random.Generator`` and
-only the draws (a few floats or indices) are sent to the device; sampling
+only the draws (a few floats or indices, sent once per run) go to the
+device; sampling
 itself (cumulative sums and searchsorted over the data) runs where the data
 are, so X never leaves its device and the same seed picks the same rows on
 every backend.
@@ -11,19 +12,21 @@ from __future__ import annotations
 
 import math
 
-from ._array_api import index_dtype, to_device_array
+from ._array_api import index_dtype, supports_float64, to_device_array
 from ._lloyd import distances_to
 from ._problem import Problem
 
 __all__ = ["_kmeans_plusplus", "_random_rows", "distinct_rows", "weighted_keys"]
 
 
-def _weighted_draws(problem: Problem, cumulative, rng, size: int, last):
+def _weighted_draws(problem: Problem, cumulative, u, last):
     """Indices drawn with probability proportional to the increments of
-    ``cumulative`` (a cumulative sum over the samples), on the device.
-    ``last`` is the largest index, a 0-d array of the index dtype."""
+    ``cumulative`` (a cumulative sum over the samples), on the device, one
+    per uniform draw in ``u`` (on the device). ``last`` is the largest
+    index, a 0-d array of the index dtype."""
     xp = problem.xp
-    u = to_device_array(rng.uniform(size=size), xp, dtype=cumulative.dtype, device=problem.device)
+    if u.dtype != cumulative.dtype:
+        u = xp.astype(u, cumulative.dtype)
     indices = xp.searchsorted(cumulative, u * cumulative[-1])
     # Round-off can put a target past the last sum.
     return xp.minimum(indices, last)
@@ -47,7 +50,15 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     first_weights = weights
     if first_weights is None:
         first_weights = xp.ones((n_samples,), dtype=problem.dtype, device=problem.device)
-    first = _weighted_draws(problem, xp.cumulative_sum(first_weights), rng, 1, last)
+    # Every uniform draw of the run, sent to the device at once (one copy,
+    # not one per centre): the same numbers, in the same order, as drawing
+    # them round by round.
+    draws = to_device_array(
+        rng.uniform(size=1 + (n_clusters - 1) * n_local_trials), xp,
+        dtype=_draw_dtype(problem), device=problem.device,
+    )
+    cumulative_sum = problem.kernels.cumulative_sum
+    first = _weighted_draws(problem, cumulative_sum(first_weights), draws[:1], last)
     chosen = [first]
     centers = [xp.take(problem.X, first, axis=0) - runner.shift]
     # Small data (one block, the latency row): the shifted block and its
@@ -79,10 +90,11 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         return parts[0] if len(parts) == 1 else xp.concat(parts)
 
     closest = closest_to(centers[0])
-    for _ in range(1, n_clusters):
+    for round_ in range(1, n_clusters):
         potential = closest if weights is None else weights * closest
+        start = 1 + (round_ - 1) * n_local_trials
         candidates = _weighted_draws(
-            problem, xp.cumulative_sum(potential), rng, n_local_trials, last
+            problem, cumulative_sum(potential), draws[start:start + n_local_trials], last
         )
         candidate_points = xp.take(problem.X, candidates, axis=0) - runner.shift
         distances = distances_to(problem, candidate_points)
@@ -114,6 +126,13 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         chosen.append(xp.take(candidates, best[None]))
         centers.append(best_point)
     return xp.concat(centers), xp.concat(chosen)
+
+
+def _draw_dtype(problem: Problem):
+    """float64 for the uniform draws where the device has it (the draws
+    are made in float64 on the host)."""
+    xp = problem.xp
+    return xp.float64 if supports_float64(xp, problem.device) else xp.float32
 
 
 def weighted_keys(weights, u, xp):

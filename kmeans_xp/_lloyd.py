@@ -14,7 +14,14 @@ from __future__ import annotations
 from ._array_api import as_host_scalar, index_dtype
 from ._problem import Problem
 
-__all__ = ["RunningSums", "data_mean_and_variance", "distances_to", "lloyd", "within_tolerance"]
+__all__ = [
+    "RunningSums",
+    "data_mean_and_variance",
+    "distances_to",
+    "lloyd",
+    "read_host_values",
+    "within_tolerance",
+]
 
 
 def data_mean_and_variance(problem: Problem, *, need_variance: bool):
@@ -40,10 +47,13 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     accs, _ = runner.map(column_moments)
     mean = sum(a[0] for a in accs[1:]) + accs[0][0] if len(accs) > 1 else accs[0][0]
     mean = mean / n_samples
-    second_moment = sum(as_host_scalar(a[1]) for a in accs) / n_samples
+    # Both figures in one device read.
+    sq_total, offset = read_host_values(
+        problem, sum((a[1] for a in accs[1:]), accs[0][1]), kernels.sq_sum(mean)
+    )
+    second_moment = sq_total / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
-    offset = as_host_scalar(kernels.sq_sum(mean))
     far_from_origin = 2 * offset > second_moment
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
@@ -150,7 +160,9 @@ def _lloyd_pass_into(
         inertia, changed = inertia + other_inertia, changed + other_changed
     if incremental:
         sums, counts = previous_sums[0] + sums, previous_sums[1] + counts
-    n_changed = None if previous is None else int(changed)
+    # Left on the device: the loop reads it with the iteration's other
+    # figures, in one sync (see ``lloyd``).
+    n_changed = None if previous is None else changed
     return _concat(xp, labels), sums, counts, inertia, n_changed
 
 
@@ -166,7 +178,7 @@ def _one_block_pass(problem: Problem, block, assign, previous, want_inertia: boo
         d2 = xp.maximum(partial + kernels.sq_row_norms(block), xp.zeros_like(partial))
         inertia = _weighted_total(problem, d2, 0, block.shape[0])
     sums, counts = kernels.cluster_sums(block, labels, problem.weights, n_clusters)
-    n_changed = None if previous is None else int(problem.xp.count_nonzero(labels != previous))
+    n_changed = None if previous is None else problem.xp.count_nonzero(labels != previous)
     return labels, sums, counts, inertia, n_changed
 
 
@@ -311,6 +323,7 @@ class RunningSums:
         self.problem = problem
         self.sums = None  # (sums, counts), or None: the next pass sums all rows
         self.updates = 0
+        self.resummed = False  # whether the last ``record`` summed afresh
         self.resum_after = problem.X.shape[0]
         if problem.weights is not None:
             xp = problem.xp
@@ -329,12 +342,14 @@ class RunningSums:
         (each moved row costs an addition and a removal) and ``may_keep``."""
         problem = self.problem
         n_samples = problem.X.shape[0]
+        self.resummed = False
         self.updates = self.updates + 2 * n_changed if incremental else 0
         if incremental and problem.weights is not None:
             roundoff = 8 * self._eps * (self._weight_total + self.updates * self._weight_max)
             if int(problem.xp.count_nonzero(counts <= roundoff)):
                 sums, counts = _sums_of_labels(problem, labels, counts.shape[0])
                 self.updates = 0
+                self.resummed = True
         keep = may_keep and n_changed is not None and 2 * n_changed < n_samples
         keep = keep and problem.kernels.incremental_sums
         self.sums = problem.kernels.running_sums(sums, counts) if keep else None
@@ -348,12 +363,12 @@ class RunningSums:
         self.sums = None
 
 
-def _m_step(problem: Problem, centers, labels, sums, counts, running: RunningSums, spherical):
-    """New centres from the cluster sums: weighted means, with empty
-    clusters given far points first; cast back to X's dtype from wider
-    running sums, and scaled to unit norm when ``spherical``."""
+def _m_step(problem: Problem, centers, labels, sums, counts, running: RunningSums, spherical,
+            n_empty: int):
+    """New centres from the cluster sums: weighted means, with the
+    ``n_empty`` empty clusters given far points first; cast back to X's
+    dtype from wider sums, and scaled to unit norm when ``spherical``."""
     xp = problem.xp
-    n_empty = int(xp.count_nonzero(counts == 0))
     if n_empty:
         sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
         running.drop()  # relocated rows keep their old labels
@@ -400,8 +415,15 @@ def lloyd(
     xp = problem.xp
     n_samples = problem.X.shape[0]
     want_inertia = bool(verbose) or progress is not None
+    # On a GPU every read waits for the device: an iteration reads its
+    # figures (labels changed, empty clusters, the previous iteration's
+    # centre shift) once, together, so a tolerance reached is seen one pass
+    # late and that pass is the final E-step. Host kernels read the shift
+    # at once (no extra pass), as do verbose runs and progress hooks.
+    eager = problem.kernels.cheap_reads or want_inertia
     labels = None
-    converged = strict_convergence = False
+    pending_shift = None  # the last centre shift, not yet read (lazy reads)
+    converged = strict_convergence = late_convergence = False
     running = RunningSums(problem)
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
@@ -415,28 +437,41 @@ def lloyd(
             problem, centers, want_inertia=want_inertia, previous=labels,
             previous_sums=running.sums if incremental else None, block=block, compact=True,
         )
+        n_changed, n_empty, last_shift = read_host_values(
+            problem, n_changed, xp.count_nonzero(counts == 0), pending_shift
+        )
+        if last_shift is not None and within_tolerance(i - 1, last_shift, tol, verbose):
+            # Converged on the last M-step: this pass was the final E-step.
+            converged = late_convergence = True
+            i -= 1
+            break
         sums, counts = running.record(
             labels, sums, counts, n_changed, incremental=incremental, may_keep=block is None
         )
+        if running.resummed:  # host kernels only (incremental sums)
+            n_empty = int(xp.count_nonzero(counts == 0))
         # M-step.
-        new_centers = _m_step(problem, centers, labels, sums, counts, running, spherical)
+        new_centers = _m_step(problem, centers, labels, sums, counts, running, spherical, n_empty)
         # Convergence.
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
-        diff = new_centers - centers
-        center_shift = as_host_scalar(problem.kernels.sq_sum(diff))
-        if progress is not None:
-            progress.iteration(i, as_host_scalar(inertia), center_shift)
+        shift = problem.kernels.sq_sum(new_centers - centers)
         centers = new_centers
+        if eager:
+            center_shift = as_host_scalar(shift)
+            if progress is not None:
+                progress.iteration(i, as_host_scalar(inertia), center_shift)
         if n_changed == 0:
             converged = strict_convergence = True
             if verbose:
                 print(f"Converged at iteration {i}: strict convergence.")
             break
-        if within_tolerance(i, center_shift, tol, verbose):
+        if not eager:
+            pending_shift = shift
+        elif within_tolerance(i, center_shift, tol, verbose):
             converged = True
             break
-    if strict_convergence:
+    if strict_convergence or late_convergence:
         inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
     else:
         labels, inertia = _assign_labels(problem, centers, compact=True)
@@ -446,6 +481,32 @@ def lloyd(
     if progress is not None:
         progress.end_run(i + 1, converged)
     return centers, labels, inertia, i + 1
+
+
+def read_host_values(problem: Problem, *values):
+    """Host numbers of ``values`` (0-d arrays, Python numbers or None) in
+    one device read for all the arrays among them: the one sync a Lloyd
+    iteration makes on a GPU. Counts come back as ints, the rest as
+    floats; None stays None."""
+    xp = problem.xp
+    on_device = [v for v in values if v is not None and not isinstance(v, (int, float))]
+    read = iter(())
+    if on_device:
+        # float64 holds every count exactly (float32 where the device has
+        # no float64: counts then only decide == 0 and < n / 2).
+        dtype = problem.kernels.sum_dtype(problem.dtype)
+        if xp.isdtype(dtype, ("real floating",)) and xp.finfo(dtype).bits < 32:
+            dtype = xp.float32
+        stacked = xp.stack([xp.astype(xp.reshape(v, ()), dtype) for v in on_device])
+        read = iter(problem.kernels.host_values(stacked))
+    out = []
+    for v in values:
+        if v is None or isinstance(v, (int, float)):
+            out.append(v)
+        else:
+            number = next(read)
+            out.append(int(number) if xp.isdtype(v.dtype, "integral") else number)
+    return out
 
 
 def within_tolerance(i: int, center_shift: float, tol: float, verbose) -> bool:

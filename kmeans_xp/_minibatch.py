@@ -431,6 +431,8 @@ class _State:
         rows, weights = batch
         problem = _batch_problem(batch, shift, xp, device_of(rows), centers.shape[0])
         _, sums, batch_counts, inertia = _lloyd_pass(problem, centers, want_inertia=True)
+        if sums.dtype != centers.dtype:  # GPU kernels sum a batch in float64
+            sums, batch_counts = xp.astype(sums, centers.dtype), xp.astype(batch_counts, centers.dtype)
         counts = self.counts + batch_counts
         # Running weighted mean: (old * old_weight + batch sum) / new weight.
         moved = batch_counts > 0

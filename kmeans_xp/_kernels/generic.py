@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 
 from .. import _blocks
-from .._array_api import device_of
+from .._array_api import device_of, to_host
 
 __all__ = ["Kernels"]
 
@@ -170,6 +170,15 @@ class Kernels:
     def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
         """Rows per block for (rows x width) work arrays of ``itemsize``."""
         return _blocks.block_rows(n_samples, width, itemsize, self.block_bytes)
+
+    def cumulative_sum(self, x):
+        """Inclusive cumulative sum of a 1-d array (k-means++ sampling)."""
+        return self.xp.cumulative_sum(x)
+
+    def host_values(self, a) -> list:
+        """The values of a small 1-d array as a Python list: one device
+        read, whatever its length."""
+        return to_host(a).tolist()
 
     def count_nonempty(self, labels, n_clusters: int) -> int:
         """How many of the ``n_clusters`` labels occur in ``labels``."""

@@ -129,6 +129,23 @@ class TorchKernels(Kernels):
     def sq_row_norms(self, X):
         return (X * X).sum(dim=1)
 
+    def host_values(self, a) -> list:
+        return a.tolist()
+
+    def cumulative_sum(self, x):
+        import torch
+
+        if not (x.is_floating_point() and torch.are_deterministic_algorithms_enabled()):
+            return torch.cumsum(x, 0)
+        # A float cumsum on CUDA has no deterministic kernel (it raises in
+        # deterministic mode); an integer one has. Fixed point at 2**-62 of
+        # the total: draws differ from the float sums only on increments
+        # below that.
+        total = x.sum(dtype=torch.float64)
+        total = torch.where(total > 0, total, torch.ones_like(total))
+        steps = torch.floor(x.to(torch.float64) * (2.0**62 / total))
+        return torch.cumsum(steps.to(torch.int64), 0).to(torch.float64)
+
 
 def _onehot_sums(rows, labels, row_weights, n_clusters: int):
     """Per-cluster sums and weights as a one-hot product: no atomics, so the
@@ -183,6 +200,9 @@ class TorchCPUKernels(TorchKernels):
 
     def sum_dtype(self, dtype):
         return dtype
+
+    def cumulative_sum(self, x):
+        return Kernels.cumulative_sum(self, x)
 
     def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
         return self._numpy.rows_per_block(n_samples, width, itemsize)

@@ -1,0 +1,386 @@
+"""The GPU code path, proven on CPU under ``simulated_gpu()``: the kernel
+class and block budget it picks, exact sums past 2**24 rows a cluster, the
+host-sync budget, determinism, autograd inputs and out-of-memory retries.
+
+Every backend-parametrised test of the suite also runs on the simulated
+backends (``torch-gpusim``, ``cupy-sim`` in conftest); the tests here check
+what only the simulation can show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+
+from kmeans_xp import KMeans
+from kmeans_xp._kernels import SIMULATION, get_kernels
+from kmeans_xp._testing import simulated_gpu, to_numpy
+from kmeans_xp.exceptions import MemoryRetryWarning
+
+torch = pytest.importorskip("torch")
+import array_api_compat.torch as torch_xp  # noqa: E402
+
+from kmeans_xp._blocks import device_block_rows  # noqa: E402
+from kmeans_xp._kernels.cupy import CupyKernels  # noqa: E402
+from kmeans_xp._kernels.torch import TorchCPUKernels, TorchKernels, _scatter_add  # noqa: E402
+from kmeans_xp._problem import make_problem  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def blobs(n=3000, d=4, k=5, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(k, d))
+    return (centres[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+# --- the switch -------------------------------------------------------------
+
+
+def test_simulated_gpu_gives_cpu_tensors_the_cuda_kernels_and_budget():
+    assert type(get_kernels(torch_xp, CPU)) is TorchCPUKernels
+    with simulated_gpu(free_bytes=64 << 20):
+        kernels = get_kernels(torch_xp, CPU)
+        assert type(kernels) is TorchKernels and not kernels.threaded
+        assert not kernels.cheap_reads
+        X = torch.zeros((1_000_000, 16))
+        problem = make_problem(X, None, torch_xp, CPU, 8)
+        # Blocks from the (fake) free memory, every temporary counted.
+        assert problem.runner.rows == device_block_rows(1_000_000, 16, 4, 64 << 20)
+        assert problem.runner.rows * 16 * 16 <= (64 << 20) // 4
+        assert problem.runner.n_workers == 1
+    with simulated_gpu(free_bytes=16 << 20):
+        smaller = make_problem(X, None, torch_xp, CPU, 8).runner.rows
+    assert smaller < problem.runner.rows
+    assert type(get_kernels(torch_xp, CPU)) is TorchCPUKernels  # switched off again
+
+
+def test_simulated_cupy_runs_cupy_kernels_on_numpy():
+    import sys
+
+    import array_api_compat.numpy as np_xp
+
+    real = sys.modules.get("cupy")
+    with simulated_gpu(torch=False, cupy=True):
+        assert type(get_kernels(np_xp, "cpu")) is CupyKernels
+        X = blobs()
+        km = KMeans(5, n_init=1, random_state=0).fit(X)
+    assert sys.modules.get("cupy") is real  # stand-ins removed
+    ref = KMeans(5, n_init=1, random_state=0).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+
+
+def test_simulated_scatter_add_saturates_float32_as_gpu_atomics_do():
+    # The simulation adds one row at a time in the destination's dtype: a
+    # float32 counter at 2**24 does not move, as on a GPU.
+    with simulated_gpu():
+        dest = torch.full((1,), 2.0**24, dtype=torch.float32)
+        _scatter_add(dest, torch.zeros(10, dtype=torch.int64), torch.ones(10))
+        assert dest.item() == 2.0**24
+        wide = torch.full((1,), 2.0**24, dtype=torch.float64)
+        _scatter_add(wide, torch.zeros(10, dtype=torch.int64), torch.ones(10, dtype=torch.float64))
+        assert wide.item() == 2.0**24 + 10
+
+
+# --- exact sums at any size -------------------------------------------------
+
+
+@pytest.mark.parametrize("backend_kind", ["torch", "cupy"])
+def test_counts_past_2_24_rows_a_cluster_stay_exact(backend_kind):
+    # 2**24 + 3 rows of one feature in one cluster: a float32 counter would
+    # stop at 2**24, and float32 sums drift.
+    n = 2**24 + 3
+    X_np = np.full((n, 1), 0.75, dtype=np.float32)
+    X_np[::2] = 0.25
+    if backend_kind == "torch":
+        X, xp, device, sim = torch.from_numpy(X_np), torch_xp, CPU, {}
+    else:
+        import array_api_compat.numpy as xp
+
+        X, device, sim = X_np, "cpu", {"torch": False, "cupy": True}
+    with simulated_gpu(**sim):
+        problem = make_problem(X, None, xp, device, 1)
+        problem.runner.shift = None
+        kernels = problem.kernels
+        labels = xp.zeros((n,), dtype=xp.int64, device=device)
+        sums, counts = kernels.cluster_sums(X, labels, None, 1)
+    assert float(to_numpy(counts)[0]) == n
+    expected = X_np.astype(np.float64).sum()
+    assert float(to_numpy(sums)[0, 0]) == pytest.approx(expected, rel=1e-12)
+
+
+def _big_rows(n=20_000_000):
+    rng = np.random.default_rng(0)
+    return (0.25 + rng.standard_normal((n, 1))).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighted", [False, True])
+def test_k1_fit_on_20M_float32_rows_gives_the_float64_mean(weighted):
+    X_np = _big_rows()
+    w_np = None
+    expected = X_np.astype(np.float64).mean()
+    if weighted:
+        w_np = np.where(np.arange(X_np.shape[0]) % 3 == 0, 2.0, 0.5).astype(np.float32)
+        expected = (X_np[:, 0].astype(np.float64) * w_np).sum() / w_np.astype(np.float64).sum()
+    with simulated_gpu():
+        km = KMeans(1, n_init=1, init="random", random_state=0, max_iter=2).fit(
+            torch.from_numpy(X_np), sample_weight=None if w_np is None else torch.from_numpy(w_np)
+        )
+    assert km.cluster_centers_.dtype == torch.float32
+    assert float(km.cluster_centers_[0, 0]) == pytest.approx(expected, rel=1e-5)
+
+
+# --- the sync budget ----------------------------------------------------------
+
+_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
+_UPLOADS = ("as_tensor", "tensor", "from_numpy", "asarray")
+
+
+class SyncCounter:
+    """Counts device-to-host reads and host-to-device copies of torch
+    tensors made while ``counting`` (the simulation's internals excluded)."""
+
+    def __init__(self):
+        self.reads = 0
+        self.uploads = 0
+        self.active = False
+
+    @contextlib.contextmanager
+    def counting(self):
+        self.reads = self.uploads = 0
+        self.active = True
+        try:
+            yield self
+        finally:
+            self.active = False
+
+    def _counts(self):
+        return self.active and not SIMULATION.in_internal
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """A ``SyncCounter`` on patched torch methods, under ``simulated_gpu()``."""
+    counter = SyncCounter()
+
+    def read(name):
+        original = getattr(torch.Tensor, name)
+
+        def counted(*args, **kwargs):
+            if counter._counts():
+                counter.reads += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    def upload(name):
+        original = getattr(torch, name)
+
+        def counted(data, *args, **kwargs):
+            if counter._counts() and not isinstance(data, torch.Tensor):
+                counter.uploads += 1
+            return original(data, *args, **kwargs)
+
+        return counted
+
+    for name in _READS:
+        monkeypatch.setattr(torch.Tensor, name, read(name))
+    for name in _UPLOADS:
+        monkeypatch.setattr(torch, name, upload(name))
+    with simulated_gpu():
+        yield counter
+
+
+#: Reads of a fit besides its iterations: the magnitude check of X, the
+#: data mean and offset, the variance (tol > 0), the best run's inertia.
+FIT_READS = 4
+#: Uploads of a k-means++ fit: its uniform draws and the last row index.
+INIT_UPLOADS = 2
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_fit_reads_the_device_once_per_iteration(syncs, init):
+    # Overlapping blobs and tol=0: the fit runs max_iter iterations.
+    X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
+    seen = {}
+    for max_iter in (1, 3, 7):
+        km = KMeans(12, init=init, n_init=1, max_iter=max_iter, tol=0, random_state=0)
+        with syncs.counting():
+            km.fit(X)
+        seen[km.n_iter_] = (syncs.reads, syncs.uploads)
+        assert syncs.reads <= km.n_iter_ + FIT_READS, (km.n_iter_, syncs.reads)
+        assert syncs.uploads <= INIT_UPLOADS
+    assert len(seen) == 3  # three different iteration counts
+    (n1, (r1, _)), *_, (n7, (r7, _)) = sorted(seen.items())
+    assert r7 - r1 == n7 - n1  # exactly one read per extra iteration
+
+
+def test_fit_with_tolerance_reads_once_per_iteration(syncs):
+    X = torch.from_numpy(blobs(n=4000, k=6, seed=2))
+    km = KMeans(6, n_init=1, tol=1e-2, random_state=0)
+    with syncs.counting():
+        km.fit(X)
+    assert km.n_iter_ >= 2
+    # The pass after the converged M-step is the final E-step: n_iter + 1
+    # passes, each with its read, and the variance for the tolerance.
+    assert syncs.reads <= km.n_iter_ + 1 + FIT_READS
+
+
+def test_kmeans_plusplus_uploads_its_draws_once(syncs):
+    X = torch.from_numpy(blobs(n=2000, k=5))
+    for k in (3, 20):
+        with syncs.counting():
+            KMeans(k, n_init=1, max_iter=1, random_state=0).fit(X)
+        assert syncs.uploads <= INIT_UPLOADS
+
+
+def test_kmeans_plusplus_draws_are_the_same_on_every_path():
+    from kmeans_xp import kmeans_plusplus
+
+    X = blobs(n=2000, k=7)
+    _, expected = kmeans_plusplus(X, 7, random_state=3)
+    with simulated_gpu():
+        _, picked = kmeans_plusplus(torch.from_numpy(X), 7, random_state=3)
+    np.testing.assert_array_equal(to_numpy(picked), expected)
+
+
+@pytest.mark.parametrize("method", ["predict", "transform"])
+def test_predict_and_transform_read_at_most_once(syncs, method):
+    X = torch.from_numpy(blobs())
+    km = KMeans(5, n_init=1, random_state=0).fit(X)
+    with syncs.counting():
+        getattr(km, method)(X)
+    assert syncs.reads <= 1 and syncs.uploads == 0
+
+
+def test_score_reads_its_result_and_the_magnitude_check(syncs):
+    # The returned float is one read; the magnitude check of X at the door
+    # (_validation) is the other (see README, Sync budget).
+    X = torch.from_numpy(blobs())
+    km = KMeans(5, n_init=1, random_state=0).fit(X)
+    with syncs.counting():
+        km.score(X)
+    assert syncs.reads <= 2 and syncs.uploads == 0
+
+
+# --- determinism and autograd ---------------------------------------------
+
+
+def test_deterministic_mode_fits_repeat_bitwise_without_float_cumsum(monkeypatch):
+    original = torch.cumsum
+
+    def cuda_like_cumsum(x, *args, **kwargs):
+        # CUDA has no deterministic float cumsum: it raises there.
+        if torch.are_deterministic_algorithms_enabled() and x.is_floating_point():
+            raise RuntimeError("cumsum_cuda_kernel does not have a deterministic implementation")
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "cumsum", cuda_like_cumsum)
+    X = torch.from_numpy(blobs(n=3000, k=6, dtype=np.float32))
+    w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2, 3000).astype(np.float32))
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with simulated_gpu():
+            a = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
+            b = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(a.cluster_centers_, b.cluster_centers_)
+    assert torch.equal(a.labels_, b.labels_)
+    ref = KMeans(6, n_init=2, random_state=0).fit(X.numpy(), sample_weight=w.numpy())
+    np.testing.assert_allclose(a.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_requires_grad_inputs_give_results_without_a_graph(simulated):
+    X = torch.from_numpy(blobs()).requires_grad_(True)
+    w = torch.ones(X.shape[0], dtype=X.dtype, requires_grad=True)
+    init = X[:5].detach().clone().requires_grad_(True)
+    with simulated_gpu() if simulated else contextlib.nullcontext():
+        km = KMeans(5, init=init, n_init=1).fit(X, sample_weight=w)
+        transformed = km.transform(X)
+    for result in (km.cluster_centers_, transformed):
+        assert result.grad_fn is None and not result.requires_grad
+
+
+# --- device memory and faults -----------------------------------------------
+
+
+def _failing_over(monkeypatch, module, name, max_rows, error):
+    """Make ``module.name`` raise ``error`` for blocks over ``max_rows`` rows
+    (its first argument's rows, or its second for addmm)."""
+    original = getattr(module, name)
+    calls = {"failed": 0}
+
+    def faulty(*args, **kwargs):
+        rows = args[1].shape[0] if name == "addmm" else args[0].shape[0]
+        if rows > max_rows:
+            calls["failed"] += 1
+            raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, faulty)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate(handle)"),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ],
+    ids=["cublas-alloc", "torch-oom"],
+)
+def test_out_of_memory_halves_the_block_and_gives_the_same_fit(monkeypatch, error):
+    X_np = blobs(n=6000, k=5, seed=3)
+    X = torch.from_numpy(X_np)
+    with simulated_gpu():
+        expected = KMeans(5, n_init=1, random_state=0).fit(X)
+        calls = _failing_over(monkeypatch, torch, "addmm", 700, error)
+        with pytest.warns(MemoryRetryWarning):
+            km = KMeans(5, n_init=1, random_state=0).fit(X)
+    assert calls["failed"] > 0
+    np.testing.assert_allclose(km.cluster_centers_.numpy(), expected.cluster_centers_.numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(km.labels_.numpy(), expected.labels_.numpy())
+    assert km.inertia_ == pytest.approx(expected.inertia_, rel=1e-12)
+
+
+def test_out_of_memory_in_the_sums_does_not_count_a_block_twice(monkeypatch):
+    # The float64 copy of the block fails for large blocks: the accumulators
+    # must be untouched so that the retried halves are each added once.
+    X = torch.from_numpy(blobs(n=6000, k=5, seed=4).astype(np.float32))
+    with simulated_gpu():
+        expected = KMeans(5, n_init=1, random_state=0).fit(X)
+        original = torch.Tensor.to
+
+        def faulty_to(self, *args, **kwargs):
+            if self.ndim == 2 and self.shape[0] > 500 and args and args[0] == torch.float64:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "to", faulty_to)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemoryRetryWarning)
+            km = KMeans(5, n_init=1, random_state=0).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_.numpy(), expected.cluster_centers_.numpy(), rtol=1e-6)
+    assert km.inertia_ == pytest.approx(expected.inertia_, rel=1e-6)
+
+
+def test_cupy_out_of_memory_halves_the_block(monkeypatch):
+    X = blobs(n=6000, k=5, seed=5)
+    with simulated_gpu(torch=False, cupy=True):
+        import cupy  # the stand-in
+
+        expected = KMeans(5, n_init=1, random_state=0).fit(X)
+        calls = _failing_over(
+            monkeypatch, cupy, "argmin", 800, cupy.cuda.memory.OutOfMemoryError("out of memory")
+        )
+        with pytest.warns(MemoryRetryWarning):
+            km = KMeans(5, n_init=1, random_state=0).fit(X)
+    assert calls["failed"] > 0
+    np.testing.assert_allclose(km.cluster_centers_, expected.cluster_centers_, rtol=1e-12)
