@@ -771,6 +771,9 @@ def plot(rows: list[Row], path: str) -> None:
         return
     timed = [r for r in rows if r.seconds]
     configs = list(dict.fromkeys(r.config for r in timed))
+    if not configs:  # every row skipped (--gpu-only without a GPU)
+        print("no timed rows: no chart")
+        return
     fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs), 4), squeeze=False)
     for ax, config in zip(axes[0], configs):
         sel = [r for r in timed if r.config == config]
