@@ -325,7 +325,7 @@ class RunningSums:
         self.updates = 0
         self.resummed = False  # whether the last ``record`` summed afresh
         self.resum_after = problem.X.shape[0]
-        if problem.weights is not None:
+        if problem.weights is not None and problem.kernels.incremental_sums:
             xp = problem.xp
             self._weight_total = as_host_scalar(xp.sum(problem.weights))
             self._weight_max = as_host_scalar(xp.max(problem.weights))

@@ -219,6 +219,16 @@ def test_fit_reads_the_device_once_per_iteration(syncs, init):
     assert r7 - r1 == n7 - n1  # exactly one read per extra iteration
 
 
+def test_weighted_fit_adds_only_the_weight_checks(syncs):
+    X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
+    w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]))
+    km = KMeans(12, n_init=1, max_iter=4, tol=0, random_state=0)
+    with syncs.counting():
+        km.fit(X, sample_weight=w)
+    # The door's checks of the weights: finite, non-negative, largest, total.
+    assert syncs.reads <= km.n_iter_ + FIT_READS + 4
+
+
 def test_fit_with_tolerance_reads_once_per_iteration(syncs):
     X = torch.from_numpy(blobs(n=4000, k=6, seed=2))
     km = KMeans(6, n_init=1, tol=1e-2, random_state=0)
