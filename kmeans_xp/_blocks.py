@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from ._array_api import oom_errors
 from .exceptions import MemoryRetryWarning
 
-__all__ = ["BlockRunner", "block_rows", "device_block_rows"]
+__all__ = ["BlockRunner", "block_rows", "device_block_rows", "working_dtype"]
 
 
 class BlockRunner:
@@ -50,6 +50,10 @@ class BlockRunner:
     def __init__(self, X, shift, *, xp, kernels, rows: int, n_workers: int = 1):
         self.X = X
         self.xp = xp
+        #: The dtype blocks are computed in: X's, or float32 for half
+        #: precision, whose blocks are cast as they are used (no copy of X).
+        self.dtype = working_dtype(xp, X.dtype)
+        self._cast = self.dtype != X.dtype
         self.kernels = kernels
         self.shift = shift
         self.rows = max(1, int(rows))
@@ -86,7 +90,11 @@ class BlockRunner:
 
     def block(self, start: int, stop: int):
         """Rows ``start:stop`` of X, shifted (a view of X when the shift is
-        zero: steps must not modify their block in place)."""
+        zero: steps must not modify their block in place). Half-precision
+        rows are cast to float32 first."""
+        if self._cast:
+            Xb = self.xp.astype(self.X[start:stop, :], self.dtype)
+            return Xb - self.shift if self._subtract else Xb
         if not self._subtract:
             return self.X[start:stop, :]
         return self.kernels.shifted_block(self.X, start, stop, self.shift)
@@ -244,3 +252,14 @@ def device_block_rows(n_samples: int, width: int, itemsize: int, free_bytes: int
     per_row = width * (2 * itemsize + 8) + 8 + 2 * itemsize + 16
     budget = min(DEVICE_CAP, int(free_bytes * DEVICE_SHARE))
     return int(max(1, min(n_samples, max(budget // per_row, 16))))
+
+
+def working_dtype(xp, dtype):
+    """The dtype data of ``dtype`` are computed in: float32 for float16 and
+    bfloat16 (their sums and products lose too much), else ``dtype``."""
+    try:
+        if xp.isdtype(dtype, "real floating") and xp.finfo(dtype).bits < 32:
+            return xp.float32
+    except (TypeError, ValueError):
+        pass
+    return dtype

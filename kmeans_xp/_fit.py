@@ -34,6 +34,8 @@ def where_to_run(xp, device, X, weights, init, data_stats):
             init = init.detach()
     # Under simulated_gpu() CPU tensors take the CUDA path, twin and all.
     twin = None if SIMULATION.torch else numpy_twin(xp, device)
+    if twin is not None and X.dtype == xp.bfloat16:
+        twin = None  # numpy has no bfloat16: torch runs it, on float32 blocks
     if twin is None or callable(init):
         return xp, device, (X, weights, init, data_stats), lambda a: a
     np_xp, view, back = twin

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._array_api import device_of, host_workers
-from ._blocks import BlockRunner
+from ._blocks import BlockRunner, working_dtype
 from ._kernels import Kernels, get_kernels
 
 __all__ = ["Problem", "make_problem"]
@@ -33,7 +33,8 @@ class Problem:
 
     @property
     def dtype(self):
-        return self.runner.X.dtype
+        """The dtype blocks are computed in (float32 for half-precision X)."""
+        return self.runner.dtype
 
     @property
     def single_block(self) -> bool:
@@ -57,7 +58,7 @@ def make_problem(
     """
     kernels = get_kernels(xp, device)
     if rows is None:
-        itemsize = xp.finfo(X.dtype).bits // 8
+        itemsize = xp.finfo(working_dtype(xp, X.dtype)).bits // 8
         rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
     workers = host_workers() if threaded and kernels.threaded else 1
     runner = BlockRunner(X, shift, xp=xp, kernels=kernels, rows=rows, n_workers=workers)

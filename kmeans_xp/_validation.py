@@ -22,6 +22,7 @@ from ._array_api import (
     is_traced,
     namespace_name,
 )
+from ._blocks import working_dtype
 from .exceptions import InvalidParameterError, NamespaceMismatchError
 
 __all__ = [
@@ -45,14 +46,16 @@ _INIT_STRINGS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
 
 
-def check_array(X, *, name: str = "X"):
+def check_array(X, *, name: str = "X", keep_half: bool = False):
     """Validate a data matrix and return ``(X, xp, device)``.
 
     ``X`` may be any array-API array or anything ``numpy.asarray`` accepts
     (lists, pandas frames, numpy object arrays holding numbers). Integer and
     bool data become the namespace's default real floating dtype; float16
     and bfloat16 become float32 (sums of many half-precision values lose too
-    much; see ``result_dtype``). The input is never modified: a conversion
+    much; see ``result_dtype``), unless ``keep_half``: the caller then
+    computes on blocks cast to float32 as they are used (``BlockRunner``),
+    without a float32 copy of X. The input is never modified: a conversion
     makes a new array.
 
     Raises
@@ -112,11 +115,11 @@ def check_array(X, *, name: str = "X"):
             f"{name} has 0 features: found array with 0 feature(s) (shape="
             f"{tuple(X.shape)}) while a minimum of 1 is required."
         )
-    X = _as_working_dtype(X, xp, device, name)
+    X = _as_working_dtype(X, xp, device, name, keep_half=keep_half)
     largest = _largest_magnitude(X, xp)
     if not math.isfinite(largest):
         raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
-    limit = magnitude_limit(xp, X.dtype, n_samples, n_features)
+    limit = magnitude_limit(xp, working_dtype(xp, X.dtype), n_samples, n_features)
     if largest > limit:
         raise ValueError(
             f"{name} has values up to {largest:.3g} in magnitude; squared "
@@ -191,14 +194,14 @@ def check_readable(X, name: str = "X") -> None:
         )
 
 
-def _as_working_dtype(X, xp, device, name):
+def _as_working_dtype(X, xp, device, name, *, keep_half: bool = False):
     dtype = X.dtype
     if _isdtype(xp, dtype, "complex floating"):
         raise ValueError(f"Complex data not supported: {name} has dtype {dtype}.")
     if _isdtype(xp, dtype, ("bool", "integral")):
         return xp.astype(X, default_float_dtype(xp, device))
     if _isdtype(xp, dtype, "real floating"):
-        if xp.finfo(dtype).bits < 32:
+        if xp.finfo(dtype).bits < 32 and not keep_half:
             return xp.astype(X, xp.float32)
         return X
     raise TypeError(
@@ -244,14 +247,15 @@ def check_same_namespace(a, X, xp, device, name: str):
 
 def check_sample_weight(sample_weight, X, xp, device):
     """Validate ``sample_weight``; return None for unit weights, else an array
-    of shape (n_samples,) in X's namespace, device and dtype."""
+    of shape (n_samples,) in X's namespace and device, in X's dtype (float32
+    for half-precision X, see ``check_array``'s ``keep_half``)."""
     if sample_weight is None:
         return None
     n_samples = X.shape[0]
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         if not np.isfinite(sample_weight) or sample_weight <= 0:
             raise ValueError(f"a scalar sample_weight must be positive and finite, got {sample_weight}.")
-        return xp.full((n_samples,), float(sample_weight), dtype=X.dtype, device=device)
+        return xp.full((n_samples,), float(sample_weight), dtype=working_dtype(xp, X.dtype), device=device)
     if is_array_api_obj(sample_weight):
         check_same_namespace(sample_weight, X, xp, device, "sample_weight")
         w = sample_weight
@@ -259,12 +263,12 @@ def check_sample_weight(sample_weight, X, xp, device):
             xp, w.dtype, ("bool", "integral", "real floating")
         ):
             raise TypeError(f"sample_weight must be real-valued, got dtype {w.dtype}.")
-        w = xp.astype(w, X.dtype)
+        w = xp.astype(w, working_dtype(xp, X.dtype))
     else:
         w_np = np.asarray(sample_weight)
         if w_np.dtype.kind not in "biuf":
             raise TypeError(f"sample_weight must be real-valued, got dtype {w_np.dtype}.")
-        w = xp.asarray(w_np, dtype=X.dtype, device=device)
+        w = xp.asarray(w_np, dtype=working_dtype(xp, X.dtype), device=device)
     if w.ndim != 1 or w.shape[0] != n_samples:
         raise ValueError(
             f"sample_weight must have shape ({n_samples},) to match X, got {tuple(w.shape)}."

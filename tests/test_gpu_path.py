@@ -394,3 +394,62 @@ def test_cupy_out_of_memory_halves_the_block(monkeypatch):
             km = KMeans(5, n_init=1, random_state=0).fit(X)
     assert calls["failed"] > 0
     np.testing.assert_allclose(km.cluster_centers_, expected.cluster_centers_, rtol=1e-12)
+
+
+# --- half precision without a copy ------------------------------------------
+
+
+@pytest.fixture
+def fit_keeps_half(monkeypatch):
+    """``KMeans.fit`` with ``check_array(..., keep_half=True)`` at its door:
+    half-precision X is not copied to float32 (the wiring in ``_kmeans.py``
+    is the estimator's; this fixture stands in for it)."""
+    import functools
+
+    import kmeans_xp._kmeans
+    from kmeans_xp._validation import check_array
+
+    monkeypatch.setattr(kmeans_xp._kmeans, "check_array", functools.partial(check_array, keep_half=True))
+
+
+@pytest.mark.parametrize("kind", ["numpy-float16", "torch-float16", "torch-bfloat16", "gpusim-float16"])
+def test_half_precision_fits_on_float32_blocks_and_returns_its_dtype(fit_keeps_half, kind):
+    X32 = blobs(n=3000, k=5, dtype=np.float32)
+    X16 = X32.astype(np.float16)
+    if kind == "numpy-float16":
+        X = X16
+    elif kind == "torch-bfloat16":
+        X = torch.from_numpy(X32).to(torch.bfloat16)
+    else:
+        X = torch.from_numpy(X16)
+    with simulated_gpu() if kind.startswith("gpusim") else contextlib.nullcontext():
+        km = KMeans(5, n_init=1, random_state=0).fit(X)
+    assert km.cluster_centers_.dtype == X.dtype
+    # The same fit as on the float32 values of the half-precision rows.
+    ref = KMeans(5, n_init=1, random_state=0).fit(to_numpy(X).astype(np.float32)
+                                                 if kind != "torch-bfloat16"
+                                                 else X.to(torch.float32).numpy())
+    centers = km.cluster_centers_
+    centers = centers.to(torch.float32).numpy() if kind.startswith(("torch", "gpusim")) else centers
+    np.testing.assert_allclose(
+        centers.astype(np.float32), ref.cluster_centers_,
+        rtol=1e-2, atol=1e-2,
+    )
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_half_precision_fit_takes_at_most_half_of_X_extra(fit_keeps_half):
+    import tracemalloc
+
+    # 1M x 64 float16, k=64 (random init and 3 iterations: k-means++ makes
+    # k passes, each casting every block, and adds only O(n) vectors).
+    X = np.random.default_rng(0).standard_normal((1_000_000, 64)).astype(np.float16)
+    tracemalloc.start()
+    try:
+        km = KMeans(64, init="random", n_init=1, max_iter=3, random_state=0).fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert km.cluster_centers_.dtype == np.float16
+    assert peak <= 0.5 * X.nbytes, peak / X.nbytes
