@@ -12,6 +12,7 @@ the kernel classes of the GPU backends on CPU arrays.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import os
 import sys
 import types
@@ -164,3 +165,9 @@ def _cupy_on_numpy(monkeypatch):
     cupyx.scatter_add = np.add.at  # both accumulate repeated indices
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+
+
+# The jitted kernels import numba at module level; without numba the doctest
+# collection must not import them (the numpy kernels serve instead).
+if importlib.util.find_spec("numba") is None:
+    collect_ignore = ["kmeans_xp/_kernels/_numba_jit.py"]
