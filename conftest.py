@@ -16,6 +16,7 @@ arrays.
 from __future__ import annotations
 
 import enum
+import importlib.util
 import os
 
 # scikit-learn runs its array-API estimator checks only when scipy was
@@ -183,3 +184,9 @@ def gpu_class_kernels(xp, backend, request):
             request.addfinalizer(lambda: stand_ins.__exit__(None, None, None))
         return CupyKernels(xp)
     pytest.skip(f"no GPU kernel class runs on {backend.value} arrays")
+
+
+# The jitted kernels import numba at module level; without numba the doctest
+# collection must not import them (the numpy kernels serve instead).
+if importlib.util.find_spec("numba") is None:
+    collect_ignore = ["kmeans_xp/_kernels/_numba_jit.py"]

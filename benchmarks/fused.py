@@ -1,5 +1,5 @@
-"""The fused numba kernel (``kmeans_xp._fused``) against today's numpy
-kernels and scikit-learn, side by side in one run: ms per Lloyd iteration
+"""The fused numba kernel (``kmeans_xp._kernels.numba``) against the plain
+numpy kernels and scikit-learn, side by side in one run: ms per Lloyd iteration
 from the same initial centres with a fixed iteration count (``tol=0``), the
 fraction of the machine limit (``run.py``'s measure), and the whole-fit
 latency of 1000 x 2, k=3 in a warm process. Also checks that the fused
@@ -12,13 +12,14 @@ Usage::
     python benchmarks/fused.py --configs 1M-16-8 --repeats 7
     python benchmarks/fused.py --rule           # the fused/BLAS sweep over k and d
 
-Before the fused kernel is wired into ``get_kernels``, its fits run under
-``kmeans_xp._fused.trial_wiring()``.
+numpy fits take the fused kernel where ``KMEANS_XP_NUMBA=1`` is set (and
+numba is installed); this script sets and clears it around each fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -28,21 +29,33 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import run  # benchmarks/run.py: data, limits, timing helpers
+import run  # noqa: E402  (benchmarks/run.py: data, limits, timing helpers)
+
+
+@contextlib.contextmanager
+def _kernels(fused: bool):
+    """Fits inside take the fused kernel, or the plain numpy kernels."""
+    from kmeans_xp._kernels.numba import ENABLE_ENV
+
+    saved = os.environ.pop(ENABLE_ENV, None)
+    if fused:
+        os.environ[ENABLE_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(ENABLE_ENV, None)
+        if saved is not None:
+            os.environ[ENABLE_ENV] = saved
 
 
 def _fit(X, init, iters, *, fused: bool):
     from kmeans_xp import KMeans
-    from kmeans_xp._fused import trial_wiring
 
     def fit():
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _kernels(fused):
             warnings.simplefilter("ignore")
             model = KMeans(len(init), init=init, n_init=1, max_iter=iters, tol=0)
-            if not fused:
-                return model.fit(X)
-            with trial_wiring():
-                return model.fit(X)
+            return model.fit(X)
 
     return fit
 
@@ -80,16 +93,16 @@ def lloyd_rows(name: str, iters: int, repeats: int, limits: dict) -> None:
 
 def latency_row(repeats: int, seeds: int) -> None:
     from kmeans_xp import KMeans
-    from kmeans_xp._fused import trial_wiring
 
     cfg = run.CONFIGS["latency-1k-2-3"]
     X, _ = run.make_data(cfg)
 
     def numpy_fit(seed):
-        return KMeans(3, n_init=1, random_state=seed).fit(X)
+        with _kernels(False):
+            return KMeans(3, n_init=1, random_state=seed).fit(X)
 
     def fused_fit(seed):
-        with trial_wiring():
+        with _kernels(True):
             return KMeans(3, n_init=1, random_state=seed).fit(X)
 
     numpy_fit(0)
@@ -116,8 +129,8 @@ def rule_sweep(repeats: int) -> None:
 
     import array_api_compat.numpy as np_xp
 
-    from kmeans_xp._fused import _assign, prepare_centers
     from kmeans_xp._kernels import NumpyKernels, _blas_controller, _one_blas_thread
+    from kmeans_xp._kernels.numba import _assign, prepare_centers
 
     n = 50_000
     rng = np.random.default_rng(0)
@@ -169,10 +182,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rule", action="store_true", help="only the fused/BLAS sweep")
     args = parser.parse_args(argv)
 
-    from kmeans_xp import _fused
+    from kmeans_xp._kernels import numba as fused_kernels
 
-    if not _fused.available():
-        print("numba is not installed (or KMEANS_XP_DISABLE_NUMBA is set): nothing to compare")
+    if not fused_kernels.available():
+        print("numba is not installed: nothing to compare")
         return 1
     repeats = args.repeats or (3 if args.quick else 5)
     print(f"{os.cpu_count()} CPUs, {run._cpu_name()}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import re
 import sys
 from pathlib import Path
 
@@ -178,16 +177,3 @@ def write_api_reference() -> str:
 
 
 write_api_reference()
-
-
-#: A lone "*" (spaces or punctuation on both sides) in a docstring means the
-#: character itself, never the start of emphasis; docutils would warn.
-_LONE_STAR = re.compile(r"(?<=\s)\*(?=[\s.,;:)]|$)")
-
-
-def _escape_lone_stars(app, what, name, obj, options, lines):
-    lines[:] = [_LONE_STAR.sub(r"\\*", line) for line in lines]
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", _escape_lone_stars)

@@ -26,6 +26,7 @@ _LAZY = {
     "datasets": ".datasets",
     "batched_k_means": ".batched",
     "ProductQuantizer": ".pq",
+    "ProgressBar": "._progress",
 }
 
 __all__ = [

@@ -72,6 +72,12 @@ class BlockRunner:
         return self.X.shape[0]
 
     @property
+    def shifts_blocks(self) -> bool:
+        """Whether blocks are shifted copies (a non-zero shift) rather than
+        views of X."""
+        return self._subtract
+
+    @property
     def shift(self):
         """The vector subtracted from every block (None or zeros: none)."""
         return self._shift

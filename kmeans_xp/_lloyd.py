@@ -425,6 +425,7 @@ def lloyd(
     pending_shift = None  # the last centre shift, not yet read (lazy reads)
     converged = strict_convergence = late_convergence = False
     running = RunningSums(problem)
+    run_pass = problem.kernels.fused_pass(*centers.shape) or _lloyd_pass_into
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
     block = problem.runner.block(0, n_samples) if problem.single_block else None
@@ -433,7 +434,7 @@ def lloyd(
             block = None  # out of memory: the runner now splits the data
         # E-step, with the statistics of the M-step.
         incremental = running.usable() and block is None
-        labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
+        labels, sums, counts, inertia, n_changed = run_pass(
             problem, centers, want_inertia=want_inertia, previous=labels,
             previous_sums=running.sums if incremental else None, block=block, compact=True,
         )

@@ -103,7 +103,7 @@ class SelectKResult:
         ]
 
     def to_table(self) -> str:
-        """A plain-text table, one line per k, the chosen k marked with *."""
+        """A plain-text table, one line per k, the chosen k marked with ``*``."""
         header = (
             f"{'k':>4} {'inertia':>14} {'silhouette':>11} {'calinski_h':>12} "
             f"{'davies_b':>9} {'time_s':>8}"

@@ -427,7 +427,6 @@ def test_fit_passes_a_progress_bar_numbering_the_runs(data, tmp_path, monkeypatc
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.xfail(strict=False, reason="needs KMeans(progress=...) from the core branch")
 def test_fit_progress_end_to_end(data, tmp_path):
     proc = run("fit", "data.npy", "-k", "3", "--max-iter", "1", "--progress", cwd=tmp_path,
                python_prelude="import sys; sys.modules['tqdm'] = None")

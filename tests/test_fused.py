@@ -1,12 +1,14 @@
-"""The fused numba kernel (kmeans_xp._fused) against the numpy kernels, and
+"""The fused numba kernel (kmeans_xp._kernels.numba) against the numpy kernels, and
 the numpy-only fallback when numba is missing or disabled.
 
 numpy only: the fused kernel serves numpy arrays (and torch CPU tensors
-through numpy views, once wired in). Tests that run numba importorskip it.
+through numpy views). Tests that run numba importorskip it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import warnings
@@ -16,14 +18,14 @@ import numpy as np
 import pytest
 
 import kmeans_xp
-from kmeans_xp import KMeans, _fused
+from kmeans_xp import KMeans
+from kmeans_xp._kernels import get_kernels
+from kmeans_xp._kernels import numba as _fused
 from kmeans_xp._kernels.numpy import NumpyKernels
 
 
 def _numba():
     pytest.importorskip("numba")
-    if not _fused.available():
-        pytest.skip(f"{_fused.DISABLE_ENV} is set")
 
 
 def _data(n, d, k, dtype, seed=0, offset=0.0):
@@ -192,13 +194,27 @@ def test_kernels_class_assign_matches_numpy_kernels():
     np.testing.assert_allclose(partial, ref_partial, rtol=1e-10, atol=1e-10)
 
 
+@contextlib.contextmanager
+def _fused_kernels(on: bool):
+    """Fits inside take the fused kernels (``on``) or the plain numpy ones."""
+    saved = os.environ.pop(_fused.ENABLE_ENV, None)
+    if on:
+        os.environ[_fused.ENABLE_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(_fused.ENABLE_ENV, None)
+        if saved is not None:
+            os.environ[_fused.ENABLE_ENV] = saved
+
+
 def _fit(X, centers, *, fused, max_iter=30, tol=0.0, sample_weight=None):
     model = KMeans(centers.shape[0], init=centers, n_init=1, max_iter=max_iter, tol=tol)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if not fused:
-            return model.fit(X, sample_weight=sample_weight)
-        with _fused.trial_wiring():
+        with _fused_kernels(fused):
+            expected = _fused.FusedNumpyKernels if fused else NumpyKernels
+            assert type(get_kernels(np_xp, "cpu")) is expected
             return model.fit(X, sample_weight=sample_weight)
 
 
@@ -250,13 +266,14 @@ def test_whole_fit_float32_close():
     assert got.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
 
 
-def test_trial_wiring_is_undone():
-    from kmeans_xp import _kernels, _kmeans, _lloyd
-
-    before = (_kernels.get_kernels, _kmeans.get_kernels, _lloyd._lloyd_pass_into)
-    with _fused.trial_wiring():
-        assert _lloyd._lloyd_pass_into is not before[2]
-    assert (_kernels.get_kernels, _kmeans.get_kernels, _lloyd._lloyd_pass_into) == before
+def test_fused_pass_only_where_the_rule_says():
+    _numba()
+    with _fused_kernels(True):
+        kernels = get_kernels(np_xp, "cpu")
+    assert kernels.fused_pass(64, 32) is _fused.fused_lloyd_pass
+    assert kernels.fused_pass(1024, 128) is None
+    with _fused_kernels(False):
+        assert get_kernels(np_xp, "cpu").fused_pass(64, 32) is None
 
 
 def test_prefer_fused_rule():
@@ -270,48 +287,60 @@ def test_prefer_fused_rule():
 # ------------------------------------------------------------ fallback
 
 
-def test_env_var_disables(monkeypatch):
-    monkeypatch.setenv(_fused.DISABLE_ENV, "1")
-    assert not _fused.available()
-    monkeypatch.setenv(_fused.DISABLE_ENV, "0")
-    assert _fused.available() == (_fused._module() is not None)
+def test_fused_kernels_only_when_enabled(monkeypatch):
+    monkeypatch.delenv(_fused.ENABLE_ENV, raising=False)
+    assert not _fused.enabled()
+    assert type(get_kernels(np_xp, "cpu")) is NumpyKernels
+    monkeypatch.setenv(_fused.ENABLE_ENV, "1")
+    assert _fused.enabled() == _fused.available()
 
 
-def test_numpy_path_when_numba_disabled(monkeypatch):
-    monkeypatch.setenv(_fused.DISABLE_ENV, "1")
+def test_numpy_path_by_default(monkeypatch):
+    monkeypatch.delenv(_fused.ENABLE_ENV, raising=False)
     X, centers = _data(20_000, 8, 6, np.float64)
-    ref = _fit(X, centers, fused=False)
-    with _fused.trial_wiring():
-        from kmeans_xp import _kmeans
-
-        assert type(_kmeans.get_kernels(np_xp, "cpu")) is NumpyKernels
-        got = _fit(X, centers, fused=False)
-    np.testing.assert_array_equal(got.labels_, ref.labels_)
-    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+    assert type(get_kernels(np_xp, "cpu")) is NumpyKernels
+    got = _fit(X, centers, fused=False)
+    _, ref_centers = _lloyd_reference(X, centers)
+    np.testing.assert_allclose(got.cluster_centers_, ref_centers, rtol=1e-10, atol=1e-10)
 
 
 def test_numpy_path_when_numba_missing(monkeypatch):
     # As if numba were not installed: the import of the jitted module fails.
     monkeypatch.setitem(sys.modules, "numba", None)
-    monkeypatch.delitem(sys.modules, "kmeans_xp._fused_kernels", raising=False)
-    monkeypatch.delattr(kmeans_xp, "_fused_kernels", raising=False)
+    monkeypatch.delitem(sys.modules, "kmeans_xp._kernels._numba_jit", raising=False)
+    monkeypatch.delattr(kmeans_xp._kernels, "_numba_jit", raising=False)
     monkeypatch.setattr(_fused, "_STATE", {"module": None, "checked": False})
-    monkeypatch.delenv(_fused.DISABLE_ENV, raising=False)
-    assert not _fused.available()
+    monkeypatch.setenv(_fused.ENABLE_ENV, "1")
+    assert not _fused.available() and not _fused.enabled()
     X, centers = _data(20_000, 8, 6, np.float64)
-    ref = _fit(X, centers, fused=False)
-    with _fused.trial_wiring():
-        from kmeans_xp import _kmeans
-
-        assert type(_kmeans.get_kernels(np_xp, "cpu")) is NumpyKernels
-        got = _fit(X, centers, fused=False)
-    np.testing.assert_array_equal(got.labels_, ref.labels_)
-    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+    assert type(get_kernels(np_xp, "cpu")) is NumpyKernels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = KMeans(6, init=centers, n_init=1, max_iter=30, tol=0).fit(X)
+    _, ref_centers = _lloyd_reference(X, centers)
+    np.testing.assert_allclose(got.cluster_centers_, ref_centers, rtol=1e-10, atol=1e-10)
 
 
 def test_import_does_not_import_numba():
     code = (
-        "import sys, kmeans_xp, kmeans_xp._fused; "
+        "import sys, kmeans_xp, kmeans_xp._kernels.numba; "
         "assert 'numba' not in sys.modules, 'numba imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _lloyd_reference(X, centers, max_iter=30):
+    """Plain Lloyd in numpy float64 (no kmeans_xp code): labels and centres
+    after ``max_iter`` iterations or at strict convergence."""
+    labels = None
+    for _ in range(max_iter):
+        d2 = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        new_labels = np.argmin(d2, axis=1)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        centers = np.stack([
+            X[labels == j].mean(axis=0) if np.any(labels == j) else centers[j]
+            for j in range(centers.shape[0])
+        ])
+    return labels, centers

@@ -61,8 +61,14 @@ def test_changelog_has_unreleased_and_the_current_release():
     assert "### Added" in text.split("## [0.1.0]")[0]
 
 
-def test_project_version_matches_the_package(project):
-    assert project["version"] == kmeans_xp.__version__
+def test_project_version_is_the_package_version():
+    # One place: pyproject reads the version from kmeans_xp.__version__.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "kmeans_xp.__version__"
+    }
 
 
 def test_readme_tells_the_truth_about_the_torch_pin():

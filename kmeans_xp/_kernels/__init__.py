@@ -2,7 +2,8 @@
 
 ``generic.py`` holds the kernels written with the array API standard alone;
 ``numpy.py``, ``torch.py``, ``cupy.py`` and ``jax.py`` replace them with
-native calls. Each backend file has a ``kernels(xp, device)`` factory and is
+native calls; ``numba.py`` fuses numpy's assign and accumulate into one
+pass where numba is installed. Each backend file has a ``kernels(xp, device)`` factory and is
 imported only when arrays of its library show up, so ``import kmeans_xp``
 imports none of torch, cupy or jax. A new library is one new file and one
 line in ``_NATIVE``.
@@ -58,8 +59,10 @@ class _Simulation:
 
 SIMULATION = _Simulation()
 
-#: (namespace test, backend module): the first match wins.
+#: (namespace test, backend module): the first match whose ``kernels``
+#: returns kernels wins (the numba file returns None where numba is absent).
 _NATIVE = (
+    (is_numpy_namespace, "numba"),
     (is_numpy_namespace, "numpy"),
     (is_torch_namespace, "torch"),
     (is_cupy_namespace, "cupy"),
@@ -81,5 +84,7 @@ def get_kernels(xp, device=None) -> Kernels:
         return cupy_kernels(xp, device)
     for matches, module in _NATIVE:
         if matches(xp):
-            return importlib.import_module(f".{module}", __name__).kernels(xp, device)
+            found = importlib.import_module(f".{module}", __name__).kernels(xp, device)
+            if found is not None:
+                return found
     return Kernels(xp)

@@ -147,6 +147,12 @@ class Kernels:
             xp.zeros((n_clusters,), dtype=dtype, device=device),
         )
 
+    def fused_pass(self, n_clusters: int, n_features: int):
+        """A Lloyd pass (E-step and M-step sums) fused into one kernel for
+        centres of this shape, where a backend has one; None means Lloyd
+        runs ``assign`` then ``accumulate`` (see ``numba.fused_lloyd_pass``)."""
+        return None
+
     def sq_row_norms(self, X):
         """Squared Euclidean norm of each row, array of shape (n_rows,)."""
         return self.xp.sum(X * X, axis=1)

@@ -8,9 +8,9 @@ argmin, gather and segment-sum passes become one. The whole-array passes
 run over fixed ranges of rows in parallel (numba ``prange``), each range
 with its own accumulators, added at the end.
 
-numba is optional: ``available()`` says whether it can be used (installed
-and not disabled by ``KMEANS_XP_DISABLE_NUMBA=1``); without it the numpy
-kernels stay complete. numba is imported on first use, never by
+numba is optional, and the fused kernels are opt-in for now: numpy fits
+take them where ``KMEANS_XP_NUMBA=1`` is set and numba is installed
+(``enabled()``); otherwise the numpy kernels serve, complete on their own. numba is imported on first use, never by
 ``import kmeans_xp``. Where the scores are a large GEMM (many centres)
 BLAS stays faster: ``prefer_fused`` is the measured rule (see
 benchmarks/README.md, "Fused numba kernel").
@@ -21,14 +21,26 @@ numpy, and non-contiguous ones are copied to C order first.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 
-from ._kernels.numpy import NumpyKernels
+from .numpy import NumpyKernels
 
-#: Set to 1 to use the numpy kernels even where numba is installed.
-DISABLE_ENV = "KMEANS_XP_DISABLE_NUMBA"
+__all__ = [
+    "FusedNumpyKernels",
+    "assign_labels",
+    "available",
+    "enabled",
+    "fused_lloyd_pass",
+    "kernels",
+    "lloyd_block_stats",
+    "prefer_fused",
+]
+
+#: Set to 1 to have numpy arrays take the fused kernels (numba installed).
+#: Off by default until the first-use compile and the open failures listed
+#: in benchmarks/README.md ("Fused numba kernel") are dealt with.
+ENABLE_ENV = "KMEANS_XP_NUMBA"
 
 _STATE = {"module": None, "checked": False}
 _COMPILED = set()
@@ -39,21 +51,24 @@ _PARALLEL_LOCK = threading.Lock()
 
 
 def available() -> bool:
-    """Whether the fused kernels can run: numba importable and not disabled
-    by the environment variable ``KMEANS_XP_DISABLE_NUMBA=1``."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return False
+    """Whether the fused kernels can run: numba importable."""
     return _module() is not None
+
+
+def enabled() -> bool:
+    """Whether numpy fits take the fused kernels: ``KMEANS_XP_NUMBA=1`` is
+    set and numba is importable."""
+    return os.environ.get(ENABLE_ENV, "") == "1" and available()
 
 
 def _module():
     """The jitted kernels' module, imported once (None without numba)."""
     if not _STATE["checked"]:
         try:
-            from . import _fused_kernels
+            from . import _numba_jit
         except ImportError:
-            _fused_kernels = None
-        _STATE["module"], _STATE["checked"] = _fused_kernels, True
+            _numba_jit = None
+        _STATE["module"], _STATE["checked"] = _numba_jit, True
     return _STATE["module"]
 
 
@@ -62,7 +77,7 @@ def _compiled(name: str, args):
 
     The first use of a signature compiles it (or loads numba's on-disk
     cache, ``cache=True``) with LLVM's SLP vectoriser on, which numba leaves
-    off by default and which the register tiles need (``_fused_kernels``);
+    off by default and which the register tiles need (``_numba_jit``);
     the setting is restored at once, under numba's compiler lock, so other
     numba code in the process is compiled as before.
     """
@@ -129,7 +144,7 @@ def prepare_centers(centers, centers_sqnorm):
     import numpy as np
 
     n_clusters, n_features = centers.shape
-    tile = 8 if n_clusters <= 8 else 16  # see _fused_kernels._tile16
+    tile = 8 if n_clusters <= 8 else 16  # see _numba_jit._tile16
     k_pad = -(-n_clusters // tile) * tile
     Ct = np.zeros((n_features, k_pad), dtype=centers.dtype)
     Ct[:, :n_clusters] = (-2 * centers).T
@@ -243,11 +258,8 @@ def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, wa
 class FusedNumpyKernels(NumpyKernels):
     """numpy kernels whose assignments run the numba kernel where
     ``prefer_fused`` says so (BLAS otherwise), and whose Lloyd passes can
-    be one fused pass (``lloyd_step``, see ``fused_lloyd_pass_into``).
+    be one fused pass (``fused_pass``).
     """
-
-    #: Marks kernels with a fused Lloyd step (see ``fused_lloyd_pass_into``).
-    fused = True
 
     def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
         import numpy as np
@@ -268,15 +280,18 @@ class FusedNumpyKernels(NumpyKernels):
     def assign(self, X, centers, centers_sqnorm):
         return self.assigner(centers, centers_sqnorm)(X)
 
-    def lloyd_step(self, Xb, prepared, weights, labels_out, sums, counts, *, parallel,
-                   want_inertia):
-        """``lloyd_block_stats`` with centres from ``prepare_centers``:
-        returns ``(inertia, n_changed)``."""
-        return _lloyd_stats(Xb, prepared, weights, sums, counts, labels_out, parallel=parallel,
-                            want_inertia=want_inertia)
+    def fused_pass(self, n_clusters: int, n_features: int):
+        """``fused_lloyd_pass`` where ``prefer_fused`` says so, else None."""
+        return fused_lloyd_pass if prefer_fused(n_clusters, n_features) else None
 
 
-#: How ``fused_lloyd_pass_into`` spreads unshifted data over the cores:
+def kernels(xp, device=None):
+    """The fused kernels for numpy arrays where they are enabled, else None
+    (``get_kernels`` then takes the plain numpy kernels)."""
+    return FusedNumpyKernels(xp) if enabled() else None
+
+
+#: How ``fused_lloyd_pass`` spreads unshifted data over the cores:
 #: "numba" (one ``prange`` kernel call) or "runner" (the block runner's
 #: threads, one serial kernel call per block). The runner used half the
 #: CPU time of numba's threads for the same fits on a busy 2-core machine
@@ -284,43 +299,42 @@ class FusedNumpyKernels(NumpyKernels):
 PASS_DRIVER = "runner"
 
 
-def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous_sums=None,
-                          block=None, compact: bool = False):
-    """``_lloyd._lloyd_pass_into`` for ``FusedNumpyKernels``: same
-    arguments and results ``(labels, sums, counts, inertia, n_changed)``,
-    sums and counts in float64. Sums are always summed afresh (at d
-    additions a row, the fused pass gains nothing from ``previous_sums``,
-    which is ignored). Data go block by block on the runner's threads (each
-    block shifted first where the shift is not zero), or, with
-    ``PASS_DRIVER = "numba"`` and no shift, through one ``prange`` kernel
-    call over all of X."""
+def fused_lloyd_pass(problem, centers, *, want_inertia: bool, previous, previous_sums=None,
+                     block=None, compact: bool = False):
+    """Lloyd's pass (``_lloyd._lloyd_pass_into``) as one fused kernel per
+    block: same arguments and results ``(labels, sums, counts, inertia,
+    n_changed)``, sums and counts in float64, int32 labels when
+    ``compact``. Sums are always summed afresh (at d additions a row the
+    fused pass gains nothing from ``previous_sums``, which is ignored).
+    Data go block by block on the runner's threads (each block shifted
+    first where the shift is not zero), or, with ``PASS_DRIVER = "numba"``
+    and no shift, through one ``prange`` kernel call over all of X.
+    ``previous`` is never modified."""
     import numpy as np
 
-    kernels = problem.kernels
     n_clusters, n_features = centers.shape
-    prepared = prepare_centers(centers, kernels.sq_row_norms(centers))
+    prepared = prepare_centers(centers, problem.kernels.sq_row_norms(centers))
     n_samples = problem.X.shape[0]
-    if out is not None and out.dtype == np.int32:
-        labels = out
-    else:
+    # The kernel counts changes against the labels it overwrites.
+    if previous is None:
         labels = np.full(n_samples, -1, dtype=np.int32)
-        if out is not None:
-            labels[...] = out
+    else:
+        labels = previous.astype(np.int32, copy=True)
     sums = np.zeros((n_clusters, n_features), dtype=np.float64)
     counts = np.zeros(n_clusters, dtype=np.float64)
     runner = problem.runner
-    if block is not None or (PASS_DRIVER == "numba" and not runner._subtract):
+    if block is not None or (PASS_DRIVER == "numba" and not runner.shifts_blocks):
         Xb = problem.X if block is None else block
-        inertia, changed = kernels.lloyd_step(
-            Xb, prepared, problem.weights, labels, sums, counts, parallel=block is None,
+        inertia, changed = _lloyd_stats(
+            Xb, prepared, problem.weights, sums, counts, labels, parallel=block is None,
             want_inertia=want_inertia,
         )
     else:
         def step(Xb, start, stop, acc):
             acc_sums, acc_counts, acc_inertia, acc_changed = acc
-            e, c = kernels.lloyd_step(
-                Xb, prepared, problem.block_weights(start, stop), labels[start:stop],
-                acc_sums, acc_counts, parallel=False, want_inertia=want_inertia,
+            e, c = _lloyd_stats(
+                Xb, prepared, problem.block_weights(start, stop), acc_sums, acc_counts,
+                labels[start:stop], parallel=False, want_inertia=want_inertia,
             )
             return (acc_sums, acc_counts, acc_inertia + e, acc_changed + c), None
 
@@ -334,44 +348,6 @@ def fused_lloyd_pass_into(problem, centers, *, want_inertia: bool, out, previous
             counts += acc_counts
             inertia += acc_inertia
             changed += acc_changed
-    if out is None:
-        result = labels if compact else labels.astype(np.intp)
-        return result, sums, counts, inertia, None
-    if labels is not out:
-        out[...] = labels
-        labels = out
-    return labels, sums, counts, inertia, changed
-
-
-@contextlib.contextmanager
-def trial_wiring():
-    """Whole fits through the fused kernels before they are wired into
-    ``get_kernels`` and Lloyd: replaces, while held, the numpy kernels
-    with ``FusedNumpyKernels`` and Lloyd's pass with
-    ``fused_lloyd_pass_into`` (for tests and benchmarks/fused.py only; not
-    thread safe, process-wide)."""
-    from . import _kernels, _lloyd, _problem
-    from ._array_api import is_numpy_namespace
-
-    original_get = _kernels.get_kernels
-    original_pass = _lloyd._lloyd_pass_into
-
-    def get_kernels(xp, device=None):
-        if is_numpy_namespace(xp) and available():
-            return FusedNumpyKernels(xp)
-        return original_get(xp, device)
-
-    def lloyd_pass_into(problem, centers, **kwargs):
-        if getattr(problem.kernels, "fused", False) and prefer_fused(*centers.shape):
-            return fused_lloyd_pass_into(problem, centers, **kwargs)
-        return original_pass(problem, centers, **kwargs)
-
-    _kernels.get_kernels = get_kernels
-    _problem.get_kernels = get_kernels
-    _lloyd._lloyd_pass_into = lloyd_pass_into
-    try:
-        yield
-    finally:
-        _kernels.get_kernels = original_get
-        _problem.get_kernels = original_get
-        _lloyd._lloyd_pass_into = original_pass
+    if not compact:
+        labels = labels.astype(np.intp)
+    return labels, sums, counts, inertia, (None if previous is None else changed)

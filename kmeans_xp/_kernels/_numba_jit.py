@@ -1,5 +1,5 @@
-"""numba kernels of the fused CPU path (see ``_fused``): importing this
-module imports numba, so only ``_fused`` does, on first use.
+"""numba kernels of the fused CPU path (see ``numba.py``): importing this
+module imports numba, so only ``numba.py`` does, on first use.
 
 Centres come prepared: ``Ct`` of shape (n_features, k_pad), ``-2 C^T``
 padded with zero columns to a multiple of 8, and ``csq`` of shape
