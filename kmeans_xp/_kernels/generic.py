@@ -10,9 +10,11 @@ Everything else on ``Kernels`` is a default that a backend file may
 replace where a benchmark row shows the gain (see benchmarks/README.md):
 ``assigner`` (per-pass preparation of the centres), ``move`` and
 ``running_sums`` (incremental Lloyd sums), ``cluster_sums``,
-``sq_row_norms``, ``sq_distances_to``, ``sq_sum``, ``column_sums``, and
-how blocks are cut and run (``rows_per_block``, ``threaded``,
-``pool_context``, ``shifted_block``). This is what array_api_strict and
+``sq_row_norms``, ``sq_distances_to``, ``sq_sum``, ``column_sums``,
+``cumulative_sum``, the accumulator dtype (``sum_dtype``), how the host
+reads small results (``host_values``, ``cheap_reads``), and how blocks are
+cut and run (``rows_per_block``, ``threaded``, ``pool_context``,
+``shifted_block``). This is what array_api_strict and
 unknown libraries run. Inputs are trusted: the public functions have
 validated shapes, dtypes and devices already. Nothing here writes into an
 array: arrays may be immutable (JAX).
