@@ -105,6 +105,11 @@ class BlockRunner:
         row order.
         """
         n = self.n_samples
+        if n == 0:
+            # A shard with no rows (a torch.distributed rank): one empty
+            # block, so the pass still yields its zero statistics.
+            acc, out = step(self.block(0, 0), 0, 0, make_acc() if make_acc else None)
+            return [acc], [out]
         if self.n_workers == 1 or n <= self.rows:
             if self.n_workers == 1 or n * self.X.shape[1] < 1 << 16:
                 acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)

@@ -120,6 +120,9 @@ class KMeans(CentersEstimator):
         random_state=None,
         metric="euclidean",
         progress=None,
+        process_group=None,
+        device=None,
+        array_namespace=None,
     ):
         self._store_params(locals())
 
@@ -147,6 +150,12 @@ class KMeans(CentersEstimator):
             tol=self.tol,
             metric=self.metric,
         )
+        if self.process_group is not None:
+            # torch.distributed driver: X is this rank's shard.
+            from ._distributed import fit_estimator
+
+            self._set_fitted(**fit_estimator(self, X, sample_weight))
+            return self
         if is_dask_array(X):
             if self.metric != "euclidean":
                 raise ValueError(
