@@ -38,6 +38,11 @@ class BlockRunner:
         blocks and give the context held while blocks run on the pool.
     n_workers : int
         Threads for CPU backends whose kernels release the GIL.
+    source : object, optional
+        Where blocks come from when X is not on the device: ``X`` is then
+        the source (it has ``shape``, ``dtype`` and ``device``) and
+        ``source.block(start, stop, shift)`` returns rows ``start:stop``
+        on the device, shifted (``_streaming.HostBlockSource``).
     """
 
     #: Ranges per pool thread in ``map``: enough for a thread that the
@@ -47,8 +52,9 @@ class BlockRunner:
     #: it (k x d in the millions, or many workers) ranges are one per worker.
     range_acc_bytes = 1 << 23
 
-    def __init__(self, X, shift, *, xp, kernels, rows: int, n_workers: int = 1):
+    def __init__(self, X, shift, *, xp, kernels, rows: int, n_workers: int = 1, source=None):
         self.X = X
+        self.source = source
         self.xp = xp
         self.kernels = kernels
         self.shift = shift
@@ -85,6 +91,8 @@ class BlockRunner:
     def block(self, start: int, stop: int):
         """Rows ``start:stop`` of X, shifted (a view of X when the shift is
         zero: steps must not modify their block in place)."""
+        if self.source is not None:
+            return self.source.block(start, stop, self.shift if self._subtract else None)
         if not self._subtract:
             return self.X[start:stop, :]
         return self.kernels.shifted_block(self.X, start, stop, self.shift)

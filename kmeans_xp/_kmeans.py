@@ -123,6 +123,7 @@ class KMeans(CentersEstimator):
         process_group=None,
         device=None,
         array_namespace=None,
+        device_block_bytes=None,
     ):
         self._store_params(locals())
 
@@ -156,6 +157,12 @@ class KMeans(CentersEstimator):
 
             self._set_fitted(**fit_estimator(self, X, sample_weight))
             return self
+        if self.device is not None or self.array_namespace is not None:
+            # Host data streamed to the chosen device in blocks.
+            from ._streaming import stream_fit
+
+            self._set_fitted(**stream_fit(self, X, sample_weight))
+            return self
         if is_dask_array(X):
             if self.metric != "euclidean":
                 raise ValueError(
@@ -174,6 +181,17 @@ class KMeans(CentersEstimator):
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
         return self._fit_checked(X, X_input, weights, xp, device)
+
+    def predict(self, X: Array, sample_weight: Array | None = None) -> Array:
+        """Index of the closest centre for each row of X (see
+        ``CentersEstimator.predict``); host data stream to the centres'
+        device when ``device`` or ``array_namespace`` is set."""
+        if self.device is not None or self.array_namespace is not None:
+            from ._streaming import is_host_data, stream_predict
+
+            if is_host_data(X):
+                return stream_predict(self, X)
+        return super().predict(X, sample_weight)
 
     def _fit_checked(self, X, X_input, weights, xp, device, data_stats=None):
         """``fit`` on data and weights that passed the checks (unit rows for

@@ -252,7 +252,7 @@ def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_
     far = xp.argsort(d2, descending=True, stable=True)[:n_empty]
     is_empty = xp.astype(counts == 0, xp.int8)
     empty_ids = xp.argsort(is_empty, descending=True, stable=True)[:n_empty]
-    moved = xp.take(problem.X, far, axis=0) - problem.runner.shift
+    moved = problem.take_rows(far) - problem.runner.shift
     if problem.weights is None:
         moved_w = xp.ones((far.shape[0],), dtype=problem.dtype, device=problem.device)
     else:
