@@ -69,7 +69,8 @@ def fit_best_of(
     """
     problem = make_problem(
         X, weights, xp, device, n_clusters,
-        **({} if source is None else dict(source=source, threaded=False, rows=source.rows)),
+        **({} if source is None else dict(
+            source=source, rows=source.rows, threaded=source.thread_safe)),
     )
     if data_stats is None:
         shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)

@@ -83,6 +83,28 @@ class KMeans(CentersEstimator):
         center_shift)`` and ``end_run(n_iter, converged)`` is called at
         those points. Each iteration's inertia is computed only when this
         or ``verbose`` is set.
+    process_group : None, "default" or torch.distributed.ProcessGroup, default=None
+        Fit data sharded across the ranks of a torch.distributed group
+        (gloo or NCCL): every rank calls ``fit`` on its own rows (any
+        number, zero included). Each iteration all-reduces the per-cluster
+        sums and counts; string inits run on a sample gathered from all
+        ranks with the shared seed, and rank 0's centres are broadcast.
+        ``cluster_centers_``, ``inertia_`` and ``n_iter_`` are global and
+        the same on every rank; ``labels_`` holds this rank's rows. Takes
+        torch tensors or numpy arrays. See README, "Beyond one device".
+    device : None or device, default=None
+        Stream host data (a numpy array, memmap or Dask array) to this
+        device in blocks for ``fit`` and ``predict``, never holding X
+        there; the fitted arrays live on it. A ``torch.device`` or CuPy
+        ``Device`` implies its library; any other device needs
+        ``array_namespace``.
+    array_namespace : None or module, default=None
+        The array library of ``device`` (e.g. ``array_api_strict``,
+        ``torch``, ``numpy``).
+    device_block_bytes : None or int, default=None
+        When streaming, the most bytes of one (rows x max(n_clusters,
+        n_features)) block on the device; None: 64 MiB on GPUs, the
+        kernels' own blocks elsewhere.
 
     Attributes
     ----------

@@ -123,6 +123,12 @@ class HostBlockSource:
         if array_api_compat.is_torch_namespace(xp) and getattr(device, "type", "") == "cuda":
             self._pinned = _PinnedDoubleBuffer(self)
 
+    @property
+    def thread_safe(self) -> bool:
+        """Whether the runner's pool threads may ask for blocks at once
+        (plain copies; the double buffer serves one thread)."""
+        return self._pinned is None
+
     def read(self, start: int, stop: int):
         """Rows ``start:stop`` on the host, as a numpy array of the target dtype."""
         rows = self.host[start:stop]
@@ -247,14 +253,16 @@ def _check_host(X, est, name="X"):
 
 
 def _block_rows(est, kernels, n_samples, n_features, itemsize, xp, device) -> int:
-    """Rows per block: (rows x max(k, d)) work arrays within the budget."""
+    """Rows per block: (rows x max(k, d)) work arrays within the budget,
+    and on CPU targets no more than the kernels' own blocks (larger ones
+    fall out of cache)."""
     width = max(est.n_clusters, n_features)
     budget = est.device_block_bytes
+    gpu = is_gpu_device(xp, device)
     if budget is None:
-        if not is_gpu_device(xp, device):
-            return kernels.rows_per_block(n_samples, width, itemsize)
-        budget = _GPU_BLOCK_BYTES
-    return block_rows(n_samples, width, itemsize, budget)
+        budget = _GPU_BLOCK_BYTES if gpu else 1 << 62
+    rows = block_rows(n_samples, width, itemsize, budget)
+    return rows if gpu else min(rows, kernels.rows_per_block(n_samples, width, itemsize))
 
 
 def _source_for(est, X, xp, device):
@@ -332,8 +340,8 @@ def stream_fit(est, X, sample_weight) -> dict:
     n_init = resolve_n_init(est.n_init, est.init, n_random=10)
     start = time.perf_counter()
     problem = make_problem(
-        source, weights, xp, device, est.n_clusters, threaded=False, rows=source.rows,
-        source=source,
+        source, weights, xp, device, est.n_clusters, rows=source.rows, source=source,
+        threaded=source.thread_safe,
     )
     stats = data_mean_and_variance(problem, need_variance=est.tol > 0)
     best = None
@@ -375,6 +383,7 @@ def stream_predict(est, X):
     if centers.dtype != source.dtype:
         centers = xp.astype(centers, source.dtype)
     problem = make_problem(
-        source, None, xp, dev, est.n_clusters, threaded=False, rows=source.rows, source=source
+        source, None, xp, dev, est.n_clusters, rows=source.rows, source=source,
+        threaded=source.thread_safe,
     )
     return _assign_labels(problem, centers)[0]

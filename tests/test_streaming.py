@@ -112,8 +112,12 @@ def test_seeded_init_on_a_sample_is_reproducible(xp, device):
     assert a.inertia_ <= 1.05 * KMeans(K, random_state=0).fit(X).inertia_
 
 
-def test_torch_cpu_target_makes_no_tensor_larger_than_the_budget():
+def test_torch_cpu_target_makes_no_tensor_larger_than_the_budget(monkeypatch):
     torch = pytest.importorskip("torch")
+    import kmeans_xp._problem
+
+    # Dispatch modes see only their own thread: keep the passes on this one.
+    monkeypatch.setattr(kmeans_xp._problem, "host_workers", lambda: 1)
     from torch.utils._python_dispatch import TorchDispatchMode
 
     X = _data(6)
@@ -132,8 +136,9 @@ def test_torch_cpu_target_makes_no_tensor_larger_than_the_budget():
         km = KMeans(K, init=init, device=torch.device("cpu"), device_block_bytes=BUDGET).fit(X)
     ref = KMeans(K, init=init).fit(X)
     np.testing.assert_array_equal(km.labels_.numpy(), ref.labels_)
-    # Blocks, distances and the (n,) labels: nothing near X's size.
-    assert 0 < largest[0] <= BUDGET < X.nbytes
+    # Blocks, distances and the (n,) labels: nothing near X's size, and
+    # whole blocks were seen (the spy works).
+    assert 128 * D * 8 <= largest[0] <= BUDGET < X.nbytes
 
 
 def test_bad_settings_raise():
@@ -150,3 +155,25 @@ def test_bad_settings_raise():
     X_in = X.copy()
     KMeans(2, device=torch.device("cpu"), random_state=0).fit(X_in)
     np.testing.assert_array_equal(X_in, X)  # input never modified
+
+
+def test_prefetch_predicts_the_runners_blocks(monkeypatch):
+    # The CUDA double buffer copies the block after the current one ahead
+    # of time; here the prediction is checked against the blocks the runner
+    # really asks for (no GPU needed).
+    X = _data(7)[:1000]
+    asked = []
+    original = HostBlockSource.block
+
+    def spy(self, start, stop, shift):
+        asked.append((start, stop, self.next_block(stop)))
+        return original(self, start, stop, shift)
+
+    monkeypatch.setattr(HostBlockSource, "block", spy)
+    import array_api_compat.numpy as np_xp
+
+    KMeans(K, init=X[:K], max_iter=3, tol=0, device="cpu", array_namespace=np_xp,
+           device_block_bytes=300 * max(K, D) * 8).fit(X)
+    assert len(asked) > 6
+    hits = sum(asked[i][2] == asked[i + 1][:2] for i in range(len(asked) - 1))
+    assert hits == len(asked) - 1
