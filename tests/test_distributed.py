@@ -46,6 +46,8 @@ def _cases():
         "kmeans++": (X[:150], X[150:], None, dict(n_clusters=4, random_state=7, n_init=2)),
         "random": (X[:90], X[90:], None, dict(n_clusters=4, init="random", random_state=3)),
         "float32_torch": (X[:200], X[200:], None, dict(n_clusters=4, init=init)),
+        "cosine": (X[:60] - 50.0, X[60:] - 50.0, None,
+                   dict(n_clusters=4, init=init - 50.0, metric="cosine")),
     }
 
 
@@ -100,7 +102,8 @@ def ranks(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "name", ["unequal", "empty_rank", "empty_rank0", "weighted", "relocate", "float32_torch"]
+    "name",
+    ["unequal", "empty_rank", "empty_rank0", "weighted", "relocate", "float32_torch", "cosine"],
 )
 def test_equals_single_process_fit(ranks, name):
     x0, x1, w, params = _cases()[name]
