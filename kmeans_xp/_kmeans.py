@@ -98,9 +98,10 @@ class KMeans(CentersEstimator):
         there; the fitted arrays live on it. A ``torch.device`` or CuPy
         ``Device`` implies its library; any other device needs
         ``array_namespace``.
-    array_namespace : None or module, default=None
-        The array library of ``device`` (e.g. ``array_api_strict``,
-        ``torch``, ``numpy``).
+    array_namespace : None, str or module, default=None
+        The array library of ``device``, by import name (``"torch"``,
+        ``"array_api_strict"``, ``"numpy"``; estimators holding a name can
+        be cloned and pickled) or as the module itself.
     device_block_bytes : None or int, default=None
         When streaming, the most bytes of one (rows x max(n_clusters,
         n_features)) block on the device; None: 64 MiB on GPUs, the

@@ -58,10 +58,17 @@ def is_host_data(X) -> bool:
 
 
 def resolve_target(device, array_namespace):
-    """``(xp, device)`` of the target: the namespace given, or the one a
-    ``torch.device`` or CuPy ``Device`` implies."""
+    """``(xp, device)`` of the target: the namespace given (a module or its
+    import name), or the one a ``torch.device`` or CuPy ``Device`` implies."""
     from array_api_compat import array_namespace as namespace_of
 
+    if isinstance(array_namespace, str):
+        import importlib
+
+        try:
+            array_namespace = importlib.import_module(array_namespace)
+        except ImportError as exc:
+            raise ValueError(f"array_namespace={array_namespace!r} cannot be imported: {exc}") from exc
     if array_namespace is None:
         module = type(device).__module__.split(".")[0]
         if module == "torch":

@@ -152,6 +152,8 @@ def test_bad_settings_raise():
         KMeans(2, metric="cosine", device=torch.device("cpu")).fit(X)
     with pytest.raises(ValueError, match="cannot make arrays"):
         KMeans(2, device="no-such-device", array_namespace=torch).fit(X)
+    with pytest.raises(ValueError, match="cannot be imported"):
+        KMeans(2, device="cpu", array_namespace="no_such_library").fit(X)
     X_in = X.copy()
     KMeans(2, device=torch.device("cpu"), random_state=0).fit(X_in)
     np.testing.assert_array_equal(X_in, X)  # input never modified
@@ -177,3 +179,14 @@ def test_prefetch_predicts_the_runners_blocks(monkeypatch):
     assert len(asked) > 6
     hits = sum(asked[i][2] == asked[i + 1][:2] for i in range(len(asked) - 1))
     assert hits == len(asked) - 1
+
+
+def test_namespace_by_name_clones_and_pickles():
+    import pickle
+
+    xs = pytest.importorskip("array_api_strict")
+    sklearn_base = pytest.importorskip("sklearn.base")
+    km = KMeans(K, random_state=0, device=xs.Device("device1"), array_namespace="array_api_strict")
+    km = pickle.loads(pickle.dumps(sklearn_base.clone(km))).fit(_data(8)[:400])
+    assert str(km.cluster_centers_.device) == str(xs.Device("device1"))
+    assert str(km.predict(_data(8)[:10]).device) == str(xs.Device("device1"))
