@@ -68,11 +68,18 @@ CONFIGS = {
         Config("gpu-batched-64x20k-16-256", 20_000, 16, 256, kind="batched", iters=20,
                quick_iters=5, gpu=True),
         Config("pq-50k-32-8x8", 50_000, 32, 256, kind="pq"),
+        # Host memmap streamed to a device in blocks vs the in-memory fit.
+        Config("stream-500k-32-64", 500_000, 32, 64, kind="stream", iters=10, quick_iters=4),
+        Config("gpu-stream-10M-64-1024", 10_000_000, 64, 1024, kind="stream", iters=5,
+               quick_iters=2, gpu=True),
+        # torch.distributed: 2 gloo processes on half the rows each vs one.
+        Config("dist-400k-32-64", 400_000, 32, 64, kind="dist", iters=10, quick_iters=4),
     ]
 }
 CPU_DEFAULT = ["200k-32-64", "1M-16-8", "100k-128-1024", "latency-1k-2-3", "memory-1M-32-1024",
-               "batched-64x20k-16-256", "pq-50k-32-8x8"]
-GPU_DEFAULT = ["gpu-1M-128-4096", "gpu-10M-64-1024", "gpu-batched-64x20k-16-256"]
+               "batched-64x20k-16-256", "pq-50k-32-8x8", "stream-500k-32-64", "dist-400k-32-64"]
+GPU_DEFAULT = ["gpu-1M-128-4096", "gpu-10M-64-1024", "gpu-batched-64x20k-16-256",
+               "gpu-stream-10M-64-1024"]
 
 
 @dataclass
@@ -730,6 +737,147 @@ def pq_rows(cfg: Config, iters: int, repeats: int, quick: bool) -> list[Row]:
     return rows
 
 
+def stream_rows(cfg: Config, iters: int, repeats: int) -> list[Row]:
+    """A float32 memmap streamed to a device in blocks
+    (``KMeans(device=...)``) against the in-memory fit of the same data
+    already there, from the same initial centres, ``iters`` iterations
+    (tol=0). CPU: torch CPU target with a 16 MiB block budget vs the
+    in-memory numpy fit. GPU: torch CUDA, default 64 MiB blocks, vs the
+    in-memory fit of X on the GPU (X must fit there for that row)."""
+    import tempfile
+
+    from kmeans_xp import KMeans
+
+    X, init = make_data(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "X.f32")
+        mm = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+        mm[:] = X
+        mm.flush()
+        del mm
+        memmap = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
+        params = dict(init=init, n_init=1, max_iter=iters, tol=0)
+        import torch
+
+        sync = "cuda" if cfg.gpu else "cpu"
+        if cfg.gpu:
+            X_dev = torch.from_numpy(X).to("cuda")
+            targets = [("memmap->cuda", dict(device=torch.device("cuda")))]
+            rows = [Row(cfg.name, "kmeans_xp in-memory", "torch-cuda")]
+        else:
+            import array_api_compat.numpy as np_xp
+
+            X_dev = X
+            # numpy target: the cost of the block copies alone; torch CPU
+            # target: also torch's CPU kernels (in memory, torch CPU
+            # tensors run the numpy code instead).
+            targets = [("memmap->numpy", dict(device="cpu", array_namespace=np_xp)),
+                       ("memmap->torch", dict(device=torch.device("cpu")))]
+            rows = [Row(cfg.name, "kmeans_xp in-memory", "numpy")]
+        calls = {0: (lambda: KMeans(cfg.k, **params).fit(X_dev), sync)}
+        for where, target in targets:
+            budget = None if cfg.gpu else 1 << 24
+            calls[len(rows)] = (
+                lambda target=target, budget=budget: KMeans(
+                    cfg.k, device_block_bytes=budget, **target, **params).fit(memmap),
+                sync,
+            )
+            rows.append(Row(cfg.name, "kmeans_xp streamed", where))
+        best = _best_times(calls, max(1, min(repeats, 3)))
+    for index, (seconds, out) in best.items():
+        row = rows[index]
+        if isinstance(out, Exception):
+            row.note = f"failed: {type(out).__name__}: {str(out)[:80]}"
+            continue
+        row.seconds, row.inertia = seconds / iters, float(out.inertia_)
+    for row in rows[1:]:
+        if rows[0].seconds and row.seconds:
+            row.note = f"{row.seconds / rows[0].seconds:.2f}x the in-memory time"
+    for row in rows:
+        print(_format_row(row), flush=True)
+    return rows
+
+
+def _dist_worker(rank, world, port, cfg_name, iters, repeats, out_path):
+    """One rank of ``distributed_rows``: fits its half of the rows."""
+    import torch.distributed as dist
+
+    from kmeans_xp import KMeans
+
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        # One core per rank: the two processes share the machine as the
+        # single process's block threads do.
+        os.sched_setaffinity(0, {cores[rank % len(cores)]})
+    try:  # and one BLAS thread: two spinning on one core stall each other
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        cfg = CONFIGS[cfg_name]
+        X, init = make_data(cfg)
+        shard = X[X.shape[0] * rank // world: X.shape[0] * (rank + 1) // world].copy()
+        del X
+        best = math.inf
+        for _ in range(repeats):
+            dist.barrier()
+            t0 = time.perf_counter()
+            km = KMeans(cfg.k, init=init, n_init=1, max_iter=iters, tol=0,
+                        process_group="default").fit(shard)
+            best = min(best, time.perf_counter() - t0)
+        if rank == 0:
+            with open(out_path, "w") as f:
+                json.dump({"seconds": best, "inertia": float(km.inertia_)}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def distributed_rows(cfg: Config, iters: int, repeats: int) -> list[Row]:
+    """``KMeans(process_group=...)`` on 2 gloo processes, each holding half
+    the rows on one core of its own, against one process on all rows with
+    its usual block threads on all cores, from the same initial centres
+    (tol=0). On 2 cores the ratio shows the driver's overhead (an
+    all-reduce of k x d + k + 2 numbers per iteration, two processes), not
+    a cluster's speed-up."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from kmeans_xp import KMeans
+
+    rows = [Row(cfg.name, "kmeans_xp 1 process", "numpy"),
+            Row(cfg.name, "kmeans_xp 2 x gloo", "numpy")]
+    X, init = make_data(cfg)
+    fit = lambda: KMeans(cfg.k, init=init, n_init=1, max_iter=iters, tol=0).fit(X)  # noqa: E731
+    seconds, out = _best_times({0: (fit, "cpu")}, max(1, min(repeats, 3)))[0]
+    if not isinstance(out, Exception):
+        rows[0].seconds, rows[0].inertia = seconds / iters, float(out.inertia_)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = os.path.join(tmp, "dist.json")
+        try:
+            mp.spawn(_dist_worker, args=(2, port, cfg.name, iters, max(1, min(repeats, 3)),
+                                         out_path), nprocs=2, join=True)
+            with open(out_path) as f:
+                res = json.load(f)
+            rows[1].seconds, rows[1].inertia = res["seconds"] / iters, res["inertia"]
+        except Exception as exc:  # a peer crashed: report it, keep the others
+            rows[1].note = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+    if rows[0].seconds and rows[1].seconds:
+        rows[1].note = (f"{rows[0].seconds / rows[1].seconds:.2f}x faster than one process; "
+                        f"inertia {rows[1].inertia / rows[0].inertia:.6f}x")
+    for row in rows:
+        print(_format_row(row), flush=True)
+    return rows
+
+
 def _host(a) -> np.ndarray:
     """A numpy copy of a numpy array or torch tensor (results only)."""
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
@@ -882,6 +1030,10 @@ def main(argv=None) -> int:
             rows += memory_rows(cfg, iters)
         elif cfg.kind == "gpu-memory":
             rows += gpu_memory_rows(cfg, iters)
+        elif cfg.kind == "stream":
+            rows += stream_rows(cfg, iters, repeats)
+        elif cfg.kind == "dist":
+            rows += distributed_rows(cfg, iters, repeats)
         elif cfg.kind in ("batched", "pq"):
             rows += (batched_rows if cfg.kind == "batched" else pq_rows)(cfg, iters, repeats, args.quick)
         else:

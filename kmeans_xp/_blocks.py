@@ -38,6 +38,11 @@ class BlockRunner:
         blocks and give the context held while blocks run on the pool.
     n_workers : int
         Threads for CPU backends whose kernels release the GIL.
+    source : object, optional
+        Where blocks come from when X is not on the device: ``X`` is then
+        the source (it has ``shape``, ``dtype`` and ``device``) and
+        ``source.block(start, stop, shift)`` returns rows ``start:stop``
+        on the device, shifted (``_streaming.HostBlockSource``).
     """
 
     #: Ranges per pool thread in ``map``: enough for a thread that the
@@ -47,8 +52,9 @@ class BlockRunner:
     #: it (k x d in the millions, or many workers) ranges are one per worker.
     range_acc_bytes = 1 << 23
 
-    def __init__(self, X, shift, *, xp, kernels, rows: int, n_workers: int = 1):
+    def __init__(self, X, shift, *, xp, kernels, rows: int, n_workers: int = 1, source=None):
         self.X = X
+        self.source = source
         self.xp = xp
         #: The dtype blocks are computed in: X's, or float32 for half
         #: precision, whose blocks are cast as they are used (no copy of X).
@@ -98,6 +104,8 @@ class BlockRunner:
         """Rows ``start:stop`` of X, shifted (a view of X when the shift is
         zero: steps must not modify their block in place). Half-precision
         rows are cast to float32 first."""
+        if self.source is not None:
+            return self.source.block(start, stop, self.shift if self._subtract else None)
         if self._cast:
             Xb = self.xp.astype(self.X[start:stop, :], self.dtype)
             return Xb - self.shift if self._subtract else Xb
@@ -121,6 +129,11 @@ class BlockRunner:
         row order.
         """
         n = self.n_samples
+        if n == 0:
+            # A shard with no rows (a torch.distributed rank): one empty
+            # block, so the pass still yields its zero statistics.
+            acc, out = step(self.block(0, 0), 0, 0, make_acc() if make_acc else None)
+            return [acc], [out]
         if self.n_workers == 1 or n <= self.rows:
             if self.n_workers == 1 or n * self.X.shape[1] < 1 << 16:
                 acc, outs = self._run_range(step, 0, n, make_acc() if make_acc else None)

@@ -66,7 +66,7 @@ def progress_hook(progress):
 
 def fit_best_of(
     X, weights, xp, device, *, n_clusters, init, n_init, max_iter, tol, verbose, rng,
-    spherical=False, data_stats=None, progress=None,
+    spherical=False, data_stats=None, progress=None, source=None,
 ):
     """Best of ``n_init`` Lloyd runs on validated input.
 
@@ -75,9 +75,13 @@ def fit_best_of(
     unit vectors and the inertia is the weighted sum of (1 - cos).
     ``data_stats`` is X's ``(mean, mean variance)`` when already known.
     ``progress`` (None or an object, see ``KMeans``) hears of each run and
-    iteration.
+    iteration. ``source`` streams X's blocks from the host (``make_problem``).
     """
-    problem = make_problem(X, weights, xp, device, n_clusters)
+    problem = make_problem(
+        X, weights, xp, device, n_clusters,
+        **({} if source is None else dict(
+            source=source, rows=source.rows, threaded=source.thread_safe)),
+    )
     if data_stats is None:
         shift, mean_variance = data_mean_and_variance(problem, need_variance=tol > 0)
     else:

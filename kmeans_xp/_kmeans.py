@@ -83,6 +83,29 @@ class KMeans(CentersEstimator):
         center_shift)`` and ``end_run(n_iter, converged)`` is called at
         those points. Each iteration's inertia is computed only when this
         or ``verbose`` is set.
+    process_group : None, "default" or torch.distributed.ProcessGroup, default=None
+        Fit data sharded across the ranks of a torch.distributed group
+        (gloo or NCCL): every rank calls ``fit`` on its own rows (any
+        number, zero included). Each iteration all-reduces the per-cluster
+        sums and counts; string inits run on a sample gathered from all
+        ranks with the shared seed, and rank 0's centres are broadcast.
+        ``cluster_centers_``, ``inertia_`` and ``n_iter_`` are global and
+        the same on every rank; ``labels_`` holds this rank's rows. Takes
+        torch tensors or numpy arrays. See README, "Beyond one device".
+    device : None or device, default=None
+        Stream host data (a numpy array, memmap or Dask array) to this
+        device in blocks for ``fit`` and ``predict``, never holding X
+        there; the fitted arrays live on it. A ``torch.device`` or CuPy
+        ``Device`` implies its library; any other device needs
+        ``array_namespace``.
+    array_namespace : None, str or module, default=None
+        The array library of ``device``, by import name (``"torch"``,
+        ``"array_api_strict"``, ``"numpy"``; estimators holding a name can
+        be cloned and pickled) or as the module itself.
+    device_block_bytes : None or int, default=None
+        When streaming, the most bytes of one (rows x max(n_clusters,
+        n_features)) block on the device; None: 64 MiB on GPUs, the
+        kernels' own blocks elsewhere.
 
     Attributes
     ----------
@@ -120,6 +143,10 @@ class KMeans(CentersEstimator):
         random_state=None,
         metric="euclidean",
         progress=None,
+        process_group=None,
+        device=None,
+        array_namespace=None,
+        device_block_bytes=None,
     ):
         self._store_params(locals())
 
@@ -147,6 +174,18 @@ class KMeans(CentersEstimator):
             tol=self.tol,
             metric=self.metric,
         )
+        if self.process_group is not None:
+            # torch.distributed driver: X is this rank's shard.
+            from ._distributed import fit_estimator
+
+            self._set_fitted(**fit_estimator(self, X, sample_weight))
+            return self
+        if self.device is not None or self.array_namespace is not None:
+            # Host data streamed to the chosen device in blocks.
+            from ._streaming import stream_fit
+
+            self._set_fitted(**stream_fit(self, X, sample_weight))
+            return self
         if is_dask_array(X):
             if self.metric != "euclidean":
                 raise ValueError(
@@ -165,6 +204,17 @@ class KMeans(CentersEstimator):
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
         return self._fit_checked(X, X_input, weights, xp, device)
+
+    def predict(self, X: Array, sample_weight: Array | None = None) -> Array:
+        """Index of the closest centre for each row of X (see
+        ``CentersEstimator.predict``); host data stream to the centres'
+        device when ``device`` or ``array_namespace`` is set."""
+        if self.device is not None or self.array_namespace is not None:
+            from ._streaming import is_host_data, stream_predict
+
+            if is_host_data(X):
+                return stream_predict(self, X)
+        return super().predict(X, sample_weight)
 
     def _fit_checked(self, X, X_input, weights, xp, device, data_stats=None):
         """``fit`` on data and weights that passed the checks (unit rows for

@@ -260,12 +260,14 @@ def _assign_labels(problem: Problem, centers, *, compact: bool = False):
     return _concat(problem.xp, labels), sum(accs[1:], accs[0])
 
 
-def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_empty):
+def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_empty, reduce=None):
     """Give each empty cluster one of the points farthest from its centre.
 
     Like scikit-learn: the farthest points (by distance to the centre they
     were assigned to) leave their cluster's sums and start the empty
-    clusters, so no centre is left NaN or parked at the origin.
+    clusters, so no centre is left NaN or parked at the origin. With
+    ``reduce`` (see ``lloyd``), the sums are global and
+    ``reduce.farthest`` picks the farthest rows among every shard's own.
     """
     xp = problem.xp
     n_clusters = centers.shape[0]
@@ -273,14 +275,19 @@ def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_
     far = xp.argsort(d2, descending=True, stable=True)[:n_empty]
     is_empty = xp.astype(counts == 0, xp.int8)
     empty_ids = xp.argsort(is_empty, descending=True, stable=True)[:n_empty]
-    moved = xp.take(problem.X, far, axis=0) - problem.runner.shift
+    moved = problem.take_rows(far) - problem.runner.shift
     if problem.weights is None:
-        moved_w = xp.ones((n_empty,), dtype=problem.dtype, device=problem.device)
+        moved_w = xp.ones((far.shape[0],), dtype=problem.dtype, device=problem.device)
     else:
         moved_w = xp.take(problem.weights, far)
+    far_labels = xp.take(labels, far)
+    if reduce is not None:
+        moved, moved_w, far_labels = reduce.farthest(
+            xp.take(d2, far), moved, moved_w, far_labels, n_empty
+        )
     ids = xp.arange(n_clusters, dtype=labels.dtype, device=problem.device)
     arrive = xp.astype(xp.astype(empty_ids, labels.dtype)[:, None] == ids, problem.dtype)
-    leave = xp.astype(xp.take(labels, far)[:, None] == ids, problem.dtype)
+    leave = xp.astype(xp.astype(far_labels, labels.dtype)[:, None] == ids, problem.dtype)
     transfer = (arrive - leave).T  # (n_clusters, n_empty)
     return sums + transfer @ (moved * moved_w[:, None]), counts + transfer @ moved_w
 
@@ -328,7 +335,10 @@ class RunningSums:
         if problem.weights is not None and problem.kernels.incremental_sums:
             xp = problem.xp
             self._weight_total = as_host_scalar(xp.sum(problem.weights))
-            self._weight_max = as_host_scalar(xp.max(problem.weights))
+            # An empty shard (torch.distributed) has no largest weight.
+            self._weight_max = (
+                as_host_scalar(xp.max(problem.weights)) if problem.weights.shape[0] else 0.0
+            )
             self._eps = float(xp.finfo(problem.dtype).eps)
 
     def usable(self) -> bool:
@@ -364,13 +374,15 @@ class RunningSums:
 
 
 def _m_step(problem: Problem, centers, labels, sums, counts, running: RunningSums, spherical,
-            n_empty: int):
+            n_empty: int, reduce=None):
     """New centres from the cluster sums: weighted means, with the
     ``n_empty`` empty clusters given far points first; cast back to X's
     dtype from wider sums, and scaled to unit norm when ``spherical``."""
     xp = problem.xp
     if n_empty:
-        sums, counts = _relocate_empty_clusters(problem, centers, labels, sums, counts, n_empty)
+        sums, counts = _relocate_empty_clusters(
+            problem, centers, labels, sums, counts, n_empty, reduce
+        )
         running.drop()  # relocated rows keep their old labels
         new_centers = _update_centers(sums, counts, centers, xp)
     else:
@@ -391,6 +403,7 @@ def lloyd(
     verbose: int = 0,
     spherical: bool = False,
     progress=None,
+    reduce=None,
 ):
     """Run Lloyd's algorithm from ``centers`` (in shifted coordinates).
 
@@ -404,6 +417,13 @@ def lloyd(
     not None, has ``iteration(i, inertia, center_shift)`` called after each
     iteration and ``end_run(n_iter, converged)`` at the end; the inertia of
     each pass is computed only when it or ``verbose`` asks for it.
+
+    ``reduce``, when not None, makes this one shard of a sharded fit (see
+    ``_distributed``): ``reduce.pass_stats(sums, counts, inertia,
+    n_changed)`` returns the totals over all shards after each pass,
+    ``reduce.total(inertia)`` the final inertia's, and ``reduce.farthest``
+    picks the rows that restart empty clusters. Sums are then summed afresh
+    every pass (running sums are per shard).
 
     Returns
     -------
@@ -438,6 +458,8 @@ def lloyd(
             problem, centers, want_inertia=want_inertia, previous=labels,
             previous_sums=running.sums if incremental else None, block=block, compact=True,
         )
+        if reduce is not None:
+            sums, counts, inertia, n_changed = reduce.pass_stats(sums, counts, inertia, n_changed)
         n_changed, n_empty, last_shift = read_host_values(
             problem, n_changed, xp.count_nonzero(counts == 0), pending_shift
         )
@@ -447,12 +469,15 @@ def lloyd(
             i -= 1
             break
         sums, counts = running.record(
-            labels, sums, counts, n_changed, incremental=incremental, may_keep=block is None
+            labels, sums, counts, n_changed, incremental=incremental,
+            may_keep=block is None and reduce is None,
         )
         if running.resummed:  # host kernels only (incremental sums)
             n_empty = int(xp.count_nonzero(counts == 0))
         # M-step.
-        new_centers = _m_step(problem, centers, labels, sums, counts, running, spherical, n_empty)
+        new_centers = _m_step(
+            problem, centers, labels, sums, counts, running, spherical, n_empty, reduce
+        )
         # Convergence.
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
@@ -476,6 +501,8 @@ def lloyd(
         inertia, _ = _exact_distances(problem, centers, labels, per_sample=False)
     else:
         labels, inertia = _assign_labels(problem, centers, compact=True)
+    if reduce is not None:
+        inertia = reduce.total(inertia)
     label_dtype = index_dtype(xp, problem.device)
     if labels.dtype != label_dtype:
         labels = xp.astype(labels, label_dtype)  # compact labels from the passes

@@ -25,7 +25,8 @@ class Problem:
 
     def __post_init__(self):
         # Looked up once: small fits ask for it on every pass.
-        self.device = device_of(self.runner.X)
+        source = self.runner.source
+        self.device = device_of(self.runner.X) if source is None else source.device
 
     @property
     def X(self):
@@ -44,22 +45,34 @@ class Problem:
     def block_weights(self, start: int, stop: int):
         return None if self.weights is None else self.weights[start:stop]
 
+    def take_rows(self, indices):
+        """Rows ``indices`` of X on the device (from the host when X
+        streams from there)."""
+        if self.runner.source is not None:
+            return self.runner.source.take(indices)
+        return self.xp.take(self.X, indices, axis=0)
+
     def zeros(self, shape):
         return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
 
 
 def make_problem(
-    X, weights, xp, device, width: int, *, shift=None, threaded: bool = True, rows=None
+    X, weights, xp, device, width: int, *, shift=None, threaded: bool = True, rows=None,
+    source=None,
 ) -> Problem:
     """The problem of validated ``X`` (and ``weights``, or None), with blocks
     sized for (rows x width) work arrays under the kernels' budget (or of
     ``rows`` rows) and shifted by ``shift``. ``threaded=False`` keeps the
     passes on the calling thread (Dask chunks: Dask runs them in parallel).
+    ``source`` streams the blocks of host data to the device (see
+    ``BlockRunner``; ``X`` is then the source).
     """
     kernels = get_kernels(xp, device)
     if rows is None:
         itemsize = xp.finfo(working_dtype(xp, X.dtype)).bits // 8
         rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
     workers = host_workers() if threaded and kernels.threaded else 1
-    runner = BlockRunner(X, shift, xp=xp, kernels=kernels, rows=rows, n_workers=workers)
+    runner = BlockRunner(
+        X, shift, xp=xp, kernels=kernels, rows=rows, n_workers=workers, source=source
+    )
     return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)
