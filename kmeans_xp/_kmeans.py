@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 import warnings
 
+import numpy as np
+
 from ._array_api import Array, is_dask_array
 from ._estimator import CentersEstimator
 from ._fit import fit_best_of, progress_hook, where_to_run
@@ -29,7 +31,7 @@ from ._validation import (
     result_dtype,
     unit_rows,
 )
-from .exceptions import ConvergenceWarning
+from .exceptions import convergence_warning
 
 __all__ = ["KMeans", "k_means", "kmeans_plusplus"]
 
@@ -83,6 +85,15 @@ class KMeans(CentersEstimator):
         center_shift)`` and ``end_run(n_iter, converged)`` is called at
         those points. Each iteration's inertia is computed only when this
         or ``verbose`` is set.
+    copy_x : bool, default=True
+        Accepted for scikit-learn compatibility. X is never modified (nor
+        centred in place) whatever its value, so both values behave as
+        scikit-learn's ``copy_x=True``.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Accepted for scikit-learn compatibility: both run Lloyd's
+        algorithm, whose result from the same initial centres is the one
+        Elkan's bounds reach. "elkan" with one cluster warns as
+        scikit-learn does.
 
     Attributes
     ----------
@@ -120,6 +131,8 @@ class KMeans(CentersEstimator):
         random_state=None,
         metric="euclidean",
         progress=None,
+        copy_x=True,
+        algorithm="lloyd",
     ):
         self._store_params(locals())
 
@@ -146,7 +159,17 @@ class KMeans(CentersEstimator):
             max_iter=self.max_iter,
             tol=self.tol,
             metric=self.metric,
+            algorithm=self.algorithm,
+            copy_x=self.copy_x,
         )
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using "
+                "'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._record_feature_names(X)
         if is_dask_array(X):
             if self.metric != "euclidean":
                 raise ValueError(
@@ -178,7 +201,9 @@ class KMeans(CentersEstimator):
             init = check_init_array(init, X, xp, device, self.n_clusters)
             if spherical:
                 init = unit_rows(init, xp, name="init")
-        n_init = resolve_n_init(self.n_init, self.init, n_random=10)
+        n_init = resolve_n_init(
+            self.n_init, self.init, n_random=10, estimator=type(self).__name__
+        )
 
         start = time.perf_counter()
         run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
@@ -196,7 +221,7 @@ class KMeans(CentersEstimator):
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
                 f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
+                convergence_warning(),
                 stacklevel=3,
             )
         out_dtype = result_dtype(X_input, X)
@@ -241,8 +266,13 @@ def k_means(
     metric="euclidean",
     return_n_iter: bool = False,
     progress=None,
+    copy_x: bool = True,
+    algorithm: str = "lloyd",
 ) -> tuple:
     """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
+
+    Takes ``KMeans``'s parameters (``copy_x`` and ``algorithm`` as there:
+    X is never modified and Lloyd always runs).
 
     Returns
     -------
@@ -271,6 +301,8 @@ def k_means(
         random_state=random_state,
         metric=metric,
         progress=progress,
+        copy_x=copy_x,
+        algorithm=algorithm,
     ).fit(X, sample_weight=sample_weight)
     result = (est.cluster_centers_, est.labels_, est.inertia_)
     return result + (est.n_iter_,) if return_n_iter else result
@@ -281,10 +313,16 @@ def kmeans_plusplus(
     n_clusters: int,
     *,
     sample_weight: Array | None = None,
+    x_squared_norms: Array | None = None,
     random_state=None,
     n_local_trials: int | None = None,
 ) -> tuple[Array, Array]:
     """Greedy k-means++ initial centres, as ``sklearn.cluster.kmeans_plusplus``.
+
+    ``x_squared_norms`` (array of shape (n_samples,)), scikit-learn's
+    precomputed squared row norms, is checked for its length and otherwise
+    unused: the kernels compute the norms of each block as they go, in the
+    shifted frame that keeps float32 accurate.
 
     Returns
     -------
@@ -309,6 +347,14 @@ def kmeans_plusplus(
     X, xp, device = check_array(X)
     check_n_clusters_fits(n_clusters, X.shape[0])
     weights = check_sample_weight(sample_weight, X, xp, device)
+    if x_squared_norms is not None:
+        shape = tuple(getattr(x_squared_norms, "shape", np.shape(x_squared_norms)))
+        n_norms = shape[0] if shape else 0
+        if n_norms != X.shape[0]:
+            raise ValueError(
+                f"The length of x_squared_norms {n_norms} should be equal to the "
+                f"length of n_samples {X.shape[0]}."
+            )
     rng = check_random_state(random_state)
     problem = make_problem(X, weights, xp, device, n_local_trials or 16)
     shift, _ = data_mean_and_variance(problem, need_variance=False)

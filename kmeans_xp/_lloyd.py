@@ -242,11 +242,15 @@ def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_
 
     Like scikit-learn: the farthest points (by distance to the centre they
     were assigned to) leave their cluster's sums and start the empty
-    clusters, so no centre is left NaN or parked at the origin.
+    clusters, so no centre is left NaN or parked at the origin. When every
+    row sits on its centre (more clusters than distinct rows) moving one
+    gains nothing: the clusters stay as they are, as in scikit-learn.
     """
     xp = problem.xp
     n_clusters = centers.shape[0]
     _, d2 = _exact_distances(problem, centers, labels, per_sample=True)
+    if not as_host_scalar(xp.max(d2)) > 0:
+        return sums, counts
     far = xp.argsort(d2, descending=True, stable=True)[:n_empty]
     is_empty = xp.astype(counts == 0, xp.int8)
     empty_ids = xp.argsort(is_empty, descending=True, stable=True)[:n_empty]

@@ -170,13 +170,16 @@ class MiniBatchKMeans(CentersEstimator):
         self
         """
         self._check_params()
+        self._record_feature_names(X)
         X, xp, device, X_input = self._check_data(X)
         n_samples, n_features = X.shape
         check_n_clusters_fits(self.n_clusters, n_samples)
         weights = check_sample_weight(sample_weight, X, xp, device)
         rng = check_random_state(self.random_state)
         init = self._checked_init(X, xp, device)
-        n_init = resolve_n_init(self.n_init, self.init, n_random=3, stacklevel=3)
+        n_init = resolve_n_init(
+            self.n_init, self.init, n_random=3, stacklevel=3, estimator=type(self).__name__
+        )
         batch_size = min(self.batch_size, n_samples)
         init_size = self._resolve_init_size(batch_size, n_samples)
 
@@ -266,6 +269,9 @@ class MiniBatchKMeans(CentersEstimator):
         started = hasattr(self, "_stream_state")
         if not started:
             self._check_params()
+            self._record_feature_names(X)
+        else:
+            self._check_feature_names(X)
         X, xp, device, X_input = self._check_data(X)
         if started:
             check_fitted_input(self, X, xp, "MiniBatchKMeans.partial_fit()", device=device)
@@ -365,10 +371,12 @@ class MiniBatchKMeans(CentersEstimator):
             init_size = 3 * batch_size
         if init_size < self.n_clusters:
             if self.init_size is not None:
+                # scikit-learn's category and text.
                 warnings.warn(
                     f"init_size={self.init_size} should be larger than "
-                    f"n_clusters={self.n_clusters}; using {3 * self.n_clusters}.",
-                    UserWarning,
+                    f"n_clusters={self.n_clusters}. Setting it to "
+                    "min(3*n_clusters, n_samples)",
+                    RuntimeWarning,
                     stacklevel=3,
                 )
             init_size = 3 * self.n_clusters

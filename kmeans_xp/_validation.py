@@ -25,6 +25,7 @@ from ._array_api import (
 from .exceptions import InvalidParameterError, NamespaceMismatchError
 
 __all__ = [
+    "ALGORITHMS",
     "METRICS",
     "check_array",
     "check_fitted_input",
@@ -43,6 +44,8 @@ __all__ = [
 
 _INIT_STRINGS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
+#: scikit-learn's KMeans algorithms; both run Lloyd here (see ``KMeans``).
+ALGORITHMS = ("lloyd", "elkan")
 
 
 def check_array(X, *, name: str = "X"):
@@ -326,10 +329,19 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def check_params(*, n_clusters, init, n_init, max_iter, tol, metric="euclidean") -> None:
+def check_params(
+    *, n_clusters, init, n_init, max_iter, tol, metric="euclidean", algorithm="lloyd",
+    copy_x=True,
+) -> None:
     """Validate the parameters that do not depend on the data."""
     if not isinstance(metric, str) or metric not in METRICS:
         raise InvalidParameterError(f"metric must be one of {METRICS}, got {metric!r}.")
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise InvalidParameterError(
+            f"The 'algorithm' parameter must be one of {ALGORITHMS}, got {algorithm!r}."
+        )
+    if not isinstance(copy_x, (bool, np.bool_)):
+        raise InvalidParameterError(f"copy_x must be True or False, got {copy_x!r}.")
     _check_int(n_clusters, "n_clusters", 1)
     _check_int(max_iter, "max_iter", 1)
     if not (isinstance(n_init, str) and n_init == "auto"):
@@ -369,10 +381,22 @@ def check_init_array(init, X, xp, device, n_clusters: int):
             raise TypeError(f"init array must be real-valued, got dtype {init_np.dtype}.")
         centers = xp.asarray(init_np, dtype=X.dtype, device=device)
     n_features = X.shape[1]
-    if centers.ndim != 2 or tuple(centers.shape) != (n_clusters, n_features):
+    shape = tuple(centers.shape)
+    # scikit-learn's texts: its tests and users' scripts match them.
+    if centers.ndim != 2:
         raise ValueError(
             f"init array must have shape (n_clusters, n_features) = "
-            f"({n_clusters}, {n_features}), got {tuple(centers.shape)}."
+            f"({n_clusters}, {n_features}), got {shape}."
+        )
+    if shape[0] != n_clusters:
+        raise ValueError(
+            f"The shape of the initial centers {shape} does not match the number "
+            f"of clusters {n_clusters}."
+        )
+    if shape[1] != n_features:
+        raise ValueError(
+            f"The shape of the initial centers {shape} does not match the number "
+            f"of features of the data {n_features}."
         )
     if not _isdtype(xp, centers.dtype, ("integral", "real floating")):
         raise TypeError(f"init array must be real-valued, got dtype {centers.dtype}.")
@@ -398,12 +422,14 @@ def unit_rows(X, xp, name: str = "X"):
     return X / norms[:, None]
 
 
-def resolve_n_init(n_init, init, *, n_random: int, stacklevel: int = 4) -> int:
+def resolve_n_init(
+    n_init, init, *, n_random: int, stacklevel: int = 4, estimator: str = "KMeans"
+) -> int:
     """The number of initialisations to run: ``n_init``, or for "auto"
     scikit-learn's choice (1 for "k-means++" and given centres,
     ``n_random`` for "random" and callables: 10 for KMeans, 3 for
-    MiniBatchKMeans). Given centres run once, with a warning if more runs
-    were asked for."""
+    MiniBatchKMeans). Given centres run once, with scikit-learn's
+    RuntimeWarning (naming ``estimator``) if more runs were asked for."""
     explicit = not isinstance(init, str) and not callable(init)
     if n_init == "auto":
         if explicit or init in ("k-means++", "k-means||"):
@@ -411,9 +437,9 @@ def resolve_n_init(n_init, init, *, n_random: int, stacklevel: int = 4) -> int:
         return n_random
     if explicit and n_init != 1:
         warnings.warn(
-            f"Explicit initial centres were passed: running 1 initialisation "
-            f"instead of n_init={n_init}.",
-            UserWarning,
+            f"Explicit initial center position passed: performing only one init "
+            f"in {estimator} instead of n_init={n_init}.",
+            RuntimeWarning,
             stacklevel=stacklevel,
         )
         return 1
