@@ -86,7 +86,7 @@ class BlockRunner:
         """Rows ``start:stop`` of X, shifted (a view of X when the shift is
         zero: steps must not modify their block in place)."""
         if not self._subtract:
-            return self.X[start:stop, :]
+            return self.kernels.row_block(self.X, start, stop)
         return self.kernels.shifted_block(self.X, start, stop, self.shift)
 
     def map(self, step, make_acc=None):

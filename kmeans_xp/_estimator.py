@@ -128,7 +128,8 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         weights = check_sample_weight(sample_weight, X, xp, device)
         shift = xp.mean(centers, axis=0)
         problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
-        return problem, centers - shift
+        # The problem's shift: zero for sparse X, which is never shifted.
+        return problem, centers - problem.runner.shift
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # Runs only with SCIPY_ARRAY_API=1.

@@ -19,6 +19,7 @@ from ._init import _kmeans_plusplus
 from ._kernels import get_kernels
 from ._lloyd import data_mean_and_variance
 from ._problem import make_problem
+from ._sparse import is_sparse
 from ._validation import (
     _check_int,
     check_array,
@@ -185,6 +186,12 @@ class KMeans(CentersEstimator):
         X, xp, device = check_array(X)
         check_n_clusters_fits(self.n_clusters, X.shape[0])
         if self.metric == "cosine":
+            if is_sparse(X):
+                raise ValueError(
+                    "metric='cosine' does not take sparse X yet; normalise its rows "
+                    "(sklearn.preprocessing.normalize) and use metric='euclidean', which "
+                    "then ranks centres as cosine does."
+                )
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
         return self._fit_checked(X, X_input, weights, xp, device)
@@ -206,9 +213,14 @@ class KMeans(CentersEstimator):
         )
 
         start = time.perf_counter()
-        run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
-            xp, device, X, weights, init, data_stats
-        )
+        if is_sparse(X):
+            # Sparse tensors have no numpy view: sparse data run where they are.
+            run_xp, run_device, back = xp, device, lambda a: a
+            run_X, run_weights, run_init, run_stats = X, weights, init, data_stats
+        else:
+            run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
+                xp, device, X, weights, init, data_stats
+            )
         centers, labels, inertia, n_iter = fit_best_of(
             run_X, run_weights, run_xp, run_device,
             n_clusters=self.n_clusters, init=run_init, n_init=n_init,
@@ -359,7 +371,8 @@ def kmeans_plusplus(
     problem = make_problem(X, weights, xp, device, n_local_trials or 16)
     shift, _ = data_mean_and_variance(problem, need_variance=False)
     centers, indices = _kmeans_plusplus(problem, n_clusters, rng, n_local_trials)
-    # Return the chosen rows exactly, not shifted-and-back approximations.
-    centers = xp.take(X, indices, axis=0)
+    # Return the chosen rows exactly, not shifted-and-back approximations
+    # (dense rows for sparse X).
+    centers = problem.rows(indices)
     out_dtype = result_dtype(X_input, X)
     return (xp.astype(centers, out_dtype) if centers.dtype != out_dtype else centers), indices

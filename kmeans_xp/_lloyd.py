@@ -44,6 +44,11 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
     offset = as_host_scalar(kernels.sq_sum(mean))
+    if not kernels.shiftable:
+        # Sparse data stay unshifted (a shift densifies them); the mean
+        # variance comes from the two moments, as scikit-learn's does.
+        runner.shift = xp.zeros_like(mean)
+        return runner.shift, max(0.0, (second_moment - offset) / problem.X.shape[1])
     far_from_origin = 2 * offset > second_moment
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
@@ -254,7 +259,7 @@ def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_
     far = xp.argsort(d2, descending=True, stable=True)[:n_empty]
     is_empty = xp.astype(counts == 0, xp.int8)
     empty_ids = xp.argsort(is_empty, descending=True, stable=True)[:n_empty]
-    moved = xp.take(problem.X, far, axis=0) - problem.runner.shift
+    moved = problem.rows(far) - problem.runner.shift
     if problem.weights is None:
         moved_w = xp.ones((n_empty,), dtype=problem.dtype, device=problem.device)
     else:

@@ -37,6 +37,7 @@ from ._array_api import (
 from ._estimator import CentersEstimator
 from ._fit import initial_centers
 from ._init import distinct_rows
+from ._kernels import get_kernels
 from ._lloyd import (
     _assign_labels,
     _lloyd_pass,
@@ -391,9 +392,10 @@ class MiniBatchKMeans(CentersEstimator):
 
 
 def _sample(X, weights, indices, xp, device):
-    """Rows (and weights) of X at host ``indices``, gathered on the device."""
+    """Rows (and weights) of X at host ``indices``, gathered on the device
+    (sparse rows for sparse X)."""
     idx = to_device_array(indices, xp, dtype=index_dtype(xp, device), device=device)
-    rows = xp.take(X, idx, axis=0)
+    rows = get_kernels(xp, device, X).select_rows(X, idx)
     return rows, (None if weights is None else xp.take(weights, idx))
 
 
@@ -437,7 +439,7 @@ class _State:
         batch inertia under the old ones (host float)."""
         xp = self.xp
         rows, weights = batch
-        problem = _batch_problem(batch, shift, xp, device_of(rows), centers.shape[0])
+        problem = _batch_problem(batch, shift, xp, device_of(self.counts), centers.shape[0])
         _, sums, batch_counts, inertia = _lloyd_pass(problem, centers, want_inertia=True)
         counts = self.counts + batch_counts
         # Running weighted mean: (old * old_weight + batch sum) / new weight.
@@ -469,7 +471,7 @@ class _State:
         if n_low == 0:
             return centers
         picks = distinct_rows(problem, n_low, rng)
-        new_rows = xp.take(problem.X, picks, axis=0) - problem.runner.shift
+        new_rows = problem.rows(picks) - problem.runner.shift
         if self.est.verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_low} cluster centers.")
         # The k-th low cluster (in index order) gets the k-th picked row.

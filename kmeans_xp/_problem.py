@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._array_api import device_of, host_workers
+from ._array_api import host_workers
 from ._blocks import BlockRunner
 from ._kernels import Kernels, get_kernels
 
@@ -25,7 +25,7 @@ class Problem:
 
     def __post_init__(self):
         # Looked up once: small fits ask for it on every pass.
-        self.device = device_of(self.runner.X)
+        self.device = self.kernels.data_device(self.runner.X)
 
     @property
     def X(self):
@@ -43,6 +43,10 @@ class Problem:
     def block_weights(self, start: int, stop: int):
         return None if self.weights is None else self.weights[start:stop]
 
+    def rows(self, indices):
+        """Rows ``indices`` of X as a dense array, unshifted."""
+        return self.kernels.take_rows(self.runner.X, indices)
+
     def zeros(self, shape):
         return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
 
@@ -55,10 +59,14 @@ def make_problem(
     ``rows`` rows) and shifted by ``shift``. ``threaded=False`` keeps the
     passes on the calling thread (Dask chunks: Dask runs them in parallel).
     """
-    kernels = get_kernels(xp, device)
+    kernels = get_kernels(xp, device, X)
+    if shift is not None and not kernels.shiftable:
+        shift = xp.zeros_like(shift)  # sparse data: distances in true coordinates
     if rows is None:
         itemsize = xp.finfo(X.dtype).bits // 8
-        rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
+        # Dense blocks are (rows x n_features) temporaries; sparse ones are not.
+        wide = max(width, X.shape[1]) if kernels.shiftable else width
+        rows = kernels.rows_per_block(X.shape[0], wide, itemsize)
     workers = host_workers() if threaded and kernels.threaded else 1
     runner = BlockRunner(X, shift, xp=xp, kernels=kernels, rows=rows, n_workers=workers)
     return Problem(runner=runner, kernels=kernels, weights=weights, xp=xp)

@@ -56,12 +56,14 @@ def check_array(X, *, name: str = "X"):
     bool data become the namespace's default real floating dtype; float16
     and bfloat16 become float32 (sums of many half-precision values lose too
     much; see ``result_dtype``). The input is never modified: a conversion
-    makes a new array.
+    makes a new array. Sparse X (scipy.sparse CSR/CSC, torch sparse CSR)
+    stays sparse: see ``_check_sparse``.
 
     Raises
     ------
     TypeError
-        Not an array, a sparse matrix, or a non-numeric dtype.
+        Not an array, a sparse format other than CSR/CSC (scipy) or CSR
+        (torch), or a non-numeric dtype.
     ValueError
         Not 2-D, no samples or no features, complex, NaN or infinite
         values, or values so large that squared distances would overflow.
@@ -74,11 +76,7 @@ def check_array(X, *, name: str = "X"):
             "data. Call it outside the transformed function, on concrete arrays."
         )
     if _is_sparse(X):
-        raise TypeError(
-            f"Sparse input is not supported: {name} is a {type(X).__module__}."
-            f"{type(X).__name__}; convert it with {name}.toarray() (k-means "
-            "centres are dense anyway)."
-        )
+        return _check_sparse(X, name)
     if not is_array_api_obj(X):
         if not isinstance(X, (list, tuple)) and not hasattr(X, "__array__"):
             raise TypeError(
@@ -126,6 +124,89 @@ def check_array(X, *, name: str = "X"):
             f"distances over {n_samples} x {n_features} values would overflow "
             f"{X.dtype} above {limit:.3g}. Rescale {name} (e.g. divide by its "
             "largest value)."
+        )
+    return X, xp, device
+
+
+def _check_sparse(X, name: str):
+    """``check_array`` for sparse X: scipy.sparse / cupyx.scipy.sparse CSR or
+    CSC (CSC becomes CSR once: a copy of the nonzeros, never dense) and
+    torch sparse CSR tensors. Returns ``(X, xp, device)``, ``xp`` being the
+    namespace of the dense arrays (centres, labels) the fit makes."""
+    module = type(X).__module__ or ""
+    if module.startswith(("scipy.sparse", "cupyx.scipy.sparse")):
+        if X.format not in ("csr", "csc"):
+            raise TypeError(
+                f"Sparse {name} in {X.format!r} format is not supported; convert it with "
+                f"{name}.tocsr() (k-means reads CSR in row blocks; CSC is converted once)."
+            )
+        shape = tuple(X.shape)
+    elif module.startswith("torch"):
+        import torch
+
+        if X.layout is not torch.sparse_csr:
+            raise TypeError(
+                f"torch sparse {name} with layout {X.layout} is not supported; convert it "
+                f"with {name}.to_sparse_csr()."
+            )
+        shape = tuple(X.shape)
+    else:
+        raise TypeError(
+            f"Sparse input of type {module}.{type(X).__name__} is not supported; use a "
+            f"scipy.sparse CSR matrix or array (or {name}.toarray())."
+        )
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features); got shape {shape}.")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(
+            f"{name} has shape {shape}: found array with 0 sample(s) or feature(s) while a "
+            "minimum of 1 is required."
+        )
+    if module.startswith("torch"):
+        X = X.detach()
+        values = X.values()
+        xp = array_namespace(values)
+        device = X.device
+        if values.is_complex():
+            raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
+        if not values.is_floating_point():
+            X = X.to(default_float_dtype(xp, device))
+        elif values.element_size() < 4:
+            X = X.to(xp.float32)
+        values = X.values()
+        finite = bool(xp.all(xp.isfinite(values)))
+        largest = float(xp.max(xp.abs(values))) if finite and values.shape[0] else 0.0
+    else:
+        import array_api_compat
+
+        if module.startswith("cupyx"):
+            xp, device = array_api_compat.array_namespace(X.data), X.data.device
+        else:
+            xp, device = array_api_compat.array_namespace(np.empty(0)), "cpu"
+        kind = X.dtype.kind
+        if kind == "c":
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}.")
+        if kind not in "biuf":
+            raise TypeError(f"{name} must have a numeric dtype; got {X.dtype}.")
+        if X.format == "csc":
+            X = X.tocsr()  # a new matrix: the input stays as it is
+        if kind != "f":
+            X = X.astype(np.float64)
+        elif X.dtype.itemsize < 4:
+            X = X.astype(np.float32)
+        if not X.has_canonical_format:
+            # Duplicate entries would break the row norms; summed on a copy.
+            X = X.copy()
+            X.sum_duplicates()
+        finite = bool(xp.all(xp.isfinite(X.data)))
+        largest = float(xp.max(xp.abs(X.data))) if finite and X.nnz else 0.0
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+    limit = magnitude_limit(xp, X.dtype, shape[0], shape[1])
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g} in magnitude; squared distances "
+            f"would overflow {X.dtype}. Rescale {name} (e.g. divide by its largest value)."
         )
     return X, xp, device
 

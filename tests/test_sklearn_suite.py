@@ -57,22 +57,8 @@ PRIVATE: dict[str, str] = {
     "test_k_means__sample_weight_zero*": "calls the private method _init_centroids",
 }
 
-_SPARSE = (
-    "scipy.sparse input is refused (issue 17 part 4): kmeans_xp/_validation.py "
-    "check_array must pass CSR/CSC through, and the fit, predict, transform, score, "
-    "k-means++ and MiniBatch paths must use the kernels of kmeans_xp/_sparse.py"
-)
-
-MISSING: dict[str, str] = {
-    # Sparse containers first: these fail for that reason whatever else is built.
-    "test_k_means__*[*sparse_matrix*]": _SPARSE,
-    "test_k_means__*[*sparse_array*]": _SPARSE,
-    "test_k_means__*[*X_csr*]": _SPARSE,
-    "test_k_means__*[*csr_*]": _SPARSE,
-    "test_k_means__kmeans_plusplus_output[*-input_data1]": _SPARSE,
-    "test_k_means__kmeans_plusplus_output[*-input_data2]": _SPARSE,
-    "test_bisect__*[*csr_*]": _SPARSE,
-}
+#: Empty since issue 17 landed; a future gap goes here with the change it needs.
+MISSING: dict[str, str] = {}
 
 
 def _load(module_name: str) -> types.ModuleType | None:

@@ -39,6 +39,9 @@ class Kernels:
     #: changed cluster only, instead of summing every row each iteration:
     #: worth it where ``accumulate`` costs as much as ``assign`` (CPU).
     incremental_sums = False
+    #: Whether blocks may be shifted by a vector (dense data). Sparse data
+    #: may not: a shifted block is dense.
+    shiftable = True
 
     def __init__(self, xp):
         self.xp = xp
@@ -166,6 +169,24 @@ class Kernels:
     def pool_context(self):
         """A context manager held while blocks run on the thread pool."""
         return contextlib.nullcontext()
+
+    def row_block(self, X, start: int, stop: int):
+        """Rows ``start:stop`` of ``X``, unshifted (a view where the
+        library makes one)."""
+        return X[start:stop, :]
+
+    def take_rows(self, X, indices):
+        """Rows ``indices`` of ``X`` as a dense array (initial centres,
+        relocated rows: a few rows)."""
+        return self.xp.take(X, indices, axis=0)
+
+    def select_rows(self, X, indices):
+        """Rows ``indices`` of ``X`` in X's own format (batches, subsets)."""
+        return self.xp.take(X, indices, axis=0)
+
+    def data_device(self, X):
+        """The device of data ``X``."""
+        return device_of(X)
 
     def shifted_block(self, X, start: int, stop: int, shift):
         """Rows ``start:stop`` of ``X`` minus ``shift``: a new array."""
