@@ -329,3 +329,15 @@ def test_kmeans_fit_working_memory_below_twice_the_nonzeros():
     finally:
         tracemalloc.stop()
     assert peak < 2 * storage, (peak, storage)
+
+
+def test_readme_tfidf_example(capsys):
+    """The README's TF-IDF example runs and prints what it says."""
+    pytest.importorskip("sklearn")
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- tfidf-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md:tfidf-example", "exec"), {})  # noqa: S102
+    assert capsys.readouterr().out.split("\n")[:3] == ["ndarray", "1.0", "[ True]"]
