@@ -189,8 +189,9 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         ----------
         X : array of shape (n_samples, n_features)
             Any array-API array, or anything ``numpy.asarray`` accepts
-            (a pandas or polars DataFrame records ``feature_names_in_``).
-            Never modified.
+            (a pandas or polars DataFrame records ``feature_names_in_``),
+            or a scipy.sparse CSR/CSC or torch sparse CSR matrix (the rows
+            of each split stay sparse). Never modified.
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights, in X's namespace and device (or a list).

@@ -142,9 +142,11 @@ class KMeans(CentersEstimator):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features)
+        X : array or sparse matrix of shape (n_samples, n_features)
             Any array-API array (numpy, torch, cupy, ...) or anything
-            ``numpy.asarray`` accepts. Never modified.
+            ``numpy.asarray`` accepts, or a scipy.sparse CSR/CSC matrix or
+            array or a torch sparse CSR tensor (never densified; the centres
+            are dense). Never modified.
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights, in X's namespace and device (or a list).

@@ -161,8 +161,9 @@ class MiniBatchKMeans(CentersEstimator):
         ----------
         X : array of shape (n_samples, n_features)
             Any array-API array (numpy, numpy memmap, torch, cupy, ...) or
-            anything ``numpy.asarray`` accepts. Never modified, never
-            copied whole: batches are gathered from it.
+            anything ``numpy.asarray`` accepts, or a scipy.sparse CSR/CSC
+            or torch sparse CSR matrix (batches stay sparse). Never
+            modified, never copied whole: batches are gathered from it.
         y : ignored
         sample_weight : array of shape (n_samples,), optional
 
