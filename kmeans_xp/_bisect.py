@@ -401,24 +401,28 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         return -as_host_scalar(xp.sum(d2) if weights is None else xp.sum(weights * d2))
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        reason = (
+            "the check shuffles the weighted rows, so the random initial "
+            "centres of each 2-means fit differ from those drawn on the "
+            "repeated rows and a split can reach another local optimum; "
+            "weights equal repetition from the same initial centres "
+            "(tests/test_bisect.py on well separated data)."
+        )
         return {
             # Runs only with SCIPY_ARRAY_API=1.
             "check_array_api_mixed_inputs": MIXED_INPUTS_REASON,
-            "check_sample_weight_equivalence_on_dense_data": (
-                "the check shuffles the weighted rows, so the random initial "
-                "centres of each 2-means fit differ from those drawn on the "
-                "repeated rows and a split can reach another local optimum; "
-                "weights equal repetition from the same initial centres "
-                "(tests/test_bisect.py on well separated data)."
-            ),
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
     def __sklearn_tags__(self):
         # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import Tags, TargetTags, TransformerTags
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         return Tags(
             estimator_type="clusterer",
+            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
+            input_tags=InputTags(sparse=True),
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
             array_api_support=True,

@@ -137,10 +137,12 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
 
     def __sklearn_tags__(self):
         # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import Tags, TargetTags, TransformerTags
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         return Tags(
             estimator_type="clusterer",
+            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
+            input_tags=InputTags(sparse=True),
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
             array_api_support=True,

@@ -255,14 +255,16 @@ class KMeans(CentersEstimator):
         # scikit-learn lists the same check for its own KMeans. Weighted and
         # repeated fits from the *same* initial centres agree: see
         # tests/test_properties.py::test_integer_weights_equal_repeated_rows.
+        reason = (
+            "the check shuffles the weighted rows, so a random init draws "
+            "other initial centres than on the repeated rows and Lloyd "
+            "reaches another local optimum; sample_weight is equivalent "
+            "to repetition from the same initial centres."
+        )
         return {
             **super()._sklearn_expected_failed_checks(),
-            "check_sample_weight_equivalence_on_dense_data": (
-                "the check shuffles the weighted rows, so a random init draws "
-                "other initial centres than on the repeated rows and Lloyd "
-                "reaches another local optimum; sample_weight is equivalent "
-                "to repetition from the same initial centres."
-            ),
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
 

@@ -315,13 +315,15 @@ class MiniBatchKMeans(CentersEstimator):
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # scikit-learn lists the same check for its own MiniBatchKMeans.
+        reason = (
+            "batches are drawn uniformly by row index, so a row of weight 2 "
+            "and the same row repeated twice lead to other random batches "
+            "and another local optimum."
+        )
         return {
             **super()._sklearn_expected_failed_checks(),
-            "check_sample_weight_equivalence_on_dense_data": (
-                "batches are drawn uniformly by row index, so a row of weight 2 "
-                "and the same row repeated twice lead to other random batches "
-                "and another local optimum."
-            ),
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
     # ------------------------------------------------------------- helpers
