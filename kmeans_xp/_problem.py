@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ._array_api import host_workers
 from ._blocks import BlockRunner
 from ._kernels import Kernels, get_kernels
+from ._sparse import is_sparse
 
 __all__ = ["Problem", "make_problem"]
 
@@ -59,7 +60,9 @@ def make_problem(
     ``rows`` rows) and shifted by ``shift``. ``threaded=False`` keeps the
     passes on the calling thread (Dask chunks: Dask runs them in parallel).
     """
-    kernels = get_kernels(xp, device, X)
+    # Only sparse data pass X along (the kernels depend on its format), so
+    # wrappers of ``get_kernels(xp, device)`` keep working for dense data.
+    kernels = get_kernels(xp, device, X) if is_sparse(X) else get_kernels(xp, device)
     if shift is not None and not kernels.shiftable:
         shift = xp.zeros_like(shift)  # sparse data: distances in true coordinates
     if rows is None:
