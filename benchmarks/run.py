@@ -74,10 +74,15 @@ CONFIGS = {
                quick_iters=2, gpu=True),
         # torch.distributed: 2 gloo processes on half the rows each vs one.
         Config("dist-400k-32-64", 400_000, 32, 64, kind="dist", iters=10, quick_iters=4),
+        # 100k x 50k CSR at 0.1% density (50 nonzeros a row). Each dense
+        # (k x d) array (centres, sums) is k * 0.0066 x the nonzeros' storage
+        # here, and a Lloyd step holds about seven: see benchmarks/README.md.
+        Config("sparse-100k-50k-32", 100_000, 50_000, 32, kind="sparse", iters=5, quick_iters=2),
     ]
 }
 CPU_DEFAULT = ["200k-32-64", "1M-16-8", "100k-128-1024", "latency-1k-2-3", "memory-1M-32-1024",
-               "batched-64x20k-16-256", "pq-50k-32-8x8", "stream-500k-32-64", "dist-400k-32-64"]
+               "batched-64x20k-16-256", "pq-50k-32-8x8", "stream-500k-32-64", "dist-400k-32-64",
+               "sparse-100k-50k-32"]
 GPU_DEFAULT = ["gpu-1M-128-4096", "gpu-10M-64-1024", "gpu-batched-64x20k-16-256",
                "gpu-stream-10M-64-1024"]
 
@@ -547,6 +552,54 @@ def memory_rows(cfg: Config, iters: int) -> list[Row]:
               extra={"peak_bytes": peak, "x_bytes": X.nbytes, "ratio": ratio})
     print(_format_row(row), flush=True)
     return [row]
+
+
+def sparse_rows(cfg: Config, iters: int, repeats: int) -> list[Row]:
+    """A scipy CSR matrix at 0.1% density: kmeans_xp's fit time against
+    scikit-learn's on the same matrix and initial centres, and kmeans_xp's
+    peak working memory (tracemalloc, its own call) against the nonzeros'
+    storage (data, indices, row pointers)."""
+    import warnings
+
+    import scipy.sparse
+
+    from kmeans_xp import KMeans
+
+    rng = np.random.default_rng(0)
+    per_row = max(1, cfg.d // 1000)
+    indices = np.sort(rng.integers(0, cfg.d, (cfg.n, per_row), dtype=np.int32), axis=1).ravel()
+    indptr = np.arange(0, cfg.n * per_row + 1, per_row, dtype=np.int64)
+    X = scipy.sparse.csr_matrix((rng.random(indices.size), indices, indptr), shape=(cfg.n, cfg.d))
+    X.sum_duplicates()
+    storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    init = X[rng.choice(cfg.n, cfg.k, replace=False)].toarray()
+
+    def ours():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return KMeans(cfg.k, init=init, n_init=1, max_iter=iters, tol=0).fit(X)
+
+    calls = {"kmeans_xp": (ours, "cpu")}
+    if _have("sklearn"):
+        fit, _, _ = prepare_sklearn(X, init, iters)
+        calls["sklearn"] = (fit, "cpu")
+    ours()  # warm-up
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    ours()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    rows = []
+    for impl, (seconds, km) in _best_times(calls, repeats).items():
+        row = Row(cfg.name, impl, "scipy.sparse", seconds=seconds / iters, inertia=km.inertia_)
+        if impl == "kmeans_xp":
+            ratio = peak / storage
+            row.note = f"peak working memory {peak / 2**20:.1f} MiB = {ratio:.3f} x nnz storage"
+            row.extra = {"peak_bytes": peak, "nnz_bytes": storage, "ratio": ratio}
+        rows.append(row)
+        print(_format_row(row), flush=True)
+    return rows
 
 
 def gpu_memory_rows(cfg: Config, iters: int) -> list[Row]:
@@ -1034,6 +1087,8 @@ def main(argv=None) -> int:
             rows += stream_rows(cfg, iters, repeats)
         elif cfg.kind == "dist":
             rows += distributed_rows(cfg, iters, repeats)
+        elif cfg.kind == "sparse":
+            rows += sparse_rows(cfg, iters, repeats)
         elif cfg.kind in ("batched", "pq"):
             rows += (batched_rows if cfg.kind == "batched" else pq_rows)(cfg, iters, repeats, args.quick)
         else:

@@ -21,7 +21,10 @@ from ._array_api import (
     namespace_name,
 )
 from ._base import MIXED_INPUTS_REASON, EstimatorBase, _convert_array
+from ._kernels import get_kernels
 from ._kmeans import KMeans
+from ._lloyd import distances_to
+from ._problem import make_problem
 from ._sklearn_compat import SklearnCompatMixin
 from ._validation import (
     _check_int,
@@ -186,8 +189,9 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         ----------
         X : array of shape (n_samples, n_features)
             Any array-API array, or anything ``numpy.asarray`` accepts
-            (a pandas or polars DataFrame records ``feature_names_in_``).
-            Never modified.
+            (a pandas or polars DataFrame records ``feature_names_in_``),
+            or a scipy.sparse CSR/CSC or torch sparse CSR matrix (the rows
+            of each split stay sparse). Never modified.
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights, in X's namespace and device (or a list).
@@ -213,12 +217,16 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         self._record_feature_names(X_input)
 
         indices = xp.arange(n_samples, device=device)
+        # Sparse X gets the sparse kernels: row subsets stay sparse.
+        kernels = get_kernels(xp, device, X)
         # As scikit-learn: the root's centre is the unweighted mean.
-        root = _Node(center=xp.mean(X, axis=0), indices=indices, score=0.0, inertia=0.0)
+        root = _Node(
+            center=kernels.column_sums(X) / n_samples, indices=indices, score=0.0, inertia=0.0
+        )
         if self.n_clusters == 1:
-            root.inertia = _cluster_inertia(X, weights, root.center, xp)
+            root.inertia = _cluster_inertia(X, weights, root.center, kernels)
         for _ in range(self.n_clusters - 1):
-            self._split(X, weights, self._leaf_to_split(root), rng, xp)
+            self._split(X, weights, self._leaf_to_split(root), rng, xp, kernels)
 
         leaves = list(root.leaves())
         for label, leaf in enumerate(leaves):
@@ -267,9 +275,9 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             raise ValueError("no cluster with two or more samples is left to split.")
         return best
 
-    def _split(self, X, weights, node: _Node, rng, xp) -> None:
+    def _split(self, X, weights, node: _Node, rng, xp, kernels) -> None:
         """Replace leaf ``node`` by two children from a 2-means fit on its rows."""
-        rows = xp.take(X, node.indices, axis=0)
+        rows = kernels.select_rows(X, node.indices)
         row_weights = None if weights is None else xp.take(weights, node.indices, axis=0)
         two_means = KMeans(
             n_clusters=2,
@@ -292,7 +300,10 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             mask = labels == side
             center = centers[side, :]
             inertia = _cluster_inertia(
-                rows[mask], None if row_weights is None else row_weights[mask], center, xp
+                kernels.select_rows(rows, xp.nonzero(mask)[0]),
+                None if row_weights is None else row_weights[mask],
+                center,
+                kernels,
             )
             size = as_host_scalar(xp.sum(xp.astype(mask, xp.int64)))
             score = inertia if self.bisecting_strategy == "biggest_inertia" else size
@@ -322,9 +333,9 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
                 f"{namespace_name(fitted_xp)} arrays; inputs must use the same namespace and "
                 "device as the fitted model. Convert X, or the model with .to_namespace(...)."
             )
-        if device_of(X) != device_of(centers):
+        if device != device_of(centers):
             raise ValueError(
-                f"{where}: X is on device {device_of(X)} but the fitted centres are on "
+                f"{where}: X is on device {device} but the fitted centres are on "
                 f"{device_of(centers)}; inputs must use the same namespace and device as the "
                 "fitted model. Move X there, or the model with .to_namespace(xp, device)."
             )
@@ -346,6 +357,7 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         """
         X, xp, device = self._checked_input(X, "predict")
         centers_dtype = X.dtype
+        kernels = get_kernels(xp, device, X)
         rows_parts, label_parts = [], []
         pending = [(self._bisecting_tree, xp.arange(X.shape[0], device=device))]
         while pending:
@@ -362,7 +374,7 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             # one matrix-vector product, no (rows x 2) distance array.
             direction = right - left
             offset = xp.sum(((left + right) / 2) * direction)
-            goes_right = (xp.take(X, rows, axis=0) @ direction) - offset > 0
+            goes_right = (kernels.select_rows(X, rows) @ direction) - offset > 0
             pending.append((node.left, rows[~goes_right]))
             pending.append((node.right, rows[goes_right]))
         rows = xp.concat(rows_parts)
@@ -375,9 +387,9 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         Returns an array of shape (n_samples, n_clusters) in X's namespace,
         device and floating dtype.
         """
-        X, xp, _ = self._checked_input(X, "transform")
+        X, xp, device = self._checked_input(X, "transform")
         centers = xp.astype(self.cluster_centers_, X.dtype)
-        return xp.sqrt(_squared_distances(X, centers, xp))
+        return xp.sqrt(_squared_distances(X, centers, xp, device))
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the inertia of X under the closest centres (not the
@@ -385,28 +397,32 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         X, xp, device = self._checked_input(X, "score")
         weights = check_sample_weight(sample_weight, X, xp, device)
         centers = xp.astype(self.cluster_centers_, X.dtype)
-        d2 = xp.min(_squared_distances(X, centers, xp), axis=1)
+        d2 = xp.min(_squared_distances(X, centers, xp, device), axis=1)
         return -as_host_scalar(xp.sum(d2) if weights is None else xp.sum(weights * d2))
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        reason = (
+            "the check shuffles the weighted rows, so the random initial "
+            "centres of each 2-means fit differ from those drawn on the "
+            "repeated rows and a split can reach another local optimum; "
+            "weights equal repetition from the same initial centres "
+            "(tests/test_bisect.py on well separated data)."
+        )
         return {
             # Runs only with SCIPY_ARRAY_API=1.
             "check_array_api_mixed_inputs": MIXED_INPUTS_REASON,
-            "check_sample_weight_equivalence_on_dense_data": (
-                "the check shuffles the weighted rows, so the random initial "
-                "centres of each 2-means fit differ from those drawn on the "
-                "repeated rows and a split can reach another local optimum; "
-                "weights equal repetition from the same initial centres "
-                "(tests/test_bisect.py on well separated data)."
-            ),
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
     def __sklearn_tags__(self):
         # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import Tags, TargetTags, TransformerTags
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         return Tags(
             estimator_type="clusterer",
+            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
+            input_tags=InputTags(sparse=True),
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
             array_api_support=True,
@@ -428,25 +444,25 @@ def _convert_tree(node: _Node | None, xp, device) -> _Node | None:
     )
 
 
-def _cluster_inertia(rows, weights, center, xp) -> float:
-    """Weighted sum of squared distances of ``rows`` to ``center``."""
+def _cluster_inertia(rows, weights, center, kernels) -> float:
+    """Weighted sum of squared distances of ``rows`` (dense or sparse) to
+    ``center``."""
     if rows.shape[0] == 0:
         return 0.0
-    d2 = xp.sum((rows - center) ** 2, axis=1)
+    xp = kernels.xp
+    labels = xp.zeros((rows.shape[0],), dtype=xp.int64, device=kernels.data_device(rows))
+    d2 = kernels.sq_distances_to(rows, center[None, :], labels)
     return as_host_scalar(xp.sum(d2) if weights is None else xp.sum(weights * d2))
 
 
-def _squared_distances(X, centers, xp, block_rows: int = 65536):
-    """(n_samples, n_clusters) squared distances, in row blocks so the
-    temporaries stay one block in size; measured from the centres' mean,
-    which keeps ``|x|^2 - 2 x.c + |c|^2`` accurate far from the origin."""
-    shift = xp.mean(centers, axis=0)
-    centers = centers - shift
-    center_norms = xp.sum(centers * centers, axis=1)
-    parts = []
-    for start in range(0, X.shape[0], block_rows):
-        block = X[start:min(start + block_rows, X.shape[0]), :] - shift
-        norms = xp.sum(block * block, axis=1)
-        d2 = norms[:, None] - 2 * (block @ centers.T) + center_norms[None, :]
-        parts.append(xp.clip(d2, min=0))
+def _squared_distances(X, centers, xp, device):
+    """(n_samples, n_clusters) squared distances, in the block runner's row
+    blocks so the temporaries stay one block in size; dense X is measured
+    from the centres' mean, which keeps ``|x|^2 - 2 x.c + |c|^2`` accurate
+    far from the origin (sparse X is never shifted)."""
+    problem = make_problem(
+        X, None, xp, device, centers.shape[0], shift=xp.mean(centers, axis=0)
+    )
+    distances = distances_to(problem, centers - problem.runner.shift)
+    _, parts = problem.runner.map(lambda Xb, start, stop, acc: (acc, distances(Xb)))
     return parts[0] if len(parts) == 1 else xp.concat(parts)

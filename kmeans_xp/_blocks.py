@@ -110,7 +110,7 @@ class BlockRunner:
             Xb = self.xp.astype(self.X[start:stop, :], self.dtype)
             return Xb - self.shift if self._subtract else Xb
         if not self._subtract:
-            return self.X[start:stop, :]
+            return self.kernels.row_block(self.X, start, stop)
         return self.kernels.shifted_block(self.X, start, stop, self.shift)
 
     def map(self, step, make_acc=None):

@@ -69,7 +69,7 @@ from ._validation import (
     check_random_state,
     resolve_n_init,
 )
-from .exceptions import ConvergenceWarning
+from .exceptions import convergence_warning
 
 __all__ = ["dask_fit", "dask_predict", "dask_transform", "dask_score"]
 
@@ -512,7 +512,7 @@ def dask_fit(estimator, X, sample_weight=None) -> dict:
         warnings.warn(
             f"Number of distinct clusters ({n_distinct}) found smaller than "
             f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
+            convergence_warning(),
             stacklevel=3,
         )
     labels = X_lazy.map_blocks(

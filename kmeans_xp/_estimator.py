@@ -11,14 +11,16 @@ from ._array_api import (
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._lloyd import distances_to
 from ._problem import make_problem
+from ._sklearn_compat import SklearnCompatMixin
 from ._validation import check_array, check_fitted_input, check_sample_weight, unit_rows
 
 __all__ = ["CentersEstimator"]
 
 
-class CentersEstimator(EstimatorBase):
+class CentersEstimator(EstimatorBase, SklearnCompatMixin):
     """Base of the estimators whose fitted state is ``cluster_centers_``:
-    subclasses add ``fit`` (and ``partial_fit``)."""
+    subclasses add ``fit`` (and ``partial_fit``), which record the feature
+    names of X (``_record_feature_names``); the methods here check them."""
 
     #: "cosine" in KMeans with metric="cosine"; the prediction methods read it.
     metric = "euclidean"
@@ -43,6 +45,9 @@ class CentersEstimator(EstimatorBase):
         if is_dask_array(X):
             from ._dask import dask_predict
 
+            self._check_fitted()
+            self._check_feature_names(X)
+
             return dask_predict(self, X)
         problem, centers = self._problem_for(X, sample_weight, method="predict")
         kernels = problem.kernels
@@ -65,6 +70,9 @@ class CentersEstimator(EstimatorBase):
         if is_dask_array(X):
             from ._dask import dask_transform
 
+            self._check_fitted()
+            self._check_feature_names(X)
+
             return dask_transform(self, X)
         problem, centers = self._problem_for(X, None, method="transform")
         xp = problem.xp
@@ -83,6 +91,9 @@ class CentersEstimator(EstimatorBase):
         """Opposite of the inertia of X under the fitted centres."""
         if is_dask_array(X):
             from ._dask import dask_score
+
+            self._check_fitted()
+            self._check_feature_names(X)
 
             return dask_score(self, X, sample_weight)
         problem, centers = self._problem_for(X, sample_weight, method="score")
@@ -107,6 +118,7 @@ class CentersEstimator(EstimatorBase):
         it would be a hidden copy. ``to_namespace`` converts the model.
         """
         self._check_fitted()
+        self._check_feature_names(X)
         X, xp, device = check_array(X)
         check_fitted_input(self, X, xp, f"{type(self).__name__}.{method}()", device=device)
         centers = self.cluster_centers_
@@ -116,7 +128,8 @@ class CentersEstimator(EstimatorBase):
         weights = check_sample_weight(sample_weight, X, xp, device)
         shift = xp.mean(centers, axis=0)
         problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
-        return problem, centers - shift
+        # The problem's shift: zero for sparse X, which is never shifted.
+        return problem, centers - problem.runner.shift
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # Runs only with SCIPY_ARRAY_API=1.
@@ -124,10 +137,12 @@ class CentersEstimator(EstimatorBase):
 
     def __sklearn_tags__(self):
         # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import Tags, TargetTags, TransformerTags
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
         return Tags(
             estimator_type="clusterer",
+            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
+            input_tags=InputTags(sparse=True),
             target_tags=TargetTags(required=False),
             transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
             array_api_support=True,

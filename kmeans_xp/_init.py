@@ -60,7 +60,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     cumulative_sum = problem.kernels.cumulative_sum
     first = _weighted_draws(problem, cumulative_sum(first_weights), draws[:1], last)
     chosen = [first]
-    centers = [xp.take(problem.X, first, axis=0) - runner.shift]
+    centers = [problem.take_rows(first) - runner.shift]
     # Small data (one block, the latency row): the shifted block and its
     # row norms are the same in every round, so they are made once, and the
     # distances to the chosen candidate are kept from the round's potentials
@@ -96,7 +96,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         candidates = _weighted_draws(
             problem, cumulative_sum(potential), draws[start:start + n_local_trials], last
         )
-        candidate_points = xp.take(problem.X, candidates, axis=0) - runner.shift
+        candidate_points = problem.take_rows(candidates) - runner.shift
         distances = distances_to(problem, candidate_points)
 
         # Called within this round only: the round's distances and closest.
@@ -161,4 +161,4 @@ def _random_rows(problem: Problem, n_clusters: int, rng):
     """``n_clusters`` distinct rows, drawn with probability proportional to
     their weight (uniformly without weights)."""
     indices = distinct_rows(problem, n_clusters, rng)
-    return problem.xp.take(problem.X, indices, axis=0) - problem.runner.shift, indices
+    return problem.take_rows(indices) - problem.runner.shift, indices

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 import warnings
 
+import numpy as np
+
 from ._array_api import Array, is_dask_array
 from ._estimator import CentersEstimator
 from ._fit import fit_best_of, progress_hook, where_to_run
@@ -17,6 +19,7 @@ from ._init import _kmeans_plusplus
 from ._kernels import get_kernels
 from ._lloyd import data_mean_and_variance
 from ._problem import make_problem
+from ._sparse import is_sparse
 from ._validation import (
     _check_int,
     check_array,
@@ -29,7 +32,7 @@ from ._validation import (
     result_dtype,
     unit_rows,
 )
-from .exceptions import ConvergenceWarning
+from .exceptions import convergence_warning
 
 __all__ = ["KMeans", "k_means", "kmeans_plusplus"]
 
@@ -83,6 +86,15 @@ class KMeans(CentersEstimator):
         center_shift)`` and ``end_run(n_iter, converged)`` is called at
         those points. Each iteration's inertia is computed only when this
         or ``verbose`` is set.
+    copy_x : bool, default=True
+        Accepted for scikit-learn compatibility. X is never modified (nor
+        centred in place) whatever its value, so both values behave as
+        scikit-learn's ``copy_x=True``.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Accepted for scikit-learn compatibility: both run Lloyd's
+        algorithm, whose result from the same initial centres is the one
+        Elkan's bounds reach. "elkan" with one cluster warns as
+        scikit-learn does.
     process_group : None, "default" or torch.distributed.ProcessGroup, default=None
         Fit data sharded across the ranks of a torch.distributed group
         (gloo or NCCL): every rank calls ``fit`` on its own rows (any
@@ -143,6 +155,8 @@ class KMeans(CentersEstimator):
         random_state=None,
         metric="euclidean",
         progress=None,
+        copy_x=True,
+        algorithm="lloyd",
         process_group=None,
         device=None,
         array_namespace=None,
@@ -155,9 +169,11 @@ class KMeans(CentersEstimator):
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features)
+        X : array or sparse matrix of shape (n_samples, n_features)
             Any array-API array (numpy, torch, cupy, ...) or anything
-            ``numpy.asarray`` accepts. Never modified.
+            ``numpy.asarray`` accepts, or a scipy.sparse CSR/CSC matrix or
+            array or a torch sparse CSR tensor (never densified; the centres
+            are dense). Never modified.
         y : ignored
         sample_weight : array of shape (n_samples,), optional
             Non-negative weights, in X's namespace and device (or a list).
@@ -173,7 +189,17 @@ class KMeans(CentersEstimator):
             max_iter=self.max_iter,
             tol=self.tol,
             metric=self.metric,
+            algorithm=self.algorithm,
+            copy_x=self.copy_x,
         )
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using "
+                "'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._record_feature_names(X)
         if self.process_group is not None:
             # torch.distributed driver: X is this rank's shard.
             from ._distributed import fit_estimator
@@ -201,6 +227,12 @@ class KMeans(CentersEstimator):
         X, xp, device = check_array(X)
         check_n_clusters_fits(self.n_clusters, X.shape[0])
         if self.metric == "cosine":
+            if is_sparse(X):
+                raise ValueError(
+                    "metric='cosine' does not take sparse X yet; normalise its rows "
+                    "(sklearn.preprocessing.normalize) and use metric='euclidean', which "
+                    "then ranks centres as cosine does."
+                )
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
         return self._fit_checked(X, X_input, weights, xp, device)
@@ -228,12 +260,19 @@ class KMeans(CentersEstimator):
             init = check_init_array(init, X, xp, device, self.n_clusters)
             if spherical:
                 init = unit_rows(init, xp, name="init")
-        n_init = resolve_n_init(self.n_init, self.init, n_random=10)
+        n_init = resolve_n_init(
+            self.n_init, self.init, n_random=10, estimator=type(self).__name__
+        )
 
         start = time.perf_counter()
-        run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
-            xp, device, X, weights, init, data_stats
-        )
+        if is_sparse(X):
+            # Sparse tensors have no numpy view: sparse data run where they are.
+            run_xp, run_device, back = xp, device, lambda a: a
+            run_X, run_weights, run_init, run_stats = X, weights, init, data_stats
+        else:
+            run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
+                xp, device, X, weights, init, data_stats
+            )
         centers, labels, inertia, n_iter = fit_best_of(
             run_X, run_weights, run_xp, run_device,
             n_clusters=self.n_clusters, init=run_init, n_init=n_init,
@@ -246,7 +285,7 @@ class KMeans(CentersEstimator):
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
                 f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
+                convergence_warning(),
                 stacklevel=3,
             )
         out_dtype = result_dtype(X_input, X)
@@ -266,14 +305,16 @@ class KMeans(CentersEstimator):
         # scikit-learn lists the same check for its own KMeans. Weighted and
         # repeated fits from the *same* initial centres agree: see
         # tests/test_properties.py::test_integer_weights_equal_repeated_rows.
+        reason = (
+            "the check shuffles the weighted rows, so a random init draws "
+            "other initial centres than on the repeated rows and Lloyd "
+            "reaches another local optimum; sample_weight is equivalent "
+            "to repetition from the same initial centres."
+        )
         return {
             **super()._sklearn_expected_failed_checks(),
-            "check_sample_weight_equivalence_on_dense_data": (
-                "the check shuffles the weighted rows, so a random init draws "
-                "other initial centres than on the repeated rows and Lloyd "
-                "reaches another local optimum; sample_weight is equivalent "
-                "to repetition from the same initial centres."
-            ),
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
 
@@ -291,8 +332,13 @@ def k_means(
     metric="euclidean",
     return_n_iter: bool = False,
     progress=None,
+    copy_x: bool = True,
+    algorithm: str = "lloyd",
 ) -> tuple:
     """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
+
+    Takes ``KMeans``'s parameters (``copy_x`` and ``algorithm`` as there:
+    X is never modified and Lloyd always runs).
 
     Returns
     -------
@@ -321,6 +367,8 @@ def k_means(
         random_state=random_state,
         metric=metric,
         progress=progress,
+        copy_x=copy_x,
+        algorithm=algorithm,
     ).fit(X, sample_weight=sample_weight)
     result = (est.cluster_centers_, est.labels_, est.inertia_)
     return result + (est.n_iter_,) if return_n_iter else result
@@ -331,10 +379,16 @@ def kmeans_plusplus(
     n_clusters: int,
     *,
     sample_weight: Array | None = None,
+    x_squared_norms: Array | None = None,
     random_state=None,
     n_local_trials: int | None = None,
 ) -> tuple[Array, Array]:
     """Greedy k-means++ initial centres, as ``sklearn.cluster.kmeans_plusplus``.
+
+    ``x_squared_norms`` (array of shape (n_samples,)), scikit-learn's
+    precomputed squared row norms, is checked for its length and otherwise
+    unused: the kernels compute the norms of each block as they go, in the
+    shifted frame that keeps float32 accurate.
 
     Returns
     -------
@@ -359,11 +413,20 @@ def kmeans_plusplus(
     X, xp, device = check_array(X)
     check_n_clusters_fits(n_clusters, X.shape[0])
     weights = check_sample_weight(sample_weight, X, xp, device)
+    if x_squared_norms is not None:
+        shape = tuple(getattr(x_squared_norms, "shape", np.shape(x_squared_norms)))
+        n_norms = shape[0] if shape else 0
+        if n_norms != X.shape[0]:
+            raise ValueError(
+                f"The length of x_squared_norms {n_norms} should be equal to the "
+                f"length of n_samples {X.shape[0]}."
+            )
     rng = check_random_state(random_state)
     problem = make_problem(X, weights, xp, device, n_local_trials or 16)
     shift, _ = data_mean_and_variance(problem, need_variance=False)
     centers, indices = _kmeans_plusplus(problem, n_clusters, rng, n_local_trials)
-    # Return the chosen rows exactly, not shifted-and-back approximations.
-    centers = xp.take(X, indices, axis=0)
+    # Return the chosen rows exactly, not shifted-and-back approximations
+    # (dense rows for sparse X).
+    centers = problem.take_rows(indices)
     out_dtype = result_dtype(X_input, X)
     return (xp.astype(centers, out_dtype) if centers.dtype != out_dtype else centers), indices

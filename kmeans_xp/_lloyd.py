@@ -54,6 +54,11 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     second_moment = sq_total / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
+    if not kernels.shiftable:
+        # Sparse data stay unshifted (a shift densifies them); the mean
+        # variance comes from the two moments, as scikit-learn's does.
+        runner.shift = xp.zeros_like(mean)
+        return runner.shift, max(0.0, (second_moment - offset) / problem.X.shape[1])
     far_from_origin = 2 * offset > second_moment
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
@@ -265,13 +270,17 @@ def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_
 
     Like scikit-learn: the farthest points (by distance to the centre they
     were assigned to) leave their cluster's sums and start the empty
-    clusters, so no centre is left NaN or parked at the origin. With
+    clusters, so no centre is left NaN or parked at the origin. When every
+    row sits on its centre (more clusters than distinct rows) moving one
+    gains nothing: the clusters stay as they are, as in scikit-learn. With
     ``reduce`` (see ``lloyd``), the sums are global and
     ``reduce.farthest`` picks the farthest rows among every shard's own.
     """
     xp = problem.xp
     n_clusters = centers.shape[0]
     _, d2 = _exact_distances(problem, centers, labels, per_sample=True)
+    if not as_host_scalar(xp.max(d2)) > 0:
+        return sums, counts
     far = xp.argsort(d2, descending=True, stable=True)[:n_empty]
     is_empty = xp.astype(counts == 0, xp.int8)
     empty_ids = xp.argsort(is_empty, descending=True, stable=True)[:n_empty]

@@ -37,6 +37,7 @@ from ._array_api import (
 from ._estimator import CentersEstimator
 from ._fit import initial_centers
 from ._init import distinct_rows
+from ._kernels import get_kernels
 from ._lloyd import (
     _assign_labels,
     _lloyd_pass,
@@ -160,8 +161,9 @@ class MiniBatchKMeans(CentersEstimator):
         ----------
         X : array of shape (n_samples, n_features)
             Any array-API array (numpy, numpy memmap, torch, cupy, ...) or
-            anything ``numpy.asarray`` accepts. Never modified, never
-            copied whole: batches are gathered from it.
+            anything ``numpy.asarray`` accepts, or a scipy.sparse CSR/CSC
+            or torch sparse CSR matrix (batches stay sparse). Never
+            modified, never copied whole: batches are gathered from it.
         y : ignored
         sample_weight : array of shape (n_samples,), optional
 
@@ -170,13 +172,16 @@ class MiniBatchKMeans(CentersEstimator):
         self
         """
         self._check_params()
+        self._record_feature_names(X)
         X, xp, device, X_input = self._check_data(X)
         n_samples, n_features = X.shape
         check_n_clusters_fits(self.n_clusters, n_samples)
         weights = check_sample_weight(sample_weight, X, xp, device)
         rng = check_random_state(self.random_state)
         init = self._checked_init(X, xp, device)
-        n_init = resolve_n_init(self.n_init, self.init, n_random=3, stacklevel=3)
+        n_init = resolve_n_init(
+            self.n_init, self.init, n_random=3, stacklevel=3, estimator=type(self).__name__
+        )
         batch_size = min(self.batch_size, n_samples)
         init_size = self._resolve_init_size(batch_size, n_samples)
 
@@ -266,6 +271,9 @@ class MiniBatchKMeans(CentersEstimator):
         started = hasattr(self, "_stream_state")
         if not started:
             self._check_params()
+            self._record_feature_names(X)
+        else:
+            self._check_feature_names(X)
         X, xp, device, X_input = self._check_data(X)
         if started:
             check_fitted_input(self, X, xp, "MiniBatchKMeans.partial_fit()", device=device)
@@ -307,13 +315,15 @@ class MiniBatchKMeans(CentersEstimator):
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # scikit-learn lists the same check for its own MiniBatchKMeans.
+        reason = (
+            "batches are drawn uniformly by row index, so a row of weight 2 "
+            "and the same row repeated twice lead to other random batches "
+            "and another local optimum."
+        )
         return {
             **super()._sklearn_expected_failed_checks(),
-            "check_sample_weight_equivalence_on_dense_data": (
-                "batches are drawn uniformly by row index, so a row of weight 2 "
-                "and the same row repeated twice lead to other random batches "
-                "and another local optimum."
-            ),
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
     # ------------------------------------------------------------- helpers
@@ -365,10 +375,12 @@ class MiniBatchKMeans(CentersEstimator):
             init_size = 3 * batch_size
         if init_size < self.n_clusters:
             if self.init_size is not None:
+                # scikit-learn's category and text.
                 warnings.warn(
                     f"init_size={self.init_size} should be larger than "
-                    f"n_clusters={self.n_clusters}; using {3 * self.n_clusters}.",
-                    UserWarning,
+                    f"n_clusters={self.n_clusters}. Setting it to "
+                    "min(3*n_clusters, n_samples)",
+                    RuntimeWarning,
                     stacklevel=3,
                 )
             init_size = 3 * self.n_clusters
@@ -383,9 +395,10 @@ class MiniBatchKMeans(CentersEstimator):
 
 
 def _sample(X, weights, indices, xp, device):
-    """Rows (and weights) of X at host ``indices``, gathered on the device."""
+    """Rows (and weights) of X at host ``indices``, gathered on the device
+    (sparse rows for sparse X)."""
     idx = to_device_array(indices, xp, dtype=index_dtype(xp, device), device=device)
-    rows = xp.take(X, idx, axis=0)
+    rows = get_kernels(xp, device, X).select_rows(X, idx)
     return rows, (None if weights is None else xp.take(weights, idx))
 
 
@@ -429,7 +442,7 @@ class _State:
         batch inertia under the old ones (host float)."""
         xp = self.xp
         rows, weights = batch
-        problem = _batch_problem(batch, shift, xp, device_of(rows), centers.shape[0])
+        problem = _batch_problem(batch, shift, xp, device_of(self.counts), centers.shape[0])
         _, sums, batch_counts, inertia = _lloyd_pass(problem, centers, want_inertia=True)
         if sums.dtype != centers.dtype:  # GPU kernels sum a batch in float64
             sums, batch_counts = xp.astype(sums, centers.dtype), xp.astype(batch_counts, centers.dtype)
@@ -463,7 +476,7 @@ class _State:
         if n_low == 0:
             return centers
         picks = distinct_rows(problem, n_low, rng)
-        new_rows = xp.take(problem.X, picks, axis=0) - problem.runner.shift
+        new_rows = problem.take_rows(picks) - problem.runner.shift
         if self.est.verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_low} cluster centers.")
         # The k-th low cluster (in index order) gets the k-th picked row.

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._array_api import device_of, host_workers
+from ._array_api import host_workers
 from ._blocks import BlockRunner, working_dtype
 from ._kernels import Kernels, get_kernels
+from ._sparse import is_sparse
 
 __all__ = ["Problem", "make_problem"]
 
@@ -26,7 +27,7 @@ class Problem:
     def __post_init__(self):
         # Looked up once: small fits ask for it on every pass.
         source = self.runner.source
-        self.device = device_of(self.runner.X) if source is None else source.device
+        self.device = self.kernels.data_device(self.runner.X) if source is None else source.device
 
     @property
     def X(self):
@@ -46,11 +47,11 @@ class Problem:
         return None if self.weights is None else self.weights[start:stop]
 
     def take_rows(self, indices):
-        """Rows ``indices`` of X on the device (from the host when X
-        streams from there)."""
+        """Rows ``indices`` of X on the device as a dense array, unshifted
+        (from the host when X streams from there)."""
         if self.runner.source is not None:
             return self.runner.source.take(indices)
-        return self.xp.take(self.X, indices, axis=0)
+        return self.kernels.take_rows(self.runner.X, indices)
 
     def zeros(self, shape):
         return self.xp.zeros(shape, dtype=self.dtype, device=self.device)
@@ -67,10 +68,16 @@ def make_problem(
     ``source`` streams the blocks of host data to the device (see
     ``BlockRunner``; ``X`` is then the source).
     """
-    kernels = get_kernels(xp, device)
+    # Only sparse data pass X along (the kernels depend on its format), so
+    # wrappers of ``get_kernels(xp, device)`` keep working for dense data.
+    kernels = get_kernels(xp, device, X) if is_sparse(X) else get_kernels(xp, device)
+    if shift is not None and not kernels.shiftable:
+        shift = xp.zeros_like(shift)  # sparse data: distances in true coordinates
     if rows is None:
         itemsize = xp.finfo(working_dtype(xp, X.dtype)).bits // 8
-        rows = kernels.rows_per_block(X.shape[0], max(width, X.shape[1]), itemsize)
+        # Dense blocks are (rows x n_features) temporaries; sparse ones are not.
+        wide = max(width, X.shape[1]) if kernels.shiftable else width
+        rows = kernels.rows_per_block(X.shape[0], wide, itemsize)
     workers = host_workers() if threaded and kernels.threaded else 1
     runner = BlockRunner(
         X, shift, xp=xp, kernels=kernels, rows=rows, n_workers=workers, source=source

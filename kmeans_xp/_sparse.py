@@ -34,6 +34,7 @@ __all__ = [
     "iter_row_blocks",
     "lloyd_pass",
     "sparse_kernels",
+    "sparse_module",
 ]
 
 
@@ -44,6 +45,11 @@ def is_sparse(X) -> bool:
     if module.startswith(("scipy.sparse", "cupyx.scipy.sparse")):
         return True
     return module.startswith("torch") and getattr(X, "layout", None) is not None and str(X.layout) != "torch.strided"
+
+
+def sparse_module(X) -> str:
+    """The ``kmeans_xp._kernels`` module with the kernels for sparse ``X``."""
+    return "torch_sparse" if type(X).__module__.startswith("torch") else "scipy_sparse"
 
 
 def sparse_kernels(X):
@@ -204,6 +210,10 @@ class ScipySparseKernels:
         initial centres: a few rows only)."""
         return self.dense.asarray(X[self.dense.asarray(indices)].toarray())
 
+    def select_rows(self, X, indices):
+        """Rows ``indices`` (repeats allowed) of CSR X, as CSR."""
+        return X[self.dense.asarray(indices)]
+
     def _row_ids(self, Xb):
         """Row index of each stored value of a CSR block."""
         return self.dense.repeat(self.dense.arange(Xb.shape[0]), self.dense.diff(Xb.indptr))
@@ -300,10 +310,33 @@ class TorchSparseKernels:
         d2 = self.sq_distances(Xb, self.sq_row_norms(Xb), centers)
         return d2.gather(1, labels[:, None])[:, 0]
 
-    def dense_rows(self, X, indices):
+    def select_rows(self, X, indices):
+        """Rows ``indices`` (repeats allowed) of a CSR tensor, as a new CSR
+        tensor holding only their nonzeros."""
         torch = self.torch
-        indices = torch.as_tensor(indices, device=X.device)
-        return torch.stack([self.row_block(X, int(i), int(i) + 1).to_dense()[0] for i in indices])
+        crow = X.crow_indices()
+        indices = torch.as_tensor(indices, device=crow.device, dtype=crow.dtype)
+        starts = crow[indices]
+        lengths = crow[indices + 1] - starts
+        new_crow = torch.zeros(indices.shape[0] + 1, dtype=crow.dtype, device=crow.device)
+        new_crow[1:] = torch.cumsum(lengths, 0)
+        # Position in X of each kept nonzero: its row's start in X plus its
+        # rank within the row.
+        offsets = torch.repeat_interleave(starts - new_crow[:-1], lengths)
+        positions = offsets + torch.arange(int(new_crow[-1]), dtype=crow.dtype, device=crow.device)
+        return torch.sparse_csr_tensor(
+            new_crow,
+            X.col_indices()[positions],
+            X.values()[positions],
+            size=(indices.shape[0], X.shape[1]),
+            dtype=X.dtype,
+            device=X.device,
+            check_invariants=False,
+        )
+
+    def dense_rows(self, X, indices):
+        """Rows ``indices`` of X as a dense tensor (a few rows only)."""
+        return self.select_rows(X, indices).to_dense()
 
 
 def _rows_per_block(n_samples, nnz, storage, n_clusters, itemsize, block_bytes=None) -> int:

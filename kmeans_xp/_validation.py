@@ -26,6 +26,7 @@ from ._blocks import working_dtype
 from .exceptions import InvalidParameterError, NamespaceMismatchError
 
 __all__ = [
+    "ALGORITHMS",
     "METRICS",
     "check_array",
     "check_fitted_input",
@@ -44,6 +45,8 @@ __all__ = [
 
 _INIT_STRINGS = ("k-means++", "k-means||", "random")
 METRICS = ("euclidean", "cosine")
+#: scikit-learn's KMeans algorithms; both run Lloyd here (see ``KMeans``).
+ALGORITHMS = ("lloyd", "elkan")
 
 
 def check_array(X, *, name: str = "X", keep_half: bool = False):
@@ -56,12 +59,14 @@ def check_array(X, *, name: str = "X", keep_half: bool = False):
     much; see ``result_dtype``), unless ``keep_half``: the caller then
     computes on blocks cast to float32 as they are used (``BlockRunner``),
     without a float32 copy of X. The input is never modified: a conversion
-    makes a new array.
+    makes a new array. Sparse X (scipy.sparse CSR/CSC, torch sparse CSR)
+    stays sparse: see ``_check_sparse``.
 
     Raises
     ------
     TypeError
-        Not an array, a sparse matrix, or a non-numeric dtype.
+        Not an array, a sparse format other than CSR/CSC (scipy) or CSR
+        (torch), or a non-numeric dtype.
     ValueError
         Not 2-D, no samples or no features, complex, NaN or infinite
         values, or values so large that squared distances would overflow.
@@ -74,11 +79,7 @@ def check_array(X, *, name: str = "X", keep_half: bool = False):
             "data. Call it outside the transformed function, on concrete arrays."
         )
     if _is_sparse(X):
-        raise TypeError(
-            f"Sparse input is not supported: {name} is a {type(X).__module__}."
-            f"{type(X).__name__}; convert it with {name}.toarray() (k-means "
-            "centres are dense anyway)."
-        )
+        return _check_sparse(X, name)
     if not is_array_api_obj(X):
         if not isinstance(X, (list, tuple)) and not hasattr(X, "__array__"):
             raise TypeError(
@@ -126,6 +127,89 @@ def check_array(X, *, name: str = "X", keep_half: bool = False):
             f"distances over {n_samples} x {n_features} values would overflow "
             f"{X.dtype} above {limit:.3g}. Rescale {name} (e.g. divide by its "
             "largest value)."
+        )
+    return X, xp, device
+
+
+def _check_sparse(X, name: str):
+    """``check_array`` for sparse X: scipy.sparse / cupyx.scipy.sparse CSR or
+    CSC (CSC becomes CSR once: a copy of the nonzeros, never dense) and
+    torch sparse CSR tensors. Returns ``(X, xp, device)``, ``xp`` being the
+    namespace of the dense arrays (centres, labels) the fit makes."""
+    module = type(X).__module__ or ""
+    if module.startswith(("scipy.sparse", "cupyx.scipy.sparse")):
+        if X.format not in ("csr", "csc"):
+            raise TypeError(
+                f"Sparse {name} in {X.format!r} format is not supported; convert it with "
+                f"{name}.tocsr() (k-means reads CSR in row blocks; CSC is converted once)."
+            )
+        shape = tuple(X.shape)
+    elif module.startswith("torch"):
+        import torch
+
+        if X.layout is not torch.sparse_csr:
+            raise TypeError(
+                f"torch sparse {name} with layout {X.layout} is not supported; convert it "
+                f"with {name}.to_sparse_csr()."
+            )
+        shape = tuple(X.shape)
+    else:
+        raise TypeError(
+            f"Sparse input of type {module}.{type(X).__name__} is not supported; use a "
+            f"scipy.sparse CSR matrix or array (or {name}.toarray())."
+        )
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features); got shape {shape}.")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(
+            f"{name} has shape {shape}: found array with 0 sample(s) or feature(s) while a "
+            "minimum of 1 is required."
+        )
+    if module.startswith("torch"):
+        X = X.detach()
+        values = X.values()
+        xp = array_namespace(values)
+        device = X.device
+        if values.is_complex():
+            raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
+        if not values.is_floating_point():
+            X = X.to(default_float_dtype(xp, device))
+        elif values.element_size() < 4:
+            X = X.to(xp.float32)
+        values = X.values()
+        finite = bool(xp.all(xp.isfinite(values)))
+        largest = float(xp.max(xp.abs(values))) if finite and values.shape[0] else 0.0
+    else:
+        import array_api_compat
+
+        if module.startswith("cupyx"):
+            xp, device = array_api_compat.array_namespace(X.data), X.data.device
+        else:
+            xp, device = array_api_compat.array_namespace(np.empty(0)), "cpu"
+        kind = X.dtype.kind
+        if kind == "c":
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}.")
+        if kind not in "biuf":
+            raise TypeError(f"{name} must have a numeric dtype; got {X.dtype}.")
+        if X.format == "csc":
+            X = X.tocsr()  # a new matrix: the input stays as it is
+        if kind != "f":
+            X = X.astype(np.float64)
+        elif X.dtype.itemsize < 4:
+            X = X.astype(np.float32)
+        if not X.has_canonical_format:
+            # Duplicate entries would break the row norms; summed on a copy.
+            X = X.copy()
+            X.sum_duplicates()
+        finite = bool(xp.all(xp.isfinite(X.data)))
+        largest = float(xp.max(xp.abs(X.data))) if finite and X.nnz else 0.0
+    if not finite:
+        raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+    limit = magnitude_limit(xp, X.dtype, shape[0], shape[1])
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g} in magnitude; squared distances "
+            f"would overflow {X.dtype}. Rescale {name} (e.g. divide by its largest value)."
         )
     return X, xp, device
 
@@ -330,10 +414,19 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def check_params(*, n_clusters, init, n_init, max_iter, tol, metric="euclidean") -> None:
+def check_params(
+    *, n_clusters, init, n_init, max_iter, tol, metric="euclidean", algorithm="lloyd",
+    copy_x=True,
+) -> None:
     """Validate the parameters that do not depend on the data."""
     if not isinstance(metric, str) or metric not in METRICS:
         raise InvalidParameterError(f"metric must be one of {METRICS}, got {metric!r}.")
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise InvalidParameterError(
+            f"The 'algorithm' parameter must be one of {ALGORITHMS}, got {algorithm!r}."
+        )
+    if not isinstance(copy_x, (bool, np.bool_)):
+        raise InvalidParameterError(f"copy_x must be True or False, got {copy_x!r}.")
     _check_int(n_clusters, "n_clusters", 1)
     _check_int(max_iter, "max_iter", 1)
     if not (isinstance(n_init, str) and n_init == "auto"):
@@ -373,10 +466,22 @@ def check_init_array(init, X, xp, device, n_clusters: int):
             raise TypeError(f"init array must be real-valued, got dtype {init_np.dtype}.")
         centers = xp.asarray(init_np, dtype=X.dtype, device=device)
     n_features = X.shape[1]
-    if centers.ndim != 2 or tuple(centers.shape) != (n_clusters, n_features):
+    shape = tuple(centers.shape)
+    # scikit-learn's texts: its tests and users' scripts match them.
+    if centers.ndim != 2:
         raise ValueError(
             f"init array must have shape (n_clusters, n_features) = "
-            f"({n_clusters}, {n_features}), got {tuple(centers.shape)}."
+            f"({n_clusters}, {n_features}), got {shape}."
+        )
+    if shape[0] != n_clusters:
+        raise ValueError(
+            f"The shape of the initial centers {shape} does not match the number "
+            f"of clusters {n_clusters}."
+        )
+    if shape[1] != n_features:
+        raise ValueError(
+            f"The shape of the initial centers {shape} does not match the number "
+            f"of features of the data {n_features}."
         )
     if not _isdtype(xp, centers.dtype, ("integral", "real floating")):
         raise TypeError(f"init array must be real-valued, got dtype {centers.dtype}.")
@@ -402,12 +507,14 @@ def unit_rows(X, xp, name: str = "X"):
     return X / norms[:, None]
 
 
-def resolve_n_init(n_init, init, *, n_random: int, stacklevel: int = 4) -> int:
+def resolve_n_init(
+    n_init, init, *, n_random: int, stacklevel: int = 4, estimator: str = "KMeans"
+) -> int:
     """The number of initialisations to run: ``n_init``, or for "auto"
     scikit-learn's choice (1 for "k-means++" and given centres,
     ``n_random`` for "random" and callables: 10 for KMeans, 3 for
-    MiniBatchKMeans). Given centres run once, with a warning if more runs
-    were asked for."""
+    MiniBatchKMeans). Given centres run once, with scikit-learn's
+    RuntimeWarning (naming ``estimator``) if more runs were asked for."""
     explicit = not isinstance(init, str) and not callable(init)
     if n_init == "auto":
         if explicit or init in ("k-means++", "k-means||"):
@@ -415,9 +522,9 @@ def resolve_n_init(n_init, init, *, n_random: int, stacklevel: int = 4) -> int:
         return n_random
     if explicit and n_init != 1:
         warnings.warn(
-            f"Explicit initial centres were passed: running 1 initialisation "
-            f"instead of n_init={n_init}.",
-            UserWarning,
+            f"Explicit initial center position passed: performing only one init "
+            f"in {estimator} instead of n_init={n_init}.",
+            RuntimeWarning,
             stacklevel=stacklevel,
         )
         return 1

@@ -274,7 +274,7 @@ def test_other_bad_input(in_process, blobs):
         KMeans(N_CLUSTERS).fit(X, sample_weight=-np.ones(N_SAMPLES))
     with pytest.raises(ValueError, match=r"shape \(3000,\)"):
         KMeans(N_CLUSTERS).fit(X, sample_weight=np.ones(10))
-    with pytest.raises(ValueError, match=r"init array must have shape"):
+    with pytest.raises(ValueError, match=r"The shape of the initial centers"):
         KMeans(N_CLUSTERS, init=blobs[:2]).fit(X)
     with pytest.raises(ValueError, match="not supported on Dask"):
         KMeans(N_CLUSTERS, metric="cosine").fit(X)

@@ -13,19 +13,17 @@ pytest.importorskip("sklearn")
 
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from kmeans_xp import KMeans  # noqa: E402
+from kmeans_xp import BisectingKMeans, KMeans, MiniBatchKMeans  # noqa: E402
 
 
 def _estimators():
     # Small max_iter/n_init keep the ~70 checks fast, as scikit-learn does
     # for its own KMeans.
-    estimators = [KMeans(n_clusters=3, n_init=2, max_iter=20, random_state=0)]
-    try:
-        from kmeans_xp import MiniBatchKMeans
-    except ImportError:  # not written yet: KMeans alone
-        return estimators
-    estimators.append(MiniBatchKMeans(n_clusters=3, max_iter=20, random_state=0))
-    return estimators
+    return [
+        KMeans(n_clusters=3, n_init=2, max_iter=20, random_state=0),
+        MiniBatchKMeans(n_clusters=3, max_iter=20, random_state=0),
+        BisectingKMeans(n_clusters=3, max_iter=20, random_state=0),
+    ]
 
 
 def _expected_failed(estimator) -> dict:
@@ -33,6 +31,9 @@ def _expected_failed(estimator) -> dict:
     return hook() if hook is not None else {}
 
 
+# A warning from a check (e.g. "does not inherit from BaseEstimator") fails
+# it: the estimators must pass scikit-learn's suite silently.
+@pytest.mark.filterwarnings("error")
 @parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failed)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

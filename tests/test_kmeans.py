@@ -518,7 +518,8 @@ def test_get_set_params_and_repr():
     assert params["n_clusters"] == 3 and params["init"] == "random"
     assert set(params) == {
         "n_clusters", "init", "n_init", "max_iter", "tol", "verbose", "random_state", "metric",
-        "progress", "process_group", "device", "array_namespace", "device_block_bytes",
+        "progress", "copy_x", "algorithm", "process_group", "device", "array_namespace",
+        "device_block_bytes",
     }
     assert km.set_params(n_clusters=5) is km and km.n_clusters == 5
     assert repr(km) == "KMeans(init='random', n_clusters=5, random_state=1)"

@@ -237,7 +237,7 @@ def test_dask_input_rejected(blobs):
 
 def test_explicit_init_with_n_init_warns(blobs):
     X, _ = blobs
-    with pytest.warns(UserWarning, match="1 initialisation"):
+    with pytest.warns(RuntimeWarning, match="only one init in MiniBatchKMeans instead of n_init=3"):
         MiniBatchKMeans(N_CLUSTERS, init=X[:N_CLUSTERS], n_init=3).fit(X)
 
 

@@ -88,9 +88,9 @@ def test_convergence_warning_is_sklearns_once_sklearn_is_loaded():
     assert issubclass(category, sklearn_exceptions.ConvergenceWarning)
     assert convergence_warning() is category  # built once
     with pytest.warns(sklearn_exceptions.ConvergenceWarning, match="degenerate"):
-        warnings.warn("degenerate", category)
+        warnings.warn("degenerate", category, stacklevel=2)
     with pytest.warns(ConvergenceWarning):
-        warnings.warn("degenerate", category)
+        warnings.warn("degenerate", category, stacklevel=2)
     assert pickle.loads(pickle.dumps(category)) is category
 
 
@@ -295,3 +295,81 @@ def test_check_estimator_emits_no_warning_on_bisecting_kmeans():
     # other warning (e.g. "does not inherit from BaseEstimator") fails here.
     others = [str(w.message) for w in caught if w.category.__name__ != "SkipTestWarning"]
     assert others == []
+
+
+# -- the core estimators (issue 17, second part) --------------------------------
+
+
+def test_kmeans_and_minibatch_pipeline_set_output_and_column_checks():
+    pytest.importorskip("sklearn")
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from kmeans_xp import KMeans, MiniBatchKMeans
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 2)), columns=["x", "y"])
+    for est, prefix in [(KMeans(3, random_state=0), "kmeans"),
+                        (MiniBatchKMeans(3, random_state=0), "minibatchkmeans")]:
+        pipe = Pipeline([("scale", StandardScaler()), ("cluster", est)]).set_output(transform="pandas")
+        out = pipe.fit_transform(X)
+        assert out.columns.tolist() == [f"{prefix}{i}" for i in range(3)]
+        assert est.feature_names_in_.tolist() == ["x", "y"]
+        with pytest.raises(ValueError, match="Feature names must be in the same order"):
+            est.predict(X[["y", "x"]])
+        with pytest.warns(UserWarning, match="X does not have valid feature names"):
+            est.score(X.to_numpy())
+    # partial_fit records the names on its first call and checks them after.
+    stream = MiniBatchKMeans(3, random_state=0).partial_fit(X)
+    assert stream.feature_names_in_.tolist() == ["x", "y"]
+    with pytest.raises(ValueError, match="Feature names unseen at fit time"):
+        stream.partial_fit(X.rename(columns={"y": "z"}))
+
+
+@pytest.mark.parametrize("dask", [False, True], ids=["memory", "dask"])
+def test_distinct_clusters_warning_is_sklearns(dask):
+    sklearn_exceptions = pytest.importorskip("sklearn.exceptions")
+    from kmeans_xp import KMeans
+
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]] * 2)
+    if dask:
+        da = pytest.importorskip("dask.array")
+        X = da.from_array(X, chunks=5)
+    with pytest.warns(sklearn_exceptions.ConvergenceWarning, match=r"distinct clusters \(4\)"):
+        KMeans(5, init=np.unique(np.asarray(X), axis=0).tolist() + [[1.0, 1.0]], n_init=1).fit(X)
+
+
+def test_algorithm_and_copy_x_parameters():
+    from kmeans_xp import KMeans, k_means
+
+    X = np.array([[0.0, 0.0], [0.2, 0.1], [9.0, 9.0], [9.1, 8.8]])
+    lloyd = KMeans(2, random_state=0, algorithm="lloyd").fit(X)
+    elkan = KMeans(2, random_state=0, algorithm="elkan", copy_x=False).fit(X)
+    np.testing.assert_array_equal(lloyd.cluster_centers_, elkan.cluster_centers_)
+    with pytest.warns(RuntimeWarning, match="algorithm='elkan' doesn't make sense"):
+        KMeans(1, algorithm="elkan").fit(X)
+    with pytest.raises(ValueError, match="'algorithm' parameter must be one of"):
+        KMeans(2, algorithm="full").fit(X)
+    with pytest.raises(ValueError, match="copy_x must be True or False"):
+        KMeans(2, copy_x="yes").fit(X)
+    centers, labels, inertia = k_means(X, 2, random_state=0, algorithm="elkan", copy_x=False)
+    np.testing.assert_array_equal(centers, lloyd.cluster_centers_)
+
+
+def test_every_sklearn_constructor_parameter_is_accepted():
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    import inspect
+
+    import kmeans_xp
+
+    for name in ["KMeans", "MiniBatchKMeans", "BisectingKMeans", "k_means", "kmeans_plusplus"]:
+        theirs = getattr(sklearn_cluster, name)
+        ours = getattr(kmeans_xp, name)
+        theirs = inspect.signature(theirs.__init__ if isinstance(theirs, type) else theirs).parameters
+        ours = inspect.signature(ours.__init__ if isinstance(ours, type) else ours).parameters
+        missing = set(theirs) - set(ours)
+        assert not missing, (name, missing)
+        for param, p in theirs.items():
+            if p.default is not inspect.Parameter.empty and param != "tol":
+                assert ours[param].default == p.default, (name, param)

@@ -57,82 +57,8 @@ PRIVATE: dict[str, str] = {
     "test_k_means__sample_weight_zero*": "calls the private method _init_centroids",
 }
 
-_SPARSE = (
-    "scipy.sparse input is refused (issue 17 part 4): kmeans_xp/_validation.py "
-    "check_array must pass CSR/CSC through, and the fit, predict, transform, score, "
-    "k-means++ and MiniBatch paths must use the kernels of kmeans_xp/_sparse.py"
-)
-_ALGORITHM = (
-    "KMeans has no 'algorithm' parameter: kmeans_xp/_kmeans.py KMeans.__init__ (and "
-    "set_params through it) must accept algorithm='lloyd'|'elkan' (elkan running "
-    "Lloyd), validated in _validation.check_params"
-)
-
-MISSING: dict[str, str] = {
-    # Sparse containers first: these fail for that reason whatever else is built.
-    "test_k_means__*[*sparse_matrix*]": _SPARSE,
-    "test_k_means__*[*sparse_array*]": _SPARSE,
-    "test_k_means__*[*X_csr*]": _SPARSE,
-    "test_k_means__*[*csr_*]": _SPARSE,
-    "test_k_means__kmeans_plusplus_output[*-input_data1]": _SPARSE,
-    "test_k_means__kmeans_plusplus_output[*-input_data2]": _SPARSE,
-    "test_bisect__*[*csr_*]": _SPARSE,
-    "test_k_means__kmeans_results*": _ALGORITHM,
-    "test_k_means__kmeans_relocated_clusters*": _ALGORITHM,
-    "test_k_means__kmeans_elkan_results*": _ALGORITHM,
-    "test_k_means__kmeans_convergence*": _ALGORITHM,
-    "test_k_means__kmeans_verbose*": _ALGORITHM,
-    "test_k_means__kmeans_predict[*-KMeans-*]": _ALGORITHM,
-    "test_k_means__kmeans_elkan_iter_attribute": _ALGORITHM,
-    "test_k_means__k_means_1_iteration*": _ALGORITHM,
-    "test_k_means__relocating_with_duplicates*": (
-        _ALGORITHM + "; and kmeans_xp/_lloyd.py _relocate_empty_clusters must leave "
-        "the clusters as they are when every row is at distance 0 from its centre "
-        "(more clusters than distinct rows), as scikit-learn does, so n_iter_ is 1"
-    ),
-    "test_k_means__warning_elkan_1_cluster": (
-        _ALGORITHM + "; KMeans.fit must warn RuntimeWarning \"algorithm='elkan' "
-        "doesn't make sense for a single cluster. Using 'lloyd' instead.\""
-    ),
-    "test_k_means__kmeans_copyx": (
-        "KMeans has no 'copy_x' parameter: kmeans_xp/_kmeans.py KMeans.__init__ must "
-        "accept copy_x (X is never modified, so both values behave the same)"
-    ),
-    "test_k_means__feature_names_out*": (
-        "no get_feature_names_out: kmeans_xp/_base.py EstimatorBase must inherit "
-        "_sklearn_compat.SklearnCompatMixin (last base) and fit/partial_fit call "
-        "_record_feature_names(X)"
-    ),
-    "test_k_means__kmeans_warns_less_centers_than_unique_points": (
-        "the warning is not a sklearn ConvergenceWarning: kmeans_xp/_kmeans.py "
-        "KMeans._fit_checked must warn with category exceptions.convergence_warning()"
-    ),
-    "test_k_means__warning_n_init_precomputed_centers*": (
-        "wrong category and text: kmeans_xp/_kmeans.py _resolve_n_init (and "
-        "_minibatch.py's twin) must warn RuntimeWarning \"Explicit initial center "
-        "position passed: performing only one init in {class} instead of n_init={n_init}.\""
-    ),
-    "test_k_means__minibatch_kmeans_warning_init_size": (
-        "kmeans_xp/_minibatch.py MiniBatchKMeans.fit must warn RuntimeWarning "
-        "\"init_size={init_size} should be larger than n_clusters={n_clusters}. Setting "
-        "it to min(3*n_clusters, n_samples)\" when init_size < n_clusters"
-    ),
-    "test_k_means__wrong_params[param[1-4]-*": (
-        "error text: kmeans_xp/_validation.py check_init_array must say \"The shape of "
-        "the initial centers {shape} does not match the number of clusters "
-        "{n_clusters}.\" / \"... does not match the number of features of the data "
-        "{n_features}.\""
-    ),
-    "test_k_means__kmeans_plusplus_wrong_params[param0-*": (
-        "kmeans_xp/_kmeans.py kmeans_plusplus must accept x_squared_norms and raise "
-        "\"The length of x_squared_norms {n} should be equal to the length of "
-        "n_samples {n_samples}.\" on a wrong length"
-    ),
-    "test_k_means__kmeans_plusplus_norms*": (
-        "kmeans_xp/_kmeans.py kmeans_plusplus must accept x_squared_norms (validated, "
-        "then unused or passed to the k-means++ kernel)"
-    ),
-}
+#: Empty since issue 17 landed; a future gap goes here with the change it needs.
+MISSING: dict[str, str] = {}
 
 
 def _load(module_name: str) -> types.ModuleType | None:

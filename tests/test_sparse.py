@@ -182,3 +182,162 @@ def test_working_memory_below_twice_the_nonzeros():
     finally:
         tracemalloc.stop()
     assert peak < 2 * storage, (peak, storage)
+
+
+# -- the estimators on sparse input -------------------------------------------
+
+
+def dense_of(X):
+    return host(X.to_dense() if hasattr(X, "to_dense") else X.toarray())
+
+
+def test_kmeans_on_sparse_equals_the_dense_fit(container):
+    """Same initial centres: the same centres, labels, inertia and
+    iterations as the dense fit; predict, transform and score agree; the
+    centres are dense arrays of the sparse data's library."""
+    from kmeans_xp import KMeans
+
+    dense = random_sparse(n_samples=400, density=0.2)
+    X = make(container, dense)
+    init = dense[[0, 50, 100, 150, 200]]
+    weights = np.random.default_rng(1).random(dense.shape[0])
+    ours = KMeans(5, init=like(X, init), n_init=1).fit(X, sample_weight=like(X, weights))
+    ref = KMeans(5, init=init, n_init=1).fit(dense, sample_weight=weights)
+    assert type(ours.cluster_centers_) is type(like(X, init))
+    np.testing.assert_allclose(host(ours.cluster_centers_), ref.cluster_centers_, atol=1e-12)
+    np.testing.assert_array_equal(host(ours.labels_), ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(host(ours.predict(X)), ref.predict(dense))
+    np.testing.assert_allclose(host(ours.transform(X)), ref.transform(dense), atol=1e-10)
+    assert ours.score(X) == pytest.approx(ref.score(dense), rel=1e-10)
+
+
+def test_kmeans_plusplus_on_sparse_picks_the_dense_rows(container):
+    from kmeans_xp import KMeans, kmeans_plusplus
+
+    dense = random_sparse(density=0.3)
+    X = make(container, dense)
+    centers, indices = kmeans_plusplus(X, 6, random_state=3)
+    ref_centers, ref_indices = kmeans_plusplus(dense, 6, random_state=3)
+    np.testing.assert_array_equal(host(indices), ref_indices)
+    np.testing.assert_array_equal(host(centers), ref_centers)
+    # The seeded default fit (k-means++, then Lloyd) matches too.
+    ours, ref = KMeans(4, random_state=0).fit(X), KMeans(4, random_state=0).fit(dense)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+def test_minibatch_on_sparse_equals_the_dense_fit(container):
+    from kmeans_xp import MiniBatchKMeans
+
+    dense = random_sparse(n_samples=1000, density=0.2)
+    X = make(container, dense)
+    params = dict(n_clusters=4, batch_size=64, random_state=0, max_iter=5)
+    ours, ref = MiniBatchKMeans(**params).fit(X), MiniBatchKMeans(**params).fit(dense)
+    np.testing.assert_allclose(host(ours.cluster_centers_), ref.cluster_centers_, atol=1e-12)
+    np.testing.assert_array_equal(host(ours.labels_), ref.labels_)
+    assert ours.n_steps_ == ref.n_steps_
+    stream, ref_stream = MiniBatchKMeans(**params), MiniBatchKMeans(**params)
+    for start in range(0, 1000, 250):
+        stream.partial_fit(make(container, dense[start:start + 250]))
+        ref_stream.partial_fit(dense[start:start + 250])
+    np.testing.assert_allclose(host(stream.cluster_centers_), ref_stream.cluster_centers_, atol=1e-12)
+
+
+def test_bisecting_on_sparse_equals_the_dense_fit(container):
+    from kmeans_xp import BisectingKMeans
+
+    dense = random_sparse(n_samples=400, density=0.2)
+    X = make(container, dense)
+    ours, ref = BisectingKMeans(5, random_state=0).fit(X), BisectingKMeans(5, random_state=0).fit(dense)
+    np.testing.assert_allclose(host(ours.cluster_centers_), ref.cluster_centers_, atol=1e-12)
+    np.testing.assert_array_equal(host(ours.labels_), ref.labels_)
+    np.testing.assert_array_equal(host(ours.predict(X)), ref.predict(dense))
+    np.testing.assert_allclose(host(ours.transform(X)), ref.transform(dense), atol=1e-10)
+
+
+@pytest.mark.parametrize("fmt", ["coo", "dok", "lil"])
+def test_unsupported_scipy_formats_say_to_convert(fmt):
+    from kmeans_xp import KMeans
+
+    X = scipy_sparse.random(20, 5, density=0.5, format=fmt, random_state=0)
+    with pytest.raises(TypeError, match=r"format is not supported; convert it with X\.tocsr\(\)"):
+        KMeans(2).fit(X)
+
+
+def test_sparse_validation_errors():
+    from kmeans_xp import KMeans
+
+    X = scipy_sparse.random(20, 5, density=0.5, format="csr", random_state=0)
+    bad = X.copy()
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KMeans(2).fit(bad)
+    with pytest.raises(ValueError, match="cosine"):
+        KMeans(2, metric="cosine").fit(X)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"to_sparse_csr\(\)"):
+        KMeans(2).fit(torch.asarray(X.toarray()).to_sparse())
+    # Integer data become float64, as dense integer data do.
+    ints = scipy_sparse.csr_matrix(np.arange(40).reshape(20, 2) % 7)
+    assert KMeans(2, random_state=0).fit(ints).cluster_centers_.dtype == np.float64
+
+
+def test_sparse_input_is_not_modified_by_fits():
+    """CSC input (converted to CSR on a copy) and non-canonical CSR (summed
+    on a copy) come back unchanged; the fit equals the dense one."""
+    from kmeans_xp import KMeans
+
+    dense = random_sparse(density=0.3)
+    csc = scipy_sparse.csc_matrix(dense)
+    before = csc.data.copy()
+    KMeans(3, random_state=0).fit(csc)
+    np.testing.assert_array_equal(csc.data, before)
+    assert csc.format == "csc"
+    # The same entry stored twice: 1 + 2 at (0, 0).
+    dup = scipy_sparse.csr_matrix(
+        (np.array([1.0, 2.0, 5.0]), np.array([0, 0, 1]), np.array([0, 2, 3, 3])), shape=(3, 2)
+    )
+    ref_dense = dup.toarray()
+    ours = KMeans(2, init=ref_dense[:2], n_init=1).fit(dup)
+    ref = KMeans(2, init=ref_dense[:2], n_init=1).fit(ref_dense)
+    assert dup.nnz == 3 and not dup.has_canonical_format
+    assert ours.inertia_ == pytest.approx(ref.inertia_)
+
+
+def test_kmeans_fit_working_memory_below_twice_the_nonzeros():
+    """A whole KMeans fit (k-means++ and Lloyd) on a 40k x 20k CSR at 0.1%
+    density allocates (tracemalloc peak) less than twice the matrix's own
+    storage: no densified copy, no mean shift."""
+    from kmeans_xp import KMeans
+
+    n_samples, n_features, per_row = 40_000, 20_000, 20
+    rng = np.random.default_rng(0)
+    indices = np.sort(
+        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
+    ).ravel()
+    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
+    X = scipy_sparse.csr_matrix(
+        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
+    )
+    X.sum_duplicates()  # canonical, as a TF-IDF matrix is: no copy in the fit
+    storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    tracemalloc.start()
+    try:
+        KMeans(8, n_init=1, max_iter=3, random_state=0).fit(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * storage, (peak, storage)
+
+
+def test_readme_tfidf_example(capsys):
+    """The README's TF-IDF example runs and prints what it says."""
+    pytest.importorskip("sklearn")
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- tfidf-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md:tfidf-example", "exec"), {})  # noqa: S102
+    assert capsys.readouterr().out.split("\n")[:3] == ["ndarray", "1.0", "[ True]"]

@@ -22,6 +22,7 @@ from array_api_compat import (
     is_torch_namespace,
 )
 
+from .._sparse import is_sparse, sparse_module
 from .generic import Kernels
 
 __all__ = ["Kernels", "SIMULATION", "get_kernels"]
@@ -70,14 +71,17 @@ _NATIVE = (
 )
 
 
-def get_kernels(xp, device=None) -> Kernels:
+def get_kernels(xp, device=None, X=None) -> Kernels:
     """The kernels for namespace ``xp`` on ``device``: the native ones of
     its library where a file here has them, else the generic ones.
 
     Returns an object with ``assign(X, centers, centers_sqnorm) -> (labels,
     partial)`` and ``accumulate(X, labels, weights, sums, counts) -> (sums,
-    counts)`` (see ``generic.Kernels``).
+    counts)`` (see ``generic.Kernels``). Given the data ``X``, sparse data
+    get the sparse kernels of its library.
     """
+    if X is not None and is_sparse(X):  # sparse data: scipy_sparse.py, torch_sparse.py
+        return importlib.import_module(f".{sparse_module(X)}", __name__).kernels(xp, X)
     if SIMULATION.cupy and is_numpy_namespace(xp):
         from .cupy import kernels as cupy_kernels
 

@@ -45,6 +45,9 @@ class Kernels:
     #: arrays); GPU kernels say False and the block runner then asks fewer
     #: questions of the data.
     cheap_reads = True
+    #: Whether blocks may be shifted by a vector (dense data). Sparse data
+    #: may not: a shifted block is dense.
+    shiftable = True
 
     def __init__(self, xp):
         self.xp = xp
@@ -195,6 +198,24 @@ class Kernels:
     def pool_context(self):
         """A context manager held while blocks run on the thread pool."""
         return contextlib.nullcontext()
+
+    def row_block(self, X, start: int, stop: int):
+        """Rows ``start:stop`` of ``X``, unshifted (a view where the
+        library makes one)."""
+        return X[start:stop, :]
+
+    def take_rows(self, X, indices):
+        """Rows ``indices`` of ``X`` as a dense array (initial centres,
+        relocated rows: a few rows)."""
+        return self.xp.take(X, indices, axis=0)
+
+    def select_rows(self, X, indices):
+        """Rows ``indices`` of ``X`` in X's own format (batches, subsets)."""
+        return self.xp.take(X, indices, axis=0)
+
+    def data_device(self, X):
+        """The device of data ``X``."""
+        return device_of(X)
 
     def shifted_block(self, X, start: int, stop: int, shift):
         """Rows ``start:stop`` of ``X`` minus ``shift``: a new array."""
