@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ._array_api import index_dtype, supports_float64, to_device_array
+from ._array_api import index_dtype, to_device_array
 from ._lloyd import distances_to
 from ._problem import Problem
 
@@ -55,7 +55,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
     # them round by round.
     draws = to_device_array(
         rng.uniform(size=1 + (n_clusters - 1) * n_local_trials), xp,
-        dtype=_draw_dtype(problem), device=problem.device,
+        dtype=problem.dtype, device=problem.device,
     )
     cumulative_sum = problem.kernels.cumulative_sum
     first = _weighted_draws(problem, cumulative_sum(first_weights), draws[:1], last)
@@ -126,13 +126,6 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         chosen.append(xp.take(candidates, best[None]))
         centers.append(best_point)
     return xp.concat(centers), xp.concat(chosen)
-
-
-def _draw_dtype(problem: Problem):
-    """float64 for the uniform draws where the device has it (the draws
-    are made in float64 on the host)."""
-    xp = problem.xp
-    return xp.float64 if supports_float64(xp, problem.device) else xp.float32
 
 
 def weighted_keys(weights, u, xp):
