@@ -224,7 +224,9 @@ class KMeans(CentersEstimator):
             self._set_fitted(**dask_fit(self, X, sample_weight))
             return self
         X_input = X
-        X, xp, device = check_array(X)
+        # Half-precision X stays as it is: blocks are cast to float32 as they
+        # are used (cosine rows are normalised in float32 instead).
+        X, xp, device = check_array(X, keep_half=self.metric == "euclidean")
         check_n_clusters_fits(self.n_clusters, X.shape[0])
         if self.metric == "cosine":
             if is_sparse(X):

@@ -399,21 +399,8 @@ def test_cupy_out_of_memory_halves_the_block(monkeypatch):
 # --- half precision without a copy ------------------------------------------
 
 
-@pytest.fixture
-def fit_keeps_half(monkeypatch):
-    """``KMeans.fit`` with ``check_array(..., keep_half=True)`` at its door:
-    half-precision X is not copied to float32 (the wiring in ``_kmeans.py``
-    is the estimator's; this fixture stands in for it)."""
-    import functools
-
-    import kmeans_xp._kmeans
-    from kmeans_xp._validation import check_array
-
-    monkeypatch.setattr(kmeans_xp._kmeans, "check_array", functools.partial(check_array, keep_half=True))
-
-
 @pytest.mark.parametrize("kind", ["numpy-float16", "torch-float16", "torch-bfloat16", "gpusim-float16"])
-def test_half_precision_fits_on_float32_blocks_and_returns_its_dtype(fit_keeps_half, kind):
+def test_half_precision_fits_on_float32_blocks_and_returns_its_dtype(kind):
     X32 = blobs(n=3000, k=5, dtype=np.float32)
     X16 = X32.astype(np.float16)
     if kind == "numpy-float16":
@@ -439,7 +426,7 @@ def test_half_precision_fits_on_float32_blocks_and_returns_its_dtype(fit_keeps_h
 
 
 @pytest.mark.slow
-def test_half_precision_fit_takes_at_most_half_of_X_extra(fit_keeps_half):
+def test_half_precision_fit_takes_at_most_half_of_X_extra():
     import tracemalloc
 
     # 1M x 64 float16, k=64 (random init and 3 iterations: k-means++ makes
