@@ -511,7 +511,7 @@ def latency_rows(cfg: Config, repeats: int, seeds: int) -> list[Row]:
     times = {i: [] for i in range(len(impls))}
     n_iters = {i: [] for i in range(len(impls))}
     for seed in range(seeds):
-        calls = {i: ((lambda fit=fit: fit(seed)), "cpu") for i, (_, _, fit) in enumerate(impls)}
+        calls = {i: ((lambda fit=fit, seed=seed: fit(seed)), "cpu") for i, (_, _, fit) in enumerate(impls)}
         for i, (t, km) in _best_times(calls, repeats).items():
             if isinstance(km, Exception):
                 raise km

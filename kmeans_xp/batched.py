@@ -230,7 +230,7 @@ def _check_batched_array(X):
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"X must be an array, got {type(X).__name__}: {exc}")
+            raise TypeError(f"X must be an array, got {type(X).__name__}: {exc}") from None
         ndim = X.ndim
     else:
         raise TypeError(f"X must be an array or a nested list of numbers, got {type(X).__name__}.")
@@ -258,7 +258,7 @@ def _check_init(init, X, xp, device, n_clusters: int):
         try:
             centers = xp.asarray(np.asarray(init, dtype=np.float64), dtype=X.dtype, device=device)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"init must be a string or an array of numbers: {exc}")
+            raise TypeError(f"init must be a string or an array of numbers: {exc}") from None
     expected = (X.shape[0], n_clusters, X.shape[2])
     if tuple(centers.shape) != expected:
         raise ValueError(

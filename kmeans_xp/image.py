@@ -91,7 +91,7 @@ def quantize_image(
         try:
             image = np.asarray(image)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"image must be an array, got {type(image).__name__}: {exc}")
+            raise TypeError(f"image must be an array, got {type(image).__name__}: {exc}") from None
     xp = array_namespace(image)
     device = device_of(image)
     pixels, restore = _pixels_channel_last(image, xp, channel_axis)

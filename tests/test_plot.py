@@ -8,10 +8,10 @@ import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: E402
 
-from kmeans_xp import KMeans, plot, select_k
-from kmeans_xp.datasets import make_blobs
+from kmeans_xp import KMeans, plot, select_k  # noqa: E402
+from kmeans_xp.datasets import make_blobs  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
