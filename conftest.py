@@ -190,3 +190,21 @@ def gpu_class_kernels(xp, backend, request):
 # collection must not import them (the numpy kernels serve instead).
 if importlib.util.find_spec("numba") is None:
     collect_ignore = ["kmeans_xp/_kernels/_numba_jit.py"]
+
+
+#: Modules whose tests run whole fits many times over (property, fuzz and
+#: scikit-learn-equality sweeps): on JAX, whose eager ops dispatch one by
+#: one, each case takes seconds, so there they are marked ``slow`` and run
+#: with ``pytest -m slow`` rather than in every test run (README, Tests).
+_SLOW_ON_JAX = {
+    "test_batched.py", "test_bisect.py", "test_pq.py", "test_fuzz.py", "test_properties.py",
+    "test_streaming.py", "test_faults.py", "test_blocks.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if backend is Backend.JAX and item.path.name in _SLOW_ON_JAX:
+            item.add_marker(pytest.mark.slow)
