@@ -33,12 +33,17 @@ class EstimatorBase:
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return sorted(
-            name
-            for name, p in signature.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        )
+        # Read once per class: every construction asks (the latency row).
+        names = cls.__dict__.get("_param_names_of_class")
+        if names is None:
+            signature = inspect.signature(cls.__init__)
+            names = tuple(sorted(
+                name
+                for name, p in signature.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            ))
+            cls._param_names_of_class = names
+        return list(names)
 
     def _store_params(self, values: dict) -> None:
         """Store each constructor parameter as given, under its own name, as

@@ -526,6 +526,14 @@ def read_host_values(problem: Problem, *values):
     iteration makes on a GPU. Counts come back as ints, the rest as
     floats; None stays None."""
     xp = problem.xp
+    if problem.kernels.cheap_reads:
+        # Host arrays: each value as it is, without stacking them first
+        # (the latency row makes this call once per iteration).
+        return [
+            v if v is None or isinstance(v, (int, float))
+            else (int(v) if xp.isdtype(v.dtype, "integral") else float(v))
+            for v in values
+        ]
     on_device = [v for v in values if v is not None and not isinstance(v, (int, float))]
     read = iter(())
     if on_device:
