@@ -51,6 +51,19 @@ class EstimatorBase:
         for name in self._param_names():
             setattr(self, name, values[name])
 
+    def __sklearn_tags__(self):
+        # Every estimator here is a clusterer. Called by scikit-learn only, so importing it here keeps it optional.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type="clusterer",
+            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
+            input_tags=InputTags(sparse=True),
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+            array_api_support=True,
+        )
+
     def get_params(self, deep: bool = True) -> dict:
         """Parameters of this estimator, as passed to the constructor."""
         return {name: getattr(self, name) for name in self._param_names()}

@@ -415,19 +415,6 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
             "check_sample_weight_equivalence_on_sparse_data": reason,
         }
 
-    def __sklearn_tags__(self):
-        # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
-
-        return Tags(
-            estimator_type="clusterer",
-            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
-            input_tags=InputTags(sparse=True),
-            target_tags=TargetTags(required=False),
-            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-            array_api_support=True,
-        )
-
 
 def _convert_tree(node: _Node | None, xp, device) -> _Node | None:
     """A copy of a fitted tree with its centres converted to ``xp``."""

@@ -134,16 +134,3 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # Runs only with SCIPY_ARRAY_API=1.
         return {"check_array_api_mixed_inputs": MIXED_INPUTS_REASON}
-
-    def __sklearn_tags__(self):
-        # Called by scikit-learn only, so importing it here keeps it optional.
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
-
-        return Tags(
-            estimator_type="clusterer",
-            # scipy CSR/CSC and torch sparse CSR are fitted (tests/test_sparse.py).
-            input_tags=InputTags(sparse=True),
-            target_tags=TargetTags(required=False),
-            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-            array_api_support=True,
-        )
