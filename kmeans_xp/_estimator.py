@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from ._array_api import (
     Array,
+    array_namespace,
     as_host_scalar,
     is_dask_array,
 )
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
+from ._fit import host_twin
 from ._lloyd import distances_to
 from ._problem import make_problem
 from ._sklearn_compat import SklearnCompatMixin
@@ -49,7 +51,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             self._check_feature_names(X)
 
             return dask_predict(self, X)
-        problem, centers = self._problem_for(X, sample_weight, method="predict")
+        problem, centers, back = self._problem_for(X, sample_weight, method="predict")
         kernels = problem.kernels
         # Labels only: no partial distances to gather.
         assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
@@ -58,7 +60,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             return acc, assign(Xb)[0]
 
         _, labels = problem.runner.map(step)
-        return labels[0] if len(labels) == 1 else problem.xp.concat(labels)
+        return back(labels[0] if len(labels) == 1 else problem.xp.concat(labels))
 
     def transform(self, X: Array) -> Array:
         """Distance of each row of X to each centre: Euclidean, or the
@@ -74,7 +76,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             self._check_feature_names(X)
 
             return dask_transform(self, X)
-        problem, centers = self._problem_for(X, None, method="transform")
+        problem, centers, back = self._problem_for(X, None, method="transform")
         xp = problem.xp
         distances = distances_to(problem, centers)
         # Between unit vectors ||x - c||^2 = 2 (1 - cos).
@@ -84,8 +86,8 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             return acc, finish(distances(Xb))
 
         _, parts = problem.runner.map(step)
-        out = parts[0] if len(parts) == 1 else xp.concat(parts)
-        return xp.astype(out, self.cluster_centers_.dtype, copy=False)
+        out = back(parts[0] if len(parts) == 1 else xp.concat(parts))
+        return array_namespace(out).astype(out, self.cluster_centers_.dtype, copy=False)
 
     def score(self, X: Array, y: object = None, sample_weight: Array | None = None) -> float:
         """Opposite of the inertia of X under the fitted centres."""
@@ -96,7 +98,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             self._check_feature_names(X)
 
             return dask_score(self, X, sample_weight)
-        problem, centers = self._problem_for(X, sample_weight, method="score")
+        problem, centers, _ = self._problem_for(X, sample_weight, method="score")
         xp, kernels = problem.xp, problem.kernels
         assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
 
@@ -112,7 +114,9 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
 
     def _problem_for(self, X, sample_weight, method: str = "predict"):
         """Validate X against the fitted model; return a problem whose blocks
-        are shifted by the centres' mean, and the centres in that frame.
+        are shifted by the centres' mean, the centres in that frame, and the
+        function that brings result arrays back to X's namespace (torch CPU
+        tensors run the numpy code on views, as in ``fit``).
 
         X must use the namespace and device the model was fitted on: moving
         it would be a hidden copy. ``to_namespace`` converts the model.
@@ -126,11 +130,21 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         if self.metric == "cosine":
             X = unit_rows(X, xp)
         weights = check_sample_weight(sample_weight, X, xp, device)
+        back = _same
+        twin = host_twin(xp, device, X.dtype)
+        if twin is not None:
+            xp, view, back = twin
+            device = "cpu"
+            X, weights, centers = view(X), view(weights), view(centers)
         shift = xp.mean(centers, axis=0)
         problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
         # The problem's shift: zero for sparse X, which is never shifted.
-        return problem, centers - problem.runner.shift
+        return problem, centers - problem.runner.shift, back
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # Runs only with SCIPY_ARRAY_API=1.
         return {"check_array_api_mixed_inputs": MIXED_INPUTS_REASON}
+
+
+def _same(a):
+    return a

@@ -14,7 +14,14 @@ from ._lloyd import _tolerance, data_mean_and_variance, lloyd
 from ._problem import Problem, make_problem
 from ._validation import check_init_array
 
-__all__ = ["data_stats", "fit_best_of", "initial_centers", "progress_hook", "where_to_run"]
+__all__ = [
+    "data_stats",
+    "fit_best_of",
+    "host_twin",
+    "initial_centers",
+    "progress_hook",
+    "where_to_run",
+]
 
 
 def where_to_run(xp, device, X, weights, init, data_stats):
@@ -23,8 +30,7 @@ def where_to_run(xp, device, X, weights, init, data_stats):
 
     torch CPU tensors run the numpy code on views of the same memory (the
     torch CPU rows of ``benchmarks/run.py``); everything else runs where it
-    is. A callable init is called with X, in X's own namespace, so a fit with
-    one stays in torch. torch weights and init arrays are detached here, as
+    is. A callable init is still called with the caller's X. torch weights and init arrays are detached here, as
     X is at the door, so no autograd graph reaches the fitted model.
     """
     if is_torch_namespace(xp):
@@ -32,18 +38,35 @@ def where_to_run(xp, device, X, weights, init, data_stats):
         weights = None if weights is None else weights.detach()
         if is_array_api_obj(init):
             init = init.detach()
-    # Under simulated_gpu() CPU tensors take the CUDA path, twin and all.
-    twin = None if SIMULATION.torch else numpy_twin(xp, device)
-    if twin is not None and X.dtype == xp.bfloat16:
-        twin = None  # numpy has no bfloat16: torch runs it, on float32 blocks
-    if twin is None or callable(init):
+    twin = host_twin(xp, device, X.dtype)
+    if twin is None:
         return xp, device, (X, weights, init, data_stats), lambda a: a
     np_xp, view, back = twin
-    if not isinstance(init, str):
+    if callable(init):
+        user_init = init
+
+        def init(X_view, n_clusters, random_state):
+            # Called with, and checked against, the caller's own tensor.
+            centers = user_init(X, n_clusters, random_state=random_state)
+            return view(check_init_array(centers, X, xp, device, n_clusters))
+    elif not isinstance(init, str):
         init = view(init)
     if data_stats is not None:
         data_stats = (view(data_stats[0]), data_stats[1])
     return np_xp, "cpu", (view(X), view(weights), init, data_stats), back
+
+
+def host_twin(xp, device, dtype):
+    """``(numpy namespace, view, back)`` where arrays of ``xp`` on ``device``
+    are torch CPU tensors that the numpy code can run on in place (see
+    ``numpy_twin``), else None: the one way torch CPU tensors are run.
+
+    None under ``simulated_gpu()``, where CPU tensors take the CUDA path,
+    and for bfloat16, which numpy lacks (torch runs it, on float32 blocks).
+    """
+    if SIMULATION.torch or dtype == getattr(xp, "bfloat16", None):
+        return None
+    return numpy_twin(xp, device)
 
 
 def data_stats(X, xp, device, *, need_variance: bool = True):

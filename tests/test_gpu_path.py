@@ -25,7 +25,7 @@ import array_api_compat.torch as torch_xp  # noqa: E402
 
 from kmeans_xp._blocks import device_block_rows  # noqa: E402
 from kmeans_xp._kernels.cupy import CupyKernels  # noqa: E402
-from kmeans_xp._kernels.torch import TorchCPUKernels, TorchKernels, _scatter_add  # noqa: E402
+from kmeans_xp._kernels.torch import TorchKernels, _scatter_add  # noqa: E402
 from kmeans_xp._problem import make_problem  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -41,10 +41,10 @@ def blobs(n=3000, d=4, k=5, seed=0, dtype=np.float64):
 
 
 def test_simulated_gpu_gives_cpu_tensors_the_cuda_kernels_and_budget():
-    assert type(get_kernels(torch_xp, CPU)) is TorchCPUKernels
+    assert not get_kernels(torch_xp, CPU).on_gpu
     with simulated_gpu(free_bytes=64 << 20):
         kernels = get_kernels(torch_xp, CPU)
-        assert type(kernels) is TorchKernels and not kernels.threaded
+        assert type(kernels) is TorchKernels and kernels.on_gpu and not kernels.threaded
         assert not kernels.cheap_reads
         X = torch.zeros((1_000_000, 16))
         problem = make_problem(X, None, torch_xp, CPU, 8)
@@ -55,7 +55,7 @@ def test_simulated_gpu_gives_cpu_tensors_the_cuda_kernels_and_budget():
     with simulated_gpu(free_bytes=16 << 20):
         smaller = make_problem(X, None, torch_xp, CPU, 8).runner.rows
     assert smaller < problem.runner.rows
-    assert type(get_kernels(torch_xp, CPU)) is TorchCPUKernels  # switched off again
+    assert not get_kernels(torch_xp, CPU).on_gpu  # switched off again
 
 
 def test_simulated_cupy_runs_cupy_kernels_on_numpy():

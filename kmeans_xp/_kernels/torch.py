@@ -1,5 +1,8 @@
-"""torch kernels: fused addmm and min+argmin, segment sums into float64 on
-GPUs; on CPU tensors, the numpy kernels on zero-copy views."""
+"""torch kernels: fused addmm and min+argmin, segment sums into float64.
+
+They serve GPU tensors, and CPU tensors under ``simulated_gpu()`` or where
+the estimators do not run them as numpy (``_fit.host_twin``: the one way
+CPU tensors reach numpy's kernels)."""
 
 from __future__ import annotations
 
@@ -7,22 +10,18 @@ from .. import _blocks
 from .._array_api import numpy_view
 from . import SIMULATION
 from .generic import Kernels
-from .numpy import NumpyKernels
 
-__all__ = ["TorchCPUKernels", "TorchKernels", "kernels"]
+__all__ = ["TorchKernels", "kernels"]
 
 
 def kernels(xp, device=None) -> Kernels:
-    """numpy's kernels on views for CPU tensors; torch's own elsewhere, in
-    blocks sized from the device's free memory (the (1M, 128, 4096) GPU
-    row). Under ``simulated_gpu()`` CPU tensors get the GPU kernels too."""
-    on_cpu = device is not None and getattr(device, "type", None) == "cpu"
-    if on_cpu and not SIMULATION.torch:
-        return TorchCPUKernels(xp)
+    """torch's kernels; on a GPU (or any CPU tensor under ``simulated_gpu()``)
+    in blocks sized from the device's free memory (the (1M, 128, 4096) GPU
+    row)."""
     found = TorchKernels(xp)
     if device is not None:
         found.device = device
-        found.on_gpu = True
+        found.on_gpu = getattr(device, "type", None) != "cpu" or SIMULATION.torch
     return found
 
 
@@ -48,8 +47,8 @@ class TorchKernels(Kernels):
     ``torch.use_deterministic_algorithms(True)``)."""
 
     block_bytes = 1 << 20
-    # CPU tensors get TorchCPUKernels (see get_kernels); these serve GPUs,
-    # where one stream of large blocks is best.
+    # One stream of large blocks is best on a GPU; on CPU tensors torch's
+    # own ops are already spread over the cores.
     threaded = False
     #: Device reads are waits on a GPU: the block runner then never asks
     #: whether the shift is zero (see ``BlockRunner.shift``).
@@ -179,88 +178,3 @@ def _reraise_alloc_failure(exc: RuntimeError) -> None:
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     if not isinstance(exc, oom) and is_alloc_failure(exc):
         raise oom(str(exc)) from exc
-
-
-class TorchCPUKernels(TorchKernels):
-    """torch on CPU: numpy's kernels on zero-copy views of the same memory.
-
-    A CPU tensor and ``tensor.numpy()`` share one buffer, so this is no host
-    round trip. torch's OpenMP ops under a Python thread pool oversubscribe
-    the cores, and numpy's pooled single-thread BLAS path was 1.5-2x faster
-    on the (100k, 128, 1024) row. ``KMeans.fit`` goes further and runs the
-    whole fit as numpy on views (``_array_api.numpy_twin``); these kernels
-    serve the passes that stay in torch (predict, transform, score, metrics,
-    a fit with a callable init).
-    """
-
-    block_bytes = NumpyKernels.block_bytes
-    threaded = True
-    incremental_sums = True
-    cheap_reads = True
-
-    def sum_dtype(self, dtype):
-        return dtype
-
-    def cumulative_sum(self, x):
-        return Kernels.cumulative_sum(self, x)
-
-    def rows_per_block(self, n_samples: int, width: int, itemsize: int) -> int:
-        return self._numpy.rows_per_block(n_samples, width, itemsize)
-
-    def __init__(self, xp):
-        super().__init__(xp)
-        import array_api_compat.numpy as np_xp
-
-        self._numpy = NumpyKernels(np_xp)
-
-    def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
-        import torch
-
-        assign_np = self._numpy.assigner(
-            numpy_view(centers), numpy_view(centers_sqnorm), partial=partial
-        )
-
-        def assign(Xb):
-            labels, part = assign_np(numpy_view(Xb))
-            return torch.from_numpy(labels), None if part is None else torch.from_numpy(part)
-
-        return assign
-
-    def assign(self, X, centers, centers_sqnorm):
-        return self.assigner(centers, centers_sqnorm)(X)
-
-    def accumulate(self, X, labels, weights, sums, counts):
-        # The numpy kernel adds in place into views of the torch tensors.
-        self._numpy.accumulate(
-            numpy_view(X),
-            numpy_view(labels),
-            numpy_view(weights),
-            numpy_view(sums),
-            numpy_view(counts),
-        )
-        return sums, counts
-
-    def move(self, X, old_labels, new_labels, weights, sums, counts):
-        self._numpy.move(
-            numpy_view(X),
-            numpy_view(old_labels),
-            numpy_view(new_labels),
-            numpy_view(weights),
-            numpy_view(sums),
-            numpy_view(counts),
-        )
-        return sums, counts
-
-    def pool_context(self):
-        return self._numpy.pool_context()
-
-    def shifted_block(self, X, start, stop, shift):
-        import numpy as np
-        import torch
-
-        # numpy here too: one torch op per block wakes torch's OpenMP team,
-        # whose spinning threads starved the pool (the (200k, 32, 64) torch
-        # row ran 7x slower than numpy).
-        if isinstance(shift, torch.Tensor):
-            shift = numpy_view(shift)
-        return torch.from_numpy(np.subtract(numpy_view(X)[start:stop], shift))
