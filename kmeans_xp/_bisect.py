@@ -13,13 +13,7 @@ import numbers
 import warnings
 from dataclasses import dataclass
 
-from ._array_api import (
-    array_namespace,
-    as_host_scalar,
-    device_of,
-    is_dask_array,
-    namespace_name,
-)
+from ._array_api import as_host_scalar, is_dask_array
 from ._base import MIXED_INPUTS_REASON, EstimatorBase, _convert_array
 from ._kernels import get_kernels
 from ._kmeans import KMeans
@@ -29,16 +23,13 @@ from ._sklearn_compat import SklearnCompatMixin
 from ._validation import (
     _check_int,
     check_array,
+    check_fitted_input,
     check_n_clusters_fits,
     check_random_state,
     check_sample_weight,
     result_dtype,
 )
-from .exceptions import (
-    ConvergenceWarning,
-    InvalidParameterError,
-    NamespaceMismatchError,
-)
+from .exceptions import ConvergenceWarning, InvalidParameterError
 
 __all__ = ["BisectingKMeans"]
 
@@ -149,16 +140,7 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         algorithm="lloyd",
         bisecting_strategy="biggest_inertia",
     ):
-        self.n_clusters = n_clusters
-        self.init = init
-        self.n_init = n_init
-        self.random_state = random_state
-        self.max_iter = max_iter
-        self.verbose = verbose
-        self.tol = tol
-        self.copy_x = copy_x
-        self.algorithm = algorithm
-        self.bisecting_strategy = bisecting_strategy
+        self._store_params(locals())
 
     def _check_params(self) -> None:
         _check_int(self.n_clusters, "n_clusters", 1)
@@ -324,26 +306,7 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         self._check_fitted()
         self._check_feature_names(X)
         X, xp, device = check_array(X)
-        centers = self.cluster_centers_
-        fitted_xp = array_namespace(centers)
-        where = f"{type(self).__name__}.{method}()"
-        if xp is not fitted_xp:
-            raise NamespaceMismatchError(
-                f"{where}: X is a {namespace_name(xp)} array but this model was fitted on "
-                f"{namespace_name(fitted_xp)} arrays; inputs must use the same namespace and "
-                "device as the fitted model. Convert X, or the model with .to_namespace(...)."
-            )
-        if device != device_of(centers):
-            raise ValueError(
-                f"{where}: X is on device {device} but the fitted centres are on "
-                f"{device_of(centers)}; inputs must use the same namespace and device as the "
-                "fitted model. Move X there, or the model with .to_namespace(xp, device)."
-            )
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        check_fitted_input(self, X, xp, f"{type(self).__name__}.{method}()", device=device)
         return X, xp, device
 
     def predict(self, X):

@@ -22,7 +22,7 @@ import numpy as np
 from ._array_api import as_host_scalar
 from ._fit import where_to_run
 from ._init import _kmeans_plusplus, _random_rows
-from ._lloyd import _tolerance, lloyd
+from ._lloyd import _column_moments, _squared_deviations, _tolerance, lloyd
 from ._problem import make_problem
 from ._validation import (
     check_array,
@@ -173,16 +173,8 @@ def _global_stats(problem, reducer, n_total: int, need_variance: bool):
     (the global column mean, or zero) and returns it with the global mean
     column variance."""
     xp, runner, kernels = problem.xp, problem.runner, problem.kernels
-    runner.shift = None
     d = problem.X.shape[1]
-
-    def moments(Xb, start, stop, acc):
-        m = kernels.column_sums(Xb), kernels.sq_sum(Xb)
-        return (m if acc is None else (acc[0] + m[0], acc[1] + m[1])), None
-
-    accs, _ = runner.map(moments)
-    col = sum((a[0] for a in accs[1:]), accs[0][0])
-    sq = sum((a[1] for a in accs[1:]), accs[0][1])
+    col, sq = _column_moments(problem)
     import torch
 
     packed = reducer.all_reduce(
@@ -194,14 +186,8 @@ def _global_stats(problem, reducer, n_total: int, need_variance: bool):
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
         return runner.shift, 0.0
-
-    def deviations(Xb, start, stop, acc):
-        dev = Xb if far_from_origin else Xb - mean
-        s = kernels.column_sums(dev * dev)
-        return (s if acc is None else acc + s), None
-
-    accs, _ = runner.map(deviations)
-    variances = reducer.all_reduce(_to_torch(sum(accs[1:], accs[0]), reducer.device)) / n_total
+    deviations = _squared_deviations(problem, mean, far_from_origin)
+    variances = reducer.all_reduce(_to_torch(deviations, reducer.device)) / n_total
     return runner.shift, float(torch.mean(variances))
 
 

@@ -7,6 +7,7 @@ device once, then hands trusted arrays to the generic algorithm in
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 
@@ -320,27 +321,37 @@ class KMeans(CentersEstimator):
         }
 
 
+#: The ``KMeans`` parameters that ``k_means`` takes: scikit-learn's, and
+#: ``metric`` and ``progress``.
+_K_MEANS_PARAMETERS = (
+    "init",
+    "n_init",
+    "max_iter",
+    "tol",
+    "verbose",
+    "random_state",
+    "metric",
+    "progress",
+    "copy_x",
+    "algorithm",
+)
+
+
 def k_means(
     X: Array,
     n_clusters: int,
     *,
     sample_weight: Array | None = None,
-    init="k-means++",
-    n_init="auto",
-    max_iter=300,
-    tol=1e-4,
-    verbose=0,
-    random_state=None,
-    metric="euclidean",
     return_n_iter: bool = False,
-    progress=None,
-    copy_x: bool = True,
-    algorithm: str = "lloyd",
+    **params,
 ) -> tuple:
     """Function form of ``KMeans``, as ``sklearn.cluster.k_means``.
 
-    Takes ``KMeans``'s parameters (``copy_x`` and ``algorithm`` as there:
-    X is never modified and Lloyd always runs).
+    Takes ``KMeans``'s parameters, with its defaults, as keywords:
+    ``init``, ``n_init``, ``max_iter``, ``tol``, ``verbose``,
+    ``random_state``, ``metric``, ``progress``, ``copy_x`` and
+    ``algorithm`` (the last two as there: X is never modified and Lloyd
+    always runs).
 
     Returns
     -------
@@ -359,21 +370,27 @@ def k_means(
     >>> sorted(centers[:, 0].round(6).tolist()), round(inertia, 6)
     ([0.1, 10.1], 0.04)
     """
-    est = KMeans(
-        n_clusters=n_clusters,
-        init=init,
-        n_init=n_init,
-        max_iter=max_iter,
-        tol=tol,
-        verbose=verbose,
-        random_state=random_state,
-        metric=metric,
-        progress=progress,
-        copy_x=copy_x,
-        algorithm=algorithm,
-    ).fit(X, sample_weight=sample_weight)
+    unexpected = sorted(set(params) - set(_K_MEANS_PARAMETERS))
+    if unexpected:
+        raise TypeError(f"k_means() got an unexpected keyword argument {unexpected[0]!r}")
+    est = KMeans(n_clusters=n_clusters, **params).fit(X, sample_weight=sample_weight)
     result = (est.cluster_centers_, est.labels_, est.inertia_)
     return result + (est.n_iter_,) if return_n_iter else result
+
+
+def _signature_taking(func, cls, names):
+    """``func``'s signature with its ``**params`` replaced by the parameters
+    ``names`` of ``cls``'s constructor (keyword-only, with their defaults):
+    what ``inspect.signature``, ``help`` and the docs show."""
+    own = inspect.signature(func)
+    taken = inspect.signature(cls.__init__).parameters
+    parameters = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    parameters += [taken[name].replace(kind=inspect.Parameter.KEYWORD_ONLY) for name in names]
+    return own.replace(parameters=parameters)
+
+
+# The defaults stay written once, in KMeans.__init__.
+k_means.__signature__ = _signature_taking(k_means, KMeans, _K_MEANS_PARAMETERS)
 
 
 def kmeans_plusplus(

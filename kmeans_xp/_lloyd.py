@@ -36,21 +36,10 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     """
     xp, runner, kernels = problem.xp, problem.runner, problem.kernels
     n_samples = problem.X.shape[0]
-    runner.shift = None
-
-    # Accumulators start as the first block's sums (no adds to zeros: the
-    # latency row runs this on one block).
-    def column_moments(Xb, start, stop, acc):
-        moments = kernels.column_sums(Xb), kernels.sq_sum(Xb)
-        return (moments if acc is None else (acc[0] + moments[0], acc[1] + moments[1])), None
-
-    accs, _ = runner.map(column_moments)
-    mean = sum(a[0] for a in accs[1:]) + accs[0][0] if len(accs) > 1 else accs[0][0]
-    mean = mean / n_samples
+    column_sums, sq_total = _column_moments(problem)
+    mean = column_sums / n_samples
     # Both figures in one device read.
-    sq_total, offset = read_host_values(
-        problem, sum((a[1] for a in accs[1:]), accs[0][1]), kernels.sq_sum(mean)
-    )
+    sq_total, offset = read_host_values(problem, sq_total, kernels.sq_sum(mean))
     second_moment = sq_total / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
@@ -63,15 +52,41 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     runner.shift = mean if far_from_origin else xp.zeros_like(mean)
     if not need_variance:
         return runner.shift, 0.0
+    variances = _squared_deviations(problem, mean, far_from_origin) / n_samples
+    return runner.shift, as_host_scalar(xp.mean(variances))
+
+
+def _column_moments(problem: Problem):
+    """The first pass of ``data_mean_and_variance`` (and of its distributed
+    form): the column sums of X and its sum of squares, unshifted (sets
+    ``runner.shift`` to None)."""
+    runner, kernels = problem.runner, problem.kernels
+    runner.shift = None
+
+    # Accumulators start as the first block's sums (no adds to zeros: the
+    # latency row runs this on one block).
+    def column_moments(Xb, start, stop, acc):
+        moments = kernels.column_sums(Xb), kernels.sq_sum(Xb)
+        return (moments if acc is None else (acc[0] + moments[0], acc[1] + moments[1])), None
+
+    accs, _ = runner.map(column_moments)
+    column_sums = sum(a[0] for a in accs[1:]) + accs[0][0] if len(accs) > 1 else accs[0][0]
+    return column_sums, sum((a[1] for a in accs[1:]), accs[0][1])
+
+
+def _squared_deviations(problem: Problem, mean, far_from_origin: bool):
+    """The second pass: column sums of the squared deviations from the
+    column ``mean``, with the runner's shift set (to ``mean`` when
+    ``far_from_origin``: the blocks then come centred already)."""
+    kernels = problem.kernels
 
     def squared_deviations(Xb, start, stop, acc):
         deviations = Xb if far_from_origin else Xb - mean
         sums = kernels.column_sums(deviations * deviations)
         return (sums if acc is None else acc + sums), None
 
-    accs, _ = runner.map(squared_deviations)
-    variances = sum(accs[1:], accs[0]) / n_samples
-    return runner.shift, as_host_scalar(xp.mean(variances))
+    accs, _ = problem.runner.map(squared_deviations)
+    return sum(accs[1:], accs[0])
 
 
 def _tolerance(mean_variance: float, tol: float) -> float:

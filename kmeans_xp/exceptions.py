@@ -27,26 +27,40 @@ class NotFittedError(ValueError, AttributeError):
 
 def not_fitted_error(message: str) -> NotFittedError:
     """A ``NotFittedError`` that ``except sklearn.exceptions.NotFittedError``
-    also catches whenever scikit-learn has been imported.
+    also catches whenever scikit-learn has been imported (see
+    ``_sklearn_twin``)."""
+    return _sklearn_twin(NotFittedError)(message)
 
-    scikit-learn is never imported here: code that catches its exception
-    has imported it already, and other code needs no such class.
+
+def _sklearn_twin(cls: type) -> type:
+    """``cls``, or once ``sklearn.exceptions`` has been imported, a subclass
+    of both ``cls`` and scikit-learn's class of the same name, so that
+    scikit-learn's ``except`` clauses, warning filters and ``pytest.warns``
+    catch ours too.
+
+    scikit-learn is never imported here: ``import sklearn`` costs over a
+    second (it loads scipy), and code that catches or filters its classes
+    has imported it already. The subclass is built on first use and kept as
+    the module global ``_Sklearn<name>``, so its instances pickle.
     """
     sklearn_exceptions = sys.modules.get("sklearn.exceptions")
     if sklearn_exceptions is None:
-        return NotFittedError(message)
-    global _SklearnNotFittedError
-    if _SklearnNotFittedError is None:
-        _SklearnNotFittedError = type(
-            "_SklearnNotFittedError",
-            (NotFittedError, sklearn_exceptions.NotFittedError),
-            {"__module__": __name__, "__doc__": NotFittedError.__doc__},
+        return cls
+    name = f"_Sklearn{cls.__name__}"
+    twin = globals()[name]
+    if twin is None:
+        twin = type(
+            name,
+            (cls, getattr(sklearn_exceptions, cls.__name__)),
+            {"__module__": __name__, "__doc__": cls.__doc__},
         )
-    return _SklearnNotFittedError(message)
+        globals()[name] = twin
+    return twin
 
 
-#: Built on first use by ``not_fitted_error``; a module global so it pickles.
+#: Built on first use by ``_sklearn_twin``; module globals so they pickle.
 _SklearnNotFittedError = None
+_SklearnConvergenceWarning = None
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,30 +74,10 @@ class ConvergenceWarning(UserWarning):
 
 
 def convergence_warning() -> type[ConvergenceWarning]:
-    """The category to warn ``ConvergenceWarning`` with.
-
-    A subclass of both ``ConvergenceWarning`` and scikit-learn's class of the
-    same name when ``sklearn.exceptions`` has been imported, else
-    ``ConvergenceWarning`` itself. As for ``not_fitted_error``, scikit-learn
-    is never imported here: ``import sklearn`` costs over a second (it loads
-    scipy), and a program that filters or catches scikit-learn's warning has
-    imported it already.
-    """
-    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
-    if sklearn_exceptions is None:
-        return ConvergenceWarning
-    global _SklearnConvergenceWarning
-    if _SklearnConvergenceWarning is None:
-        _SklearnConvergenceWarning = type(
-            "_SklearnConvergenceWarning",
-            (ConvergenceWarning, sklearn_exceptions.ConvergenceWarning),
-            {"__module__": __name__, "__doc__": ConvergenceWarning.__doc__},
-        )
-    return _SklearnConvergenceWarning
-
-
-#: Built on first use by ``convergence_warning``; a module global so it pickles.
-_SklearnConvergenceWarning = None
+    """The category to warn ``ConvergenceWarning`` with: also scikit-learn's
+    ``ConvergenceWarning`` when ``sklearn.exceptions`` has been imported
+    (see ``_sklearn_twin``), else ``ConvergenceWarning`` itself."""
+    return _sklearn_twin(ConvergenceWarning)
 
 
 class InvalidParameterError(ValueError, TypeError):

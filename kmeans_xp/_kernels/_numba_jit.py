@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: Rows and centres per register tile (``_tile``; ``_tile16`` has twice
+#: Rows and centres per register tile (``_tile8``; ``_tile16`` has twice
 #: the centres, for more than 8 centres).
 TILE_ROWS = 4
 TILE_CENTERS = 8
@@ -23,579 +23,60 @@ TILE_CENTERS = 8
 SUB_ROWS = 256
 
 
-# Written out (by a script, not by hand), one scalar per (row, centre):
-# with SLP vectorisation (see ``_fused._compiled``) LLVM packs each row's
-# accumulators into vector registers and keeps the whole tile in registers
-# for the loop over features; numba's loop vectorizer alone keeps them in
-# memory (a load and a store per multiply-add, 5x slower on (200k, 32, 64)).
+def _tile_kernel(n_centers):
+    """The register tile of ``TILE_ROWS`` rows against ``n_centers`` centres,
+    ``tile(X, i, Ct, j0, csq, d)``: rows ``i:i+4``' lowest ``csq[j] +
+    x.Ct[:, j]`` over ``j0:j0+n_centers`` and its ``j`` (the first on ties),
+    as ``(b0, l0, b1, l1, b2, l2, b3, l3)``.
+
+    Generated from one template and compiled by numba (inlined into its
+    callers): one scalar per (row, centre), written out. With SLP
+    vectorisation (see ``numba._compiled``) LLVM packs each row's
+    accumulators into vector registers and keeps the whole tile in
+    registers for the loop over features; numba's loop vectorizer alone
+    keeps them in memory (a load and a store per multiply-add, 5x slower on
+    (200k, 32, 64)).
+    """
+    rows, cols = range(TILE_ROWS), range(n_centers)
+
+    def loads(f):
+        # Unsigned indices: numba then emits no negative-index wraparound,
+        # and the loads of a row of Ct are seen as one vector.
+        return [f"x{r} = X[ui + np.uint64({r}), {f}]" for r in rows] + [
+            f"c{j} = Ct[{f}, u + np.uint64({j})]" for j in cols
+        ]
+
+    body = ["u = np.uint64(j0)", "ui = np.uint64(i)", *loads(0)]
+    body += [f"a{r}_{j} = x{r} * c{j}" for r in rows for j in cols]
+    body += ["for f in range(1, d):"] + [f"    {line}" for line in loads("f")]
+    body += [f"    a{r}_{j} += x{r} * c{j}" for r in rows for j in cols]
+    for r in rows:
+        body += [f"b{r} = a{r}_0 + csq[j0]", f"l{r} = j0"]
+        for j in cols[1:]:
+            body += [
+                f"v = a{r}_{j} + csq[j0 + {j}]",
+                f"if v < b{r}:",
+                f"    b{r}, l{r} = v, j0 + {j}",
+            ]
+    body.append("return " + ", ".join(f"b{r}, l{r}" for r in rows))
+    source = "def tile(X, i, Ct, j0, csq, d):\n" + "".join(f"    {line}\n" for line in body)
+    # The module's name: numba's on-disk cache rebuilds the callers'
+    # environments by importing it.
+    namespace = {"np": np, "__name__": __name__}
+    exec(compile(source, f"<{__name__} tile {TILE_ROWS}x{n_centers}>", "exec"), namespace)
+    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["tile"])
+
+
 # 4 x 16 tiles keep 8 independent multiply-add chains, enough to hide the
 # FMA latency, and ran 1.4x faster than 4 x 8 on (200k, 32, 64), one core;
 # 4 x 8 stays for k <= 8 (no padding to 16).
-
-@njit(inline="always", boundscheck=False, fastmath={"contract"})
-def _tile(X, i, Ct, j0, csq, d):
-    """Rows ``i:i+4`` against centres ``j0:j0+8``: each row's lowest
-    ``csq[j] + x.Ct[:, j]`` and its ``j`` (the first on ties), as
-    ``(b0, l0, b1, l1, b2, l2, b3, l3)``."""
-    # Indices as unsigned integers: numba then emits no negative-index
-    # wraparound, and the eight loads of a row of Ct are seen as one vector.
-    u = np.uint64(j0)
-    ui = np.uint64(i)
-    x0 = X[ui + np.uint64(0), 0]
-    x1 = X[ui + np.uint64(1), 0]
-    x2 = X[ui + np.uint64(2), 0]
-    x3 = X[ui + np.uint64(3), 0]
-    c0 = Ct[0, u + np.uint64(0)]
-    c1 = Ct[0, u + np.uint64(1)]
-    c2 = Ct[0, u + np.uint64(2)]
-    c3 = Ct[0, u + np.uint64(3)]
-    c4 = Ct[0, u + np.uint64(4)]
-    c5 = Ct[0, u + np.uint64(5)]
-    c6 = Ct[0, u + np.uint64(6)]
-    c7 = Ct[0, u + np.uint64(7)]
-    a00 = x0 * c0
-    a01 = x0 * c1
-    a02 = x0 * c2
-    a03 = x0 * c3
-    a04 = x0 * c4
-    a05 = x0 * c5
-    a06 = x0 * c6
-    a07 = x0 * c7
-    a10 = x1 * c0
-    a11 = x1 * c1
-    a12 = x1 * c2
-    a13 = x1 * c3
-    a14 = x1 * c4
-    a15 = x1 * c5
-    a16 = x1 * c6
-    a17 = x1 * c7
-    a20 = x2 * c0
-    a21 = x2 * c1
-    a22 = x2 * c2
-    a23 = x2 * c3
-    a24 = x2 * c4
-    a25 = x2 * c5
-    a26 = x2 * c6
-    a27 = x2 * c7
-    a30 = x3 * c0
-    a31 = x3 * c1
-    a32 = x3 * c2
-    a33 = x3 * c3
-    a34 = x3 * c4
-    a35 = x3 * c5
-    a36 = x3 * c6
-    a37 = x3 * c7
-    for f in range(1, d):
-        x0 = X[ui + np.uint64(0), f]
-        x1 = X[ui + np.uint64(1), f]
-        x2 = X[ui + np.uint64(2), f]
-        x3 = X[ui + np.uint64(3), f]
-        c0 = Ct[f, u + np.uint64(0)]
-        c1 = Ct[f, u + np.uint64(1)]
-        c2 = Ct[f, u + np.uint64(2)]
-        c3 = Ct[f, u + np.uint64(3)]
-        c4 = Ct[f, u + np.uint64(4)]
-        c5 = Ct[f, u + np.uint64(5)]
-        c6 = Ct[f, u + np.uint64(6)]
-        c7 = Ct[f, u + np.uint64(7)]
-        a00 += x0 * c0
-        a01 += x0 * c1
-        a02 += x0 * c2
-        a03 += x0 * c3
-        a04 += x0 * c4
-        a05 += x0 * c5
-        a06 += x0 * c6
-        a07 += x0 * c7
-        a10 += x1 * c0
-        a11 += x1 * c1
-        a12 += x1 * c2
-        a13 += x1 * c3
-        a14 += x1 * c4
-        a15 += x1 * c5
-        a16 += x1 * c6
-        a17 += x1 * c7
-        a20 += x2 * c0
-        a21 += x2 * c1
-        a22 += x2 * c2
-        a23 += x2 * c3
-        a24 += x2 * c4
-        a25 += x2 * c5
-        a26 += x2 * c6
-        a27 += x2 * c7
-        a30 += x3 * c0
-        a31 += x3 * c1
-        a32 += x3 * c2
-        a33 += x3 * c3
-        a34 += x3 * c4
-        a35 += x3 * c5
-        a36 += x3 * c6
-        a37 += x3 * c7
-    b0 = a00 + csq[j0]
-    l0 = j0
-    v = a01 + csq[j0 + 1]
-    if v < b0:
-        b0, l0 = v, j0 + 1
-    v = a02 + csq[j0 + 2]
-    if v < b0:
-        b0, l0 = v, j0 + 2
-    v = a03 + csq[j0 + 3]
-    if v < b0:
-        b0, l0 = v, j0 + 3
-    v = a04 + csq[j0 + 4]
-    if v < b0:
-        b0, l0 = v, j0 + 4
-    v = a05 + csq[j0 + 5]
-    if v < b0:
-        b0, l0 = v, j0 + 5
-    v = a06 + csq[j0 + 6]
-    if v < b0:
-        b0, l0 = v, j0 + 6
-    v = a07 + csq[j0 + 7]
-    if v < b0:
-        b0, l0 = v, j0 + 7
-    b1 = a10 + csq[j0]
-    l1 = j0
-    v = a11 + csq[j0 + 1]
-    if v < b1:
-        b1, l1 = v, j0 + 1
-    v = a12 + csq[j0 + 2]
-    if v < b1:
-        b1, l1 = v, j0 + 2
-    v = a13 + csq[j0 + 3]
-    if v < b1:
-        b1, l1 = v, j0 + 3
-    v = a14 + csq[j0 + 4]
-    if v < b1:
-        b1, l1 = v, j0 + 4
-    v = a15 + csq[j0 + 5]
-    if v < b1:
-        b1, l1 = v, j0 + 5
-    v = a16 + csq[j0 + 6]
-    if v < b1:
-        b1, l1 = v, j0 + 6
-    v = a17 + csq[j0 + 7]
-    if v < b1:
-        b1, l1 = v, j0 + 7
-    b2 = a20 + csq[j0]
-    l2 = j0
-    v = a21 + csq[j0 + 1]
-    if v < b2:
-        b2, l2 = v, j0 + 1
-    v = a22 + csq[j0 + 2]
-    if v < b2:
-        b2, l2 = v, j0 + 2
-    v = a23 + csq[j0 + 3]
-    if v < b2:
-        b2, l2 = v, j0 + 3
-    v = a24 + csq[j0 + 4]
-    if v < b2:
-        b2, l2 = v, j0 + 4
-    v = a25 + csq[j0 + 5]
-    if v < b2:
-        b2, l2 = v, j0 + 5
-    v = a26 + csq[j0 + 6]
-    if v < b2:
-        b2, l2 = v, j0 + 6
-    v = a27 + csq[j0 + 7]
-    if v < b2:
-        b2, l2 = v, j0 + 7
-    b3 = a30 + csq[j0]
-    l3 = j0
-    v = a31 + csq[j0 + 1]
-    if v < b3:
-        b3, l3 = v, j0 + 1
-    v = a32 + csq[j0 + 2]
-    if v < b3:
-        b3, l3 = v, j0 + 2
-    v = a33 + csq[j0 + 3]
-    if v < b3:
-        b3, l3 = v, j0 + 3
-    v = a34 + csq[j0 + 4]
-    if v < b3:
-        b3, l3 = v, j0 + 4
-    v = a35 + csq[j0 + 5]
-    if v < b3:
-        b3, l3 = v, j0 + 5
-    v = a36 + csq[j0 + 6]
-    if v < b3:
-        b3, l3 = v, j0 + 6
-    v = a37 + csq[j0 + 7]
-    if v < b3:
-        b3, l3 = v, j0 + 7
-    return b0, l0, b1, l1, b2, l2, b3, l3
-
-
-@njit(inline="always", boundscheck=False, fastmath={"contract"})
-def _tile16(X, i, Ct, j0, csq, d):
-    """Rows ``i:i+4`` against centres ``j0:j0+16``: each row's lowest
-    ``csq[j] + x.Ct[:, j]`` and its ``j`` (the first on ties), as
-    ``(b0, l0, b1, l1, b2, l2, b3, l3)`` (``_tile`` with 16 centres)."""
-    u = np.uint64(j0)
-    ui = np.uint64(i)
-    x0 = X[ui + np.uint64(0), 0]
-    x1 = X[ui + np.uint64(1), 0]
-    x2 = X[ui + np.uint64(2), 0]
-    x3 = X[ui + np.uint64(3), 0]
-    c0 = Ct[0, u + np.uint64(0)]
-    c1 = Ct[0, u + np.uint64(1)]
-    c2 = Ct[0, u + np.uint64(2)]
-    c3 = Ct[0, u + np.uint64(3)]
-    c4 = Ct[0, u + np.uint64(4)]
-    c5 = Ct[0, u + np.uint64(5)]
-    c6 = Ct[0, u + np.uint64(6)]
-    c7 = Ct[0, u + np.uint64(7)]
-    c8 = Ct[0, u + np.uint64(8)]
-    c9 = Ct[0, u + np.uint64(9)]
-    c10 = Ct[0, u + np.uint64(10)]
-    c11 = Ct[0, u + np.uint64(11)]
-    c12 = Ct[0, u + np.uint64(12)]
-    c13 = Ct[0, u + np.uint64(13)]
-    c14 = Ct[0, u + np.uint64(14)]
-    c15 = Ct[0, u + np.uint64(15)]
-    a0_0 = x0 * c0
-    a0_1 = x0 * c1
-    a0_2 = x0 * c2
-    a0_3 = x0 * c3
-    a0_4 = x0 * c4
-    a0_5 = x0 * c5
-    a0_6 = x0 * c6
-    a0_7 = x0 * c7
-    a0_8 = x0 * c8
-    a0_9 = x0 * c9
-    a0_10 = x0 * c10
-    a0_11 = x0 * c11
-    a0_12 = x0 * c12
-    a0_13 = x0 * c13
-    a0_14 = x0 * c14
-    a0_15 = x0 * c15
-    a1_0 = x1 * c0
-    a1_1 = x1 * c1
-    a1_2 = x1 * c2
-    a1_3 = x1 * c3
-    a1_4 = x1 * c4
-    a1_5 = x1 * c5
-    a1_6 = x1 * c6
-    a1_7 = x1 * c7
-    a1_8 = x1 * c8
-    a1_9 = x1 * c9
-    a1_10 = x1 * c10
-    a1_11 = x1 * c11
-    a1_12 = x1 * c12
-    a1_13 = x1 * c13
-    a1_14 = x1 * c14
-    a1_15 = x1 * c15
-    a2_0 = x2 * c0
-    a2_1 = x2 * c1
-    a2_2 = x2 * c2
-    a2_3 = x2 * c3
-    a2_4 = x2 * c4
-    a2_5 = x2 * c5
-    a2_6 = x2 * c6
-    a2_7 = x2 * c7
-    a2_8 = x2 * c8
-    a2_9 = x2 * c9
-    a2_10 = x2 * c10
-    a2_11 = x2 * c11
-    a2_12 = x2 * c12
-    a2_13 = x2 * c13
-    a2_14 = x2 * c14
-    a2_15 = x2 * c15
-    a3_0 = x3 * c0
-    a3_1 = x3 * c1
-    a3_2 = x3 * c2
-    a3_3 = x3 * c3
-    a3_4 = x3 * c4
-    a3_5 = x3 * c5
-    a3_6 = x3 * c6
-    a3_7 = x3 * c7
-    a3_8 = x3 * c8
-    a3_9 = x3 * c9
-    a3_10 = x3 * c10
-    a3_11 = x3 * c11
-    a3_12 = x3 * c12
-    a3_13 = x3 * c13
-    a3_14 = x3 * c14
-    a3_15 = x3 * c15
-    for f in range(1, d):
-        x0 = X[ui + np.uint64(0), f]
-        x1 = X[ui + np.uint64(1), f]
-        x2 = X[ui + np.uint64(2), f]
-        x3 = X[ui + np.uint64(3), f]
-        c0 = Ct[f, u + np.uint64(0)]
-        c1 = Ct[f, u + np.uint64(1)]
-        c2 = Ct[f, u + np.uint64(2)]
-        c3 = Ct[f, u + np.uint64(3)]
-        c4 = Ct[f, u + np.uint64(4)]
-        c5 = Ct[f, u + np.uint64(5)]
-        c6 = Ct[f, u + np.uint64(6)]
-        c7 = Ct[f, u + np.uint64(7)]
-        c8 = Ct[f, u + np.uint64(8)]
-        c9 = Ct[f, u + np.uint64(9)]
-        c10 = Ct[f, u + np.uint64(10)]
-        c11 = Ct[f, u + np.uint64(11)]
-        c12 = Ct[f, u + np.uint64(12)]
-        c13 = Ct[f, u + np.uint64(13)]
-        c14 = Ct[f, u + np.uint64(14)]
-        c15 = Ct[f, u + np.uint64(15)]
-        a0_0 += x0 * c0
-        a0_1 += x0 * c1
-        a0_2 += x0 * c2
-        a0_3 += x0 * c3
-        a0_4 += x0 * c4
-        a0_5 += x0 * c5
-        a0_6 += x0 * c6
-        a0_7 += x0 * c7
-        a0_8 += x0 * c8
-        a0_9 += x0 * c9
-        a0_10 += x0 * c10
-        a0_11 += x0 * c11
-        a0_12 += x0 * c12
-        a0_13 += x0 * c13
-        a0_14 += x0 * c14
-        a0_15 += x0 * c15
-        a1_0 += x1 * c0
-        a1_1 += x1 * c1
-        a1_2 += x1 * c2
-        a1_3 += x1 * c3
-        a1_4 += x1 * c4
-        a1_5 += x1 * c5
-        a1_6 += x1 * c6
-        a1_7 += x1 * c7
-        a1_8 += x1 * c8
-        a1_9 += x1 * c9
-        a1_10 += x1 * c10
-        a1_11 += x1 * c11
-        a1_12 += x1 * c12
-        a1_13 += x1 * c13
-        a1_14 += x1 * c14
-        a1_15 += x1 * c15
-        a2_0 += x2 * c0
-        a2_1 += x2 * c1
-        a2_2 += x2 * c2
-        a2_3 += x2 * c3
-        a2_4 += x2 * c4
-        a2_5 += x2 * c5
-        a2_6 += x2 * c6
-        a2_7 += x2 * c7
-        a2_8 += x2 * c8
-        a2_9 += x2 * c9
-        a2_10 += x2 * c10
-        a2_11 += x2 * c11
-        a2_12 += x2 * c12
-        a2_13 += x2 * c13
-        a2_14 += x2 * c14
-        a2_15 += x2 * c15
-        a3_0 += x3 * c0
-        a3_1 += x3 * c1
-        a3_2 += x3 * c2
-        a3_3 += x3 * c3
-        a3_4 += x3 * c4
-        a3_5 += x3 * c5
-        a3_6 += x3 * c6
-        a3_7 += x3 * c7
-        a3_8 += x3 * c8
-        a3_9 += x3 * c9
-        a3_10 += x3 * c10
-        a3_11 += x3 * c11
-        a3_12 += x3 * c12
-        a3_13 += x3 * c13
-        a3_14 += x3 * c14
-        a3_15 += x3 * c15
-    b0 = a0_0 + csq[j0]
-    l0 = j0
-    v = a0_1 + csq[j0 + 1]
-    if v < b0:
-        b0, l0 = v, j0 + 1
-    v = a0_2 + csq[j0 + 2]
-    if v < b0:
-        b0, l0 = v, j0 + 2
-    v = a0_3 + csq[j0 + 3]
-    if v < b0:
-        b0, l0 = v, j0 + 3
-    v = a0_4 + csq[j0 + 4]
-    if v < b0:
-        b0, l0 = v, j0 + 4
-    v = a0_5 + csq[j0 + 5]
-    if v < b0:
-        b0, l0 = v, j0 + 5
-    v = a0_6 + csq[j0 + 6]
-    if v < b0:
-        b0, l0 = v, j0 + 6
-    v = a0_7 + csq[j0 + 7]
-    if v < b0:
-        b0, l0 = v, j0 + 7
-    v = a0_8 + csq[j0 + 8]
-    if v < b0:
-        b0, l0 = v, j0 + 8
-    v = a0_9 + csq[j0 + 9]
-    if v < b0:
-        b0, l0 = v, j0 + 9
-    v = a0_10 + csq[j0 + 10]
-    if v < b0:
-        b0, l0 = v, j0 + 10
-    v = a0_11 + csq[j0 + 11]
-    if v < b0:
-        b0, l0 = v, j0 + 11
-    v = a0_12 + csq[j0 + 12]
-    if v < b0:
-        b0, l0 = v, j0 + 12
-    v = a0_13 + csq[j0 + 13]
-    if v < b0:
-        b0, l0 = v, j0 + 13
-    v = a0_14 + csq[j0 + 14]
-    if v < b0:
-        b0, l0 = v, j0 + 14
-    v = a0_15 + csq[j0 + 15]
-    if v < b0:
-        b0, l0 = v, j0 + 15
-    b1 = a1_0 + csq[j0]
-    l1 = j0
-    v = a1_1 + csq[j0 + 1]
-    if v < b1:
-        b1, l1 = v, j0 + 1
-    v = a1_2 + csq[j0 + 2]
-    if v < b1:
-        b1, l1 = v, j0 + 2
-    v = a1_3 + csq[j0 + 3]
-    if v < b1:
-        b1, l1 = v, j0 + 3
-    v = a1_4 + csq[j0 + 4]
-    if v < b1:
-        b1, l1 = v, j0 + 4
-    v = a1_5 + csq[j0 + 5]
-    if v < b1:
-        b1, l1 = v, j0 + 5
-    v = a1_6 + csq[j0 + 6]
-    if v < b1:
-        b1, l1 = v, j0 + 6
-    v = a1_7 + csq[j0 + 7]
-    if v < b1:
-        b1, l1 = v, j0 + 7
-    v = a1_8 + csq[j0 + 8]
-    if v < b1:
-        b1, l1 = v, j0 + 8
-    v = a1_9 + csq[j0 + 9]
-    if v < b1:
-        b1, l1 = v, j0 + 9
-    v = a1_10 + csq[j0 + 10]
-    if v < b1:
-        b1, l1 = v, j0 + 10
-    v = a1_11 + csq[j0 + 11]
-    if v < b1:
-        b1, l1 = v, j0 + 11
-    v = a1_12 + csq[j0 + 12]
-    if v < b1:
-        b1, l1 = v, j0 + 12
-    v = a1_13 + csq[j0 + 13]
-    if v < b1:
-        b1, l1 = v, j0 + 13
-    v = a1_14 + csq[j0 + 14]
-    if v < b1:
-        b1, l1 = v, j0 + 14
-    v = a1_15 + csq[j0 + 15]
-    if v < b1:
-        b1, l1 = v, j0 + 15
-    b2 = a2_0 + csq[j0]
-    l2 = j0
-    v = a2_1 + csq[j0 + 1]
-    if v < b2:
-        b2, l2 = v, j0 + 1
-    v = a2_2 + csq[j0 + 2]
-    if v < b2:
-        b2, l2 = v, j0 + 2
-    v = a2_3 + csq[j0 + 3]
-    if v < b2:
-        b2, l2 = v, j0 + 3
-    v = a2_4 + csq[j0 + 4]
-    if v < b2:
-        b2, l2 = v, j0 + 4
-    v = a2_5 + csq[j0 + 5]
-    if v < b2:
-        b2, l2 = v, j0 + 5
-    v = a2_6 + csq[j0 + 6]
-    if v < b2:
-        b2, l2 = v, j0 + 6
-    v = a2_7 + csq[j0 + 7]
-    if v < b2:
-        b2, l2 = v, j0 + 7
-    v = a2_8 + csq[j0 + 8]
-    if v < b2:
-        b2, l2 = v, j0 + 8
-    v = a2_9 + csq[j0 + 9]
-    if v < b2:
-        b2, l2 = v, j0 + 9
-    v = a2_10 + csq[j0 + 10]
-    if v < b2:
-        b2, l2 = v, j0 + 10
-    v = a2_11 + csq[j0 + 11]
-    if v < b2:
-        b2, l2 = v, j0 + 11
-    v = a2_12 + csq[j0 + 12]
-    if v < b2:
-        b2, l2 = v, j0 + 12
-    v = a2_13 + csq[j0 + 13]
-    if v < b2:
-        b2, l2 = v, j0 + 13
-    v = a2_14 + csq[j0 + 14]
-    if v < b2:
-        b2, l2 = v, j0 + 14
-    v = a2_15 + csq[j0 + 15]
-    if v < b2:
-        b2, l2 = v, j0 + 15
-    b3 = a3_0 + csq[j0]
-    l3 = j0
-    v = a3_1 + csq[j0 + 1]
-    if v < b3:
-        b3, l3 = v, j0 + 1
-    v = a3_2 + csq[j0 + 2]
-    if v < b3:
-        b3, l3 = v, j0 + 2
-    v = a3_3 + csq[j0 + 3]
-    if v < b3:
-        b3, l3 = v, j0 + 3
-    v = a3_4 + csq[j0 + 4]
-    if v < b3:
-        b3, l3 = v, j0 + 4
-    v = a3_5 + csq[j0 + 5]
-    if v < b3:
-        b3, l3 = v, j0 + 5
-    v = a3_6 + csq[j0 + 6]
-    if v < b3:
-        b3, l3 = v, j0 + 6
-    v = a3_7 + csq[j0 + 7]
-    if v < b3:
-        b3, l3 = v, j0 + 7
-    v = a3_8 + csq[j0 + 8]
-    if v < b3:
-        b3, l3 = v, j0 + 8
-    v = a3_9 + csq[j0 + 9]
-    if v < b3:
-        b3, l3 = v, j0 + 9
-    v = a3_10 + csq[j0 + 10]
-    if v < b3:
-        b3, l3 = v, j0 + 10
-    v = a3_11 + csq[j0 + 11]
-    if v < b3:
-        b3, l3 = v, j0 + 11
-    v = a3_12 + csq[j0 + 12]
-    if v < b3:
-        b3, l3 = v, j0 + 12
-    v = a3_13 + csq[j0 + 13]
-    if v < b3:
-        b3, l3 = v, j0 + 13
-    v = a3_14 + csq[j0 + 14]
-    if v < b3:
-        b3, l3 = v, j0 + 14
-    v = a3_15 + csq[j0 + 15]
-    if v < b3:
-        b3, l3 = v, j0 + 15
-    return b0, l0, b1, l1, b2, l2, b3, l3
-
+_tile8 = _tile_kernel(TILE_CENTERS)
+_tile16 = _tile_kernel(2 * TILE_CENTERS)
 
 
 @njit(inline="always", boundscheck=False, fastmath={"contract"})
 def _row_best(X, i, Ct, csq, k, d):
-    """One row's lowest score and its centre, in ``_tile``'s order of sums."""
+    """One row's lowest score and its centre, in the tiles' order of sums."""
     best = np.inf
     label = 0
     for j in range(k):
@@ -609,33 +90,15 @@ def _row_best(X, i, Ct, csq, k, d):
 
 
 @njit(inline="always", boundscheck=False, fastmath={"contract"})
-def _tile_best(X, i, Ct, csq, k_pad, d):
-    """``_tile`` over every centre tile: rows ``i:i+4``' lowest scores and
-    their centres."""
+def _tile_best(tile, n_centers, X, i, Ct, csq, k_pad, d):
+    """``tile`` (of ``n_centers`` centres) over every centre tile: rows
+    ``i:i+4``' lowest scores and their centres."""
     # One call site of the inlined tile: peeling the first tile off the
     # loop (two copies) ran 5x slower on (200k, 32, 64).
     b0 = b1 = b2 = b3 = np.inf
     l0 = l1 = l2 = l3 = 0
-    for j0 in range(0, k_pad, TILE_CENTERS):
-        v0, m0, v1, m1, v2, m2, v3, m3 = _tile(X, i, Ct, j0, csq, d)
-        if v0 < b0:
-            b0, l0 = v0, m0
-        if v1 < b1:
-            b1, l1 = v1, m1
-        if v2 < b2:
-            b2, l2 = v2, m2
-        if v3 < b3:
-            b3, l3 = v3, m3
-    return b0, l0, b1, l1, b2, l2, b3, l3
-
-
-@njit(inline="always", boundscheck=False, fastmath={"contract"})
-def _tile_best16(X, i, Ct, csq, k_pad, d):
-    """``_tile_best`` with tiles of 16 centres (``k_pad`` a multiple of 16)."""
-    b0 = b1 = b2 = b3 = np.inf
-    l0 = l1 = l2 = l3 = 0
-    for j0 in range(0, k_pad, 2 * TILE_CENTERS):
-        v0, m0, v1, m1, v2, m2, v3, m3 = _tile16(X, i, Ct, j0, csq, d)
+    for j0 in range(0, k_pad, n_centers):
+        v0, m0, v1, m1, v2, m2, v3, m3 = tile(X, i, Ct, j0, csq, d)
         if v0 < b0:
             b0, l0 = v0, m0
         if v1 < b1:
@@ -661,13 +124,13 @@ def assign_range(X, Ct, csq, k, start, stop, labels, partial, offset):
     _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
 
 
-@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
-def _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset):
-    """``assign_range`` over whole tiles of rows, 8 centres at a time."""
+@njit(inline="always", boundscheck=False, fastmath={"contract"})
+def _assign_tiles(tile, n_centers, X, Ct, csq, start, end, labels, partial, offset):
+    """``assign_range`` over whole tiles of rows, ``n_centers`` at a time."""
     d = X.shape[1]
     k_pad = Ct.shape[1]
     for i in range(start, end, TILE_ROWS):
-        b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best(X, i, Ct, csq, k_pad, d)
+        b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best(tile, n_centers, X, i, Ct, csq, k_pad, d)
         o = i - offset
         labels[o] = l0
         labels[o + 1] = l1
@@ -677,24 +140,17 @@ def _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset):
         partial[o + 1] = b1
         partial[o + 2] = b2
         partial[o + 3] = b3
+
+
+# One compiled function per tile width, each with its tiles' loop alone.
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset):
+    _assign_tiles(_tile8, TILE_CENTERS, X, Ct, csq, start, end, labels, partial, offset)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
 def _assign_tiles16(X, Ct, csq, start, end, labels, partial, offset):
-    """``assign_range`` over whole tiles of rows, 16 centres at a time."""
-    d = X.shape[1]
-    k_pad = Ct.shape[1]
-    for i in range(start, end, TILE_ROWS):
-        b0, l0, b1, l1, b2, l2, b3, l3 = _tile_best16(X, i, Ct, csq, k_pad, d)
-        o = i - offset
-        labels[o] = l0
-        labels[o + 1] = l1
-        labels[o + 2] = l2
-        labels[o + 3] = l3
-        partial[o] = b0
-        partial[o + 1] = b1
-        partial[o + 2] = b2
-        partial[o + 3] = b3
+    _assign_tiles(_tile16, 2 * TILE_CENTERS, X, Ct, csq, start, end, labels, partial, offset)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
