@@ -413,6 +413,6 @@ def _squared_distances(X, centers, xp, device):
     problem = make_problem(
         X, None, xp, device, centers.shape[0], shift=xp.mean(centers, axis=0)
     )
-    distances = distances_to(problem, centers - problem.runner.shift)
+    distances = distances_to(problem, centers - problem.runner.shift, exact_nearest=True)
     _, parts = problem.runner.map(lambda Xb, start, stop, acc: (acc, distances(Xb)))
     return parts[0] if len(parts) == 1 else xp.concat(parts)

@@ -339,7 +339,7 @@ def _chunk_transform(Xc, centers, shift):
     xp = array_namespace(Xc)
     _check_chunk_finite(Xc, xp)
     problem = _chunk_problem(Xc, None, shift, centers.shape[0])
-    distances = distances_to(problem, centers)
+    distances = distances_to(problem, centers, exact_nearest=True)
 
     def step(Xb, start, stop, acc):
         return acc, xp.sqrt(distances(Xb))

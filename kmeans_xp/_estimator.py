@@ -78,7 +78,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             return dask_transform(self, X)
         problem, centers, back = self._problem_for(X, None, method="transform")
         xp = problem.xp
-        distances = distances_to(problem, centers)
+        distances = distances_to(problem, centers, exact_nearest=True)
         # Between unit vectors ||x - c||^2 = 2 (1 - cos).
         finish = (lambda d2: d2 / 2) if self.metric == "cosine" else xp.sqrt
 

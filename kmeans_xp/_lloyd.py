@@ -582,22 +582,32 @@ def within_tolerance(i: int, center_shift: float, tol: float, verbose) -> bool:
     return True
 
 
-def distances_to(problem: Problem, points):
+def distances_to(problem: Problem, points, *, exact_nearest: bool = False):
     """A function from a shifted block of rows to its (n_rows, n_points)
     squared distances to ``points`` (shifted coordinates), clamped at 0.
-    The function takes the block's squared row norms when known."""
+    The function takes the block's squared row norms when known.
+
+    With ``exact_nearest`` each row's smallest distance is recomputed from
+    the difference: the expansion ``||x||^2 - 2 x.c + ||c||^2`` loses it to
+    cancellation (a row equal to a centre got 6e-8 instead of 0 in float64).
+    """
     xp, kernels = problem.xp, problem.kernels
     points_sqnorm = kernels.sq_row_norms(points)[None, :]
     # Prepared once per pass: -2 P^T, and a 0-d zero (``clip`` is slow
     # through the compat layer and runs once per block).
     points_t = -2 * points.T
     zero = problem.xp.zeros((), dtype=points.dtype, device=problem.device)
+    columns = xp.arange(points.shape[0], device=problem.device)[None, :]
 
     def distances(Xb, Xb_sqnorm=None):
         if Xb_sqnorm is None:
             Xb_sqnorm = kernels.sq_row_norms(Xb)
-        d2 = Xb_sqnorm[:, None] + (Xb @ points_t) + points_sqnorm
-        return xp.maximum(d2, zero)
+        d2 = xp.maximum(Xb_sqnorm[:, None] + (Xb @ points_t) + points_sqnorm, zero)
+        if not exact_nearest:
+            return d2
+        nearest = xp.argmin(d2, axis=1)
+        exact = xp.astype(kernels.sq_distances_to(Xb, points, nearest), d2.dtype, copy=False)
+        return xp.where(columns == nearest[:, None], exact[:, None], d2)
 
     return distances
 
