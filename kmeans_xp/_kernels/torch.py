@@ -46,10 +46,8 @@ class TorchKernels(Kernels):
     float64 sums and counts (one-hot products, bitwise repeatable, under
     ``torch.use_deterministic_algorithms(True)``)."""
 
-    block_bytes = 1 << 20
-    # One stream of large blocks is best on a GPU; on CPU tensors torch's
-    # own ops are already spread over the cores.
-    threaded = False
+    # Not threaded (the base's default): one stream of large blocks is best
+    # on a GPU, and on CPU tensors torch's own ops spread over the cores.
     #: Device reads are waits on a GPU: the block runner then never asks
     #: whether the shift is zero (see ``BlockRunner.shift``).
     cheap_reads = False
