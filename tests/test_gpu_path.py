@@ -413,7 +413,54 @@ def test_minibatch_partial_fit_reads_once_per_step(syncs, monkeypatch, compute_l
 # --- determinism and autograd ---------------------------------------------
 
 
-def test_deterministic_mode_fits_repeat_bitwise_without_float_cumsum(monkeypatch):
+def _atomics_in_random_order(monkeypatch):
+    """Make the simulated GPU scatter-add add its rows in a new order on
+    every call, as GPU atomics may (the simulation's ``np.add.at`` adds
+    them in row order, which would make any fit repeat bitwise). Returns
+    the list of calls."""
+    import kmeans_xp._kernels.torch as torch_kernels
+
+    original = torch_kernels._scatter_add
+    orders = np.random.default_rng(0)
+    calls = []
+
+    def scatter_add(dest, labels, rows):
+        calls.append(labels.shape[0])
+        order = torch.from_numpy(orders.permutation(labels.shape[0]))
+        original(dest, labels[order], rows[order])
+
+    monkeypatch.setattr(torch_kernels, "_scatter_add", scatter_add)
+    return calls
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def test_atomics_in_another_order_give_other_bits(monkeypatch):
+    # What the deterministic mode is for: without it, float64 sums added in
+    # another order differ in their last bits.
+    calls = _atomics_in_random_order(monkeypatch)
+    X = torch.from_numpy(blobs(n=3000, k=6))
+    labels = torch.from_numpy(np.random.default_rng(1).integers(0, 6, 3000))
+    with simulated_gpu():
+        kernels = get_kernels(torch_xp, CPU)
+        first, _ = kernels.cluster_sums(X, labels, None, 6)
+        second, _ = kernels.cluster_sums(X, labels, None, 6)
+    assert calls and not torch.equal(first, second)
+    with simulated_gpu(), _deterministic_algorithms():
+        first, _ = kernels.cluster_sums(X, labels, None, 6)
+        second, _ = kernels.cluster_sums(X, labels, None, 6)
+    assert torch.equal(first, second)
+
+
+def test_deterministic_mode_fits_repeat_bitwise_without_atomics_or_float_cumsum(monkeypatch):
     original = torch.cumsum
 
     def cuda_like_cumsum(x, *args, **kwargs):
@@ -423,18 +470,23 @@ def test_deterministic_mode_fits_repeat_bitwise_without_float_cumsum(monkeypatch
         return original(x, *args, **kwargs)
 
     monkeypatch.setattr(torch, "cumsum", cuda_like_cumsum)
+    atomics = _atomics_in_random_order(monkeypatch)
     X = torch.from_numpy(blobs(n=3000, k=6, dtype=np.float32))
     w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2, 3000).astype(np.float32))
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        with simulated_gpu():
-            a = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
-            b = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
-    finally:
-        torch.use_deterministic_algorithms(previous)
+    with _deterministic_algorithms(), simulated_gpu():
+        a = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
+        b = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
+        mb_params = dict(
+            batch_size=256, init="random", max_iter=3, reassignment_ratio=0.5, random_state=0
+        )
+        mb_a = MiniBatchKMeans(6, **mb_params).fit(X, sample_weight=w)
+        mb_b = MiniBatchKMeans(6, **mb_params).fit(X, sample_weight=w)
+    # Sums by one-hot products: no scatter-add was made.
+    assert atomics == []
     assert torch.equal(a.cluster_centers_, b.cluster_centers_)
     assert torch.equal(a.labels_, b.labels_)
+    assert torch.equal(mb_a.cluster_centers_, mb_b.cluster_centers_)
+    assert torch.equal(mb_a.counts_, mb_b.counts_)
     ref = KMeans(6, n_init=2, random_state=0).fit(X.numpy(), sample_weight=w.numpy())
     np.testing.assert_allclose(a.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-4, atol=1e-4)
 
