@@ -212,7 +212,7 @@ class MiniBatchKMeans(CentersEstimator):
                 print(f"Inertia for init {run + 1}/{n_init}: {inertia:.6g}")
         centers = runs[min(range(n_init), key=inertias.__getitem__)][0]
 
-        state = _State(self, xp, device, X.dtype, batch_size)
+        state = _State(self, xp, device, batch_size)
         n_steps = (self.max_iter * n_samples) // batch_size
         # With tol > 0 a step's centre change is read with the next step's
         # figures (one read a step): when it was within tol, that next step
@@ -311,7 +311,7 @@ class MiniBatchKMeans(CentersEstimator):
             if init_size < X.shape[0]:
                 sample = _sample(X, weights, rng.integers(0, X.shape[0], init_size), xp, device)
             centers = self._init_on(sample, init, shift, rng, xp, device)
-            state = _State(self, xp, device, X.dtype, batch_size)
+            state = _State(self, xp, device, batch_size)
             self._stream_state = (shift, state)
             self.n_steps_ = 0
         else:
@@ -437,9 +437,10 @@ class _State:
     reads the device once (see ``step``).
     """
 
-    def __init__(self, estimator: MiniBatchKMeans, xp, device, dtype, batch_size: int):
+    def __init__(self, estimator: MiniBatchKMeans, xp, device, batch_size: int):
         self.est = estimator
-        self.counts = xp.zeros((estimator.n_clusters,), dtype=widest_float(xp, device), device=device)
+        n_clusters = estimator.n_clusters
+        self.counts = xp.zeros((n_clusters,), dtype=widest_float(xp, device), device=device)
         self.batch_size = batch_size
         self.since_reassign = 0
         self.ewa_inertia = None
@@ -477,7 +478,8 @@ class _State:
         safe = xp.where(moved, counts, xp.ones_like(counts))
         old = xp.astype(centers, wide, copy=False) * self.counts[:, None]
         updated = (old + xp.astype(sums, wide, copy=False)) / safe[:, None]
-        new_centers = xp.where(moved[:, None], xp.astype(updated, centers.dtype), centers)
+        updated = xp.astype(updated, centers.dtype, copy=False)
+        new_centers = xp.where(moved[:, None], updated, centers)
         ratio = self.est.reassignment_ratio
         low = counts < ratio * xp.max(counts)
         inertia, n_empty, n_low, last_change = read_host_values(
