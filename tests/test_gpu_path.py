@@ -358,7 +358,9 @@ def _reassignments(monkeypatch):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_minibatch_fit_reads_the_device_once_per_step(syncs, monkeypatch, weighted):
     X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
-    w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0])) if weighted else None
+    w = None
+    if weighted:
+        w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]))
     reassigned = _reassignments(monkeypatch)
     seen = {}
     for max_iter in (1, 2, 4):
@@ -366,9 +368,9 @@ def test_minibatch_fit_reads_the_device_once_per_step(syncs, monkeypatch, weight
         # centres move on many steps, so the reassignment is within the
         # count; three candidate initialisations, whose inertias are read
         # together.
+        params = dict(init="random", n_init=3, batch_size=500, reassignment_ratio=0.5)
         mb = MiniBatchKMeans(
-            12, init="random", n_init=3, batch_size=500, max_iter=max_iter,
-            max_no_improvement=None, reassignment_ratio=0.5, random_state=0,
+            12, max_iter=max_iter, max_no_improvement=None, random_state=0, **params
         )
         with syncs.counting():
             mb.fit(X, sample_weight=w)
@@ -394,10 +396,8 @@ def test_minibatch_fit_with_tolerance_reads_once_per_step(syncs):
 def test_minibatch_partial_fit_reads_once_per_step(syncs, monkeypatch, compute_labels):
     X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
     reassigned = _reassignments(monkeypatch)
-    mb = MiniBatchKMeans(
-        12, init="random", compute_labels=compute_labels, reassignment_ratio=0.5,
-        random_state=0,
-    )
+    params = dict(init="random", reassignment_ratio=0.5, random_state=0)
+    mb = MiniBatchKMeans(12, compute_labels=compute_labels, **params)
     # Each call: the checks of the batch, its step (and its inertia).
     per_call = 2 + compute_labels
     with syncs.counting():

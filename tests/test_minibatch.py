@@ -293,4 +293,5 @@ def test_tolerance_stops_at_the_first_step_within_it(xp, device, to_xp, blobs):
     assert n_steps == expected.n_steps_
     model.partial_fit(to_xp(X_np[:300]))
     expected.partial_fit(X_np[:300])
-    np.testing.assert_allclose(to_numpy(model.cluster_centers_), expected.cluster_centers_, atol=1e-6)
+    centers = to_numpy(model.cluster_centers_)
+    np.testing.assert_allclose(centers, expected.cluster_centers_, atol=1e-6)
