@@ -3,18 +3,19 @@ score, and the checks of their input against the fitted model."""
 
 from __future__ import annotations
 
-from ._array_api import (
-    Array,
-    array_namespace,
-    as_host_scalar,
-    is_dask_array,
-)
+from ._array_api import Array, array_namespace, is_dask_array
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
 from ._fit import host_twin
 from ._lloyd import distances_to
 from ._problem import make_problem
 from ._sklearn_compat import SklearnCompatMixin
-from ._validation import check_array, check_fitted_input, check_sample_weight, unit_rows
+from ._validation import (
+    DeferredChecks,
+    check_array,
+    check_fitted_input,
+    check_sample_weight,
+    unit_rows,
+)
 
 __all__ = ["CentersEstimator"]
 
@@ -51,7 +52,8 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             self._check_feature_names(X)
 
             return dask_predict(self, X)
-        problem, centers, back = self._problem_for(X, sample_weight, method="predict")
+        problem, centers, checks, back = self._problem_for(X, sample_weight, method="predict")
+        checks.read()
         kernels = problem.kernels
         # Labels only: no partial distances to gather.
         assign = kernels.assigner(centers, kernels.sq_row_norms(centers), partial=False)
@@ -76,7 +78,8 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             self._check_feature_names(X)
 
             return dask_transform(self, X)
-        problem, centers, back = self._problem_for(X, None, method="transform")
+        problem, centers, checks, back = self._problem_for(X, None, method="transform")
+        checks.read()
         xp = problem.xp
         distances = distances_to(problem, centers, exact_nearest=True)
         # Between unit vectors ||x - c||^2 = 2 (1 - cos).
@@ -90,7 +93,13 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         return array_namespace(out).astype(out, self.cluster_centers_.dtype, copy=False)
 
     def score(self, X: Array, y: object = None, sample_weight: Array | None = None) -> float:
-        """Opposite of the inertia of X under the fitted centres."""
+        """Opposite of the inertia of X under the fitted centres.
+
+        On a GPU the checks of X and ``sample_weight`` are read with the
+        inertia, in one sync: a bad input then raises (the same error) once
+        the pass, which writes nothing, has run. Host arrays are checked
+        before it.
+        """
         if is_dask_array(X):
             from ._dask import dask_score
 
@@ -98,7 +107,9 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             self._check_feature_names(X)
 
             return dask_score(self, X, sample_weight)
-        problem, centers, _ = self._problem_for(X, sample_weight, method="score")
+        problem, centers, checks, _ = self._problem_for(X, sample_weight, method="score")
+        if problem.kernels.cheap_reads:
+            checks.read()  # host arrays: before the pass, at no cost
         xp, kernels = problem.xp, problem.kernels
         assign = kernels.assigner(centers, kernels.sq_row_norms(centers))
 
@@ -109,27 +120,30 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             return acc + (xp.sum(d2) if w is None else xp.sum(w * d2)), None
 
         accs, _ = problem.runner.map(step, lambda: 0.0)
-        inertia = as_host_scalar(sum(accs[1:], accs[0]))
+        (inertia,) = checks.read(sum(accs[1:], accs[0]))
         return -(inertia / 2 if self.metric == "cosine" else inertia)
 
     def _problem_for(self, X, sample_weight, method: str = "predict"):
         """Validate X against the fitted model; return a problem whose blocks
-        are shifted by the centres' mean, the centres in that frame, and the
-        function that brings result arrays back to X's namespace (torch CPU
-        tensors run the numpy code on views, as in ``fit``).
+        are shifted by the centres' mean, the centres in that frame, the
+        checks of the values of X and the weights, not read yet (the caller
+        reads them with ``checks.read``, alone or with its result: one sync),
+        and the function that brings result arrays back to X's namespace
+        (torch CPU tensors run the numpy code on views, as in ``fit``).
 
         X must use the namespace and device the model was fitted on: moving
         it would be a hidden copy. ``to_namespace`` converts the model.
         """
         self._check_fitted()
         self._check_feature_names(X)
-        X, xp, device = check_array(X)
+        checks = DeferredChecks()
+        X, xp, device = check_array(X, checks=checks)
         check_fitted_input(self, X, xp, f"{type(self).__name__}.{method}()", device=device)
         centers = self.cluster_centers_
         centers = xp.astype(centers, X.dtype)
         if self.metric == "cosine":
-            X = unit_rows(X, xp)
-        weights = check_sample_weight(sample_weight, X, xp, device)
+            X = unit_rows(X, xp, checks=checks)
+        weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
         back = _same
         twin = host_twin(xp, device, X.dtype)
         if twin is not None:
@@ -139,7 +153,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         shift = xp.mean(centers, axis=0)
         problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
         # The problem's shift: zero for sparse X, which is never shifted.
-        return problem, centers - problem.runner.shift, back
+        return problem, centers - problem.runner.shift, checks, back
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # Runs only with SCIPY_ARRAY_API=1.

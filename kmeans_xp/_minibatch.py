@@ -43,9 +43,11 @@ from ._lloyd import (
     _lloyd_pass,
     _tolerance,
     data_mean_and_variance,
+    read_host_values,
 )
 from ._problem import make_problem
 from ._validation import (
+    DeferredChecks,
     _check_int,
     check_array,
     check_fitted_input,
@@ -56,6 +58,7 @@ from ._validation import (
     check_sample_weight,
     resolve_n_init,
     result_dtype,
+    widest_float,
 )
 from .exceptions import InvalidParameterError
 
@@ -173,12 +176,15 @@ class MiniBatchKMeans(CentersEstimator):
         """
         self._check_params()
         self._record_feature_names(X)
-        X, xp, device, X_input = self._check_data(X)
+        # The values of X, the weights and an init array: one read.
+        checks = DeferredChecks()
+        X, xp, device, X_input = self._check_data(X, checks)
         n_samples, n_features = X.shape
         check_n_clusters_fits(self.n_clusters, n_samples)
-        weights = check_sample_weight(sample_weight, X, xp, device)
+        weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
         rng = check_random_state(self.random_state)
-        init = self._checked_init(X, xp, device)
+        init = self._checked_init(X, xp, device, checks)
+        checks.read()
         n_init = resolve_n_init(
             self.n_init, self.init, n_random=3, stacklevel=3, estimator=type(self).__name__
         )
@@ -191,35 +197,45 @@ class MiniBatchKMeans(CentersEstimator):
         abs_tol = _tolerance(mean_variance, self.tol)
 
         # Initialisations are compared on one validation sample, as in
-        # scikit-learn; each is computed on its own random sample.
+        # scikit-learn; each is computed on its own random sample, and their
+        # inertias are read together.
         valid = _sample(X, weights, rng.integers(0, n_samples, init_size), xp, device)
-        best = None
-        for run in range(n_init):
+        valid = _batch_problem(valid, shift, xp, device, self.n_clusters)
+        runs = []
+        for _ in range(n_init):
             sample = _sample(X, weights, rng.integers(0, n_samples, init_size), xp, device)
             centers = self._init_on(sample, init, shift, rng, xp, device)
-            _, _, _, inertia = _lloyd_pass(
-                _batch_problem(valid, shift, xp, device, self.n_clusters), centers,
-                want_inertia=True,
-            )
-            inertia = as_host_scalar(inertia)
+            runs.append((centers, _lloyd_pass(valid, centers, want_inertia=True)[3]))
+        inertias = read_host_values(valid, *(inertia for _, inertia in runs))
+        for run, inertia in enumerate(inertias):
             if self.verbose:
                 print(f"Inertia for init {run + 1}/{n_init}: {inertia:.6g}")
-            if best is None or inertia < best[1]:
-                best = (centers, inertia)
-        centers = best[0]
+        centers = runs[min(range(n_init), key=inertias.__getitem__)][0]
 
-        state = _State(self, xp, device, X.dtype, batch_size)
+        state = _State(self, xp, device, batch_size)
         n_steps = (self.max_iter * n_samples) // batch_size
+        # With tol > 0 a step's centre change is read with the next step's
+        # figures (one read a step): when it was within tol, that next step
+        # is undone, its batch draw included, and the fit is the one that
+        # reading at once gives.
+        last_change = None
         i = -1
         for i in range(n_steps):
+            drawn_from = rng.bit_generator.state if last_change is not None else None
             batch = _sample(X, weights, rng.integers(0, n_samples, batch_size), xp, device)
-            new_centers, batch_inertia = state.step(batch, centers, shift, rng)
-            if abs_tol > 0:
-                centers_sq_diff = as_host_scalar(xp.sum((new_centers - centers) ** 2))
-            else:
-                centers_sq_diff = 0.0
+            stepped = state.step(batch, centers, shift, rng, last_change=last_change, tol=abs_tol)
+            if stepped is None:
+                rng.bit_generator.state = drawn_from
+                i -= 1
+                if self.verbose:
+                    print(f"Converged (small centers change) at step {i + 1}/{n_steps}")
+                break
+            new_centers, batch_inertia = stepped
+            # The first step's change is that of the initial centres: not a test.
+            if abs_tol > 0 and i > 0:
+                last_change = problem.kernels.sq_sum(new_centers - centers)
             centers = new_centers
-            if state.converged(i, n_steps, n_samples, centers_sq_diff, batch_inertia, abs_tol):
+            if state.converged(i, n_steps, n_samples, batch_inertia):
                 break
         n_steps_run = i + 1
 
@@ -237,7 +253,7 @@ class MiniBatchKMeans(CentersEstimator):
         out_dtype = result_dtype(X_input, X)
         fitted.update(
             cluster_centers_=xp.astype(centers + shift, out_dtype),
-            counts_=state.counts,
+            counts_=state.published_counts(X.dtype),
             fit_time_=time.perf_counter() - start,
         )
         self.__dict__.pop("labels_", None)
@@ -274,13 +290,16 @@ class MiniBatchKMeans(CentersEstimator):
             self._record_feature_names(X)
         else:
             self._check_feature_names(X)
-        X, xp, device, X_input = self._check_data(X)
+        checks = DeferredChecks()
+        X, xp, device, X_input = self._check_data(X, checks)
         if started:
             check_fitted_input(self, X, xp, "MiniBatchKMeans.partial_fit()", device=device)
-        weights = check_sample_weight(sample_weight, X, xp, device)
+        weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
         if not started:
             check_n_clusters_fits(self.n_clusters, X.shape[0])
-            init = self._checked_init(X, xp, device)
+            init = self._checked_init(X, xp, device, checks)
+        checks.read()
+        if not started:
             rng = check_random_state(self.random_state)
             self._rng = rng
             batch_size = min(self.batch_size, X.shape[0])
@@ -292,7 +311,7 @@ class MiniBatchKMeans(CentersEstimator):
             if init_size < X.shape[0]:
                 sample = _sample(X, weights, rng.integers(0, X.shape[0], init_size), xp, device)
             centers = self._init_on(sample, init, shift, rng, xp, device)
-            state = _State(self, xp, device, X.dtype, batch_size)
+            state = _State(self, xp, device, batch_size)
             self._stream_state = (shift, state)
             self.n_steps_ = 0
         else:
@@ -308,7 +327,7 @@ class MiniBatchKMeans(CentersEstimator):
             fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
         fitted.update(
             cluster_centers_=xp.astype(centers + shift, result_dtype(X_input, X)),
-            counts_=state.counts,
+            counts_=state.published_counts(X.dtype),
         )
         self._set_fitted(**fitted)
         return self
@@ -353,21 +372,21 @@ class MiniBatchKMeans(CentersEstimator):
                 f"compute_labels must be True or False, got {self.compute_labels!r}."
             )
 
-    def _check_data(self, X):
+    def _check_data(self, X, checks: DeferredChecks):
         if is_dask_array(X):
             raise TypeError(
                 "MiniBatchKMeans does not take Dask arrays; use KMeans, which runs "
                 "on Dask, or call partial_fit on computed chunks."
             )
         X_input = X
-        X, xp, device = check_array(X)
+        X, xp, device = check_array(X, checks=checks)
         return X, xp, device, X_input
 
-    def _checked_init(self, X, xp, device):
+    def _checked_init(self, X, xp, device, checks: DeferredChecks):
         init = self.init
         if isinstance(init, str) or callable(init):
             return init
-        return check_init_array(init, X, xp, device, self.n_clusters)
+        return check_init_array(init, X, xp, device, self.n_clusters, checks=checks)
 
     def _resolve_init_size(self, batch_size: int, n_samples: int) -> int:
         init_size = self.init_size
@@ -411,11 +430,17 @@ def _batch_problem(batch, shift, xp, device, n_clusters):
 
 class _State:
     """What mini-batch steps carry over: cluster weights, the reassignment
-    clock and the early-stopping statistics (scikit-learn's semantics)."""
+    clock and the early-stopping statistics (scikit-learn's semantics).
 
-    def __init__(self, estimator: MiniBatchKMeans, xp, device, dtype, batch_size: int):
+    The weights are kept in float64 where the device has it, whatever X's
+    dtype: a float32 running count stops at 2**24 rows a cluster. Each step
+    reads the device once (see ``step``).
+    """
+
+    def __init__(self, estimator: MiniBatchKMeans, xp, device, batch_size: int):
         self.est = estimator
-        self.counts = xp.zeros((estimator.n_clusters,), dtype=dtype, device=device)
+        n_clusters = estimator.n_clusters
+        self.counts = xp.zeros((n_clusters,), dtype=widest_float(xp, device), device=device)
         self.batch_size = batch_size
         self.since_reassign = 0
         self.ewa_inertia = None
@@ -427,52 +452,63 @@ class _State:
         # Looked up, not stored: a module would make the estimator unpicklable.
         return array_namespace(self.counts)
 
-    def _reassign_due(self) -> bool:
-        self.since_reassign += self.batch_size
-        xp = self.xp
-        if as_host_scalar(xp.any(self.counts == 0)) or (
-            self.since_reassign >= 10 * self.est.n_clusters
-        ):
-            self.since_reassign = 0
-            return True
-        return False
+    def published_counts(self, dtype):
+        """``counts_``: the weights in X's dtype, as scikit-learn gives them."""
+        return self.xp.astype(self.counts, dtype)
 
-    def step(self, batch, centers, shift, rng):
-        """One mini-batch step; returns the new centres (shifted) and the
-        batch inertia under the old ones (host float)."""
+    def step(self, batch, centers, shift, rng, *, last_change=None, tol: float = 0.0):
+        """One mini-batch step from ``centers`` (shifted coordinates).
+
+        Its one device read takes the batch inertia under ``centers``, the
+        number of empty and of light clusters (the reassignment), and
+        ``last_change``, the previous step's squared centre change (a 0-d
+        array, or None). When that change is at most ``tol`` the previous
+        step has converged: nothing is changed and None is returned. Else
+        the new centres and the batch inertia (host float) are returned.
+        """
         xp = self.xp
-        rows, weights = batch
-        problem = _batch_problem(batch, shift, xp, device_of(self.counts), centers.shape[0])
+        n_clusters = centers.shape[0]
+        problem = _batch_problem(batch, shift, xp, device_of(self.counts), n_clusters)
         _, sums, batch_counts, inertia = _lloyd_pass(problem, centers, want_inertia=True)
-        if sums.dtype != centers.dtype:  # GPU kernels sum a batch in float64
-            sums, batch_counts = xp.astype(sums, centers.dtype), xp.astype(batch_counts, centers.dtype)
-        counts = self.counts + batch_counts
-        # Running weighted mean: (old * old_weight + batch sum) / new weight.
+        wide = self.counts.dtype
+        counts = self.counts + xp.astype(batch_counts, wide, copy=False)
+        # Running weighted mean, in the weights' dtype: (old * old_weight +
+        # batch sum) / new weight.
         moved = batch_counts > 0
         safe = xp.where(moved, counts, xp.ones_like(counts))
-        updated = (centers * self.counts[:, None] + sums) / safe[:, None]
+        old = xp.astype(centers, wide, copy=False) * self.counts[:, None]
+        updated = (old + xp.astype(sums, wide, copy=False)) / safe[:, None]
+        updated = xp.astype(updated, centers.dtype, copy=False)
         new_centers = xp.where(moved[:, None], updated, centers)
-        self.counts = counts
         ratio = self.est.reassignment_ratio
-        if self._reassign_due() and ratio > 0:
-            new_centers = self._reassign(problem, new_centers, rng, ratio)
-        return new_centers, as_host_scalar(inertia)
+        low = counts < ratio * xp.max(counts)
+        inertia, n_empty, n_low, last_change = read_host_values(
+            problem, inertia, xp.count_nonzero(counts == 0), xp.count_nonzero(low), last_change
+        )
+        if last_change is not None and last_change <= tol:
+            return None
+        self.counts = counts
+        self.since_reassign += self.batch_size
+        if n_empty or self.since_reassign >= 10 * n_clusters:
+            self.since_reassign = 0
+            if ratio > 0 and n_low:
+                new_centers = self._reassign(problem, new_centers, rng, low, n_low)
+        return new_centers, inertia
 
-    def _reassign(self, problem, centers, rng, ratio: float):
-        """Move centres of too little weight to random rows of the batch."""
+    def _reassign(self, problem, centers, rng, low, n_low: int):
+        """Move the ``n_low`` centres of too little weight (mask ``low``) to
+        random rows of the batch."""
         xp = self.xp
         counts = self.counts
-        n_batch = problem.X.shape[0]
         device = device_of(counts)
-        low = counts < ratio * xp.max(counts)
-        n_low = int(as_host_scalar(xp.sum(xp.astype(low, xp.int32))))
-        limit = int(0.5 * n_batch)
+        limit = int(0.5 * problem.X.shape[0])
         if n_low > limit:
-            # Reassign at most half a batch: keep the heaviest of the light ones.
+            # Reassign at most half a batch, the lightest: the light clusters
+            # are the first ones in weight order, so exactly ``limit`` stay.
             order = xp.argsort(counts, stable=True)
             rank = xp.argsort(order, stable=True)
             low = low & (rank < limit)
-            n_low = int(as_host_scalar(xp.sum(xp.astype(low, xp.int32))))
+            n_low = limit
         if n_low == 0:
             return centers
         picks = distinct_rows(problem, n_low, rng)
@@ -489,8 +525,9 @@ class _State:
         self.counts = xp.where(low, floor, counts)
         return centers
 
-    def converged(self, step, n_steps, n_samples, centers_sq_diff, batch_inertia, tol) -> bool:
-        """scikit-learn's early stopping on the smoothed batch inertia."""
+    def converged(self, step, n_steps, n_samples, batch_inertia) -> bool:
+        """scikit-learn's early stopping on the smoothed batch inertia (the
+        centre change is tested by the caller, see ``step``)."""
         verbose = self.est.verbose
         batch_inertia /= self.batch_size
         step += 1
@@ -509,10 +546,6 @@ class _State:
                 f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
                 f"ewa inertia: {self.ewa_inertia}"
             )
-        if tol > 0.0 and centers_sq_diff <= tol:
-            if verbose:
-                print(f"Converged (small centers change) at step {step}/{n_steps}")
-            return True
         if self.ewa_inertia_min is None or self.ewa_inertia < self.ewa_inertia_min:
             self.no_improvement = 0
             self.ewa_inertia_min = self.ewa_inertia
@@ -526,5 +559,3 @@ class _State:
                 )
             return True
         return False
-
-

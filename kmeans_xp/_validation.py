@@ -14,7 +14,6 @@ import numpy as np
 
 from ._array_api import (
     array_namespace,
-    as_host_scalar,
     default_float_dtype,
     device_of,
     is_array_api_obj,
@@ -23,11 +22,13 @@ from ._array_api import (
     namespace_name,
 )
 from ._blocks import working_dtype
+from ._kernels import get_kernels
 from .exceptions import InvalidParameterError, NamespaceMismatchError
 
 __all__ = [
     "ALGORITHMS",
     "METRICS",
+    "DeferredChecks",
     "check_array",
     "check_fitted_input",
     "check_init_array",
@@ -38,9 +39,11 @@ __all__ = [
     "check_same_namespace",
     "check_sample_weight",
     "magnitude_limit",
+    "read_together",
     "resolve_n_init",
     "result_dtype",
     "unit_rows",
+    "widest_float",
 ]
 
 _INIT_STRINGS = ("k-means++", "k-means||", "random")
@@ -49,7 +52,96 @@ METRICS = ("euclidean", "cosine")
 ALGORITHMS = ("lloyd", "elkan")
 
 
-def check_array(X, *, name: str = "X", keep_half: bool = False):
+class DeferredChecks:
+    """Checks at the door whose values live on the device, read together.
+
+    On a GPU every read of a value waits for the device: the checks of X,
+    the weights and an init array each reduce on the device and add their
+    0-d results here (``add``), and one ``read`` fetches them all, with any
+    result the caller reads anyway, then runs the checks in the order they
+    were added. The check functions ``check_array``, ``check_sample_weight``,
+    ``check_init_array`` and ``unit_rows`` read at once when given no
+    ``checks``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> checks = DeferredChecks()
+    >>> X, xp, device = check_array(np.ones((3, 2)), checks=checks)
+    >>> w = check_sample_weight(np.ones(3), X, xp, device, checks=checks)
+    >>> checks.read()  # both checks, one read
+    []
+    """
+
+    def __init__(self):
+        self._pending = []
+
+    def add(self, values, verify) -> None:
+        """Check ``verify(*host_values)`` once ``values`` (0-d arrays) are read;
+        it raises if they are bad."""
+        self._pending.append((tuple(values), verify))
+
+    def read(self, *results) -> list:
+        """Read every pending check's values and ``results`` (0-d arrays or
+        Python numbers) in one device read, run the checks (the first that
+        fails raises) and return the host numbers of ``results``."""
+        pending, self._pending = self._pending, []
+        values = [value for check_values, _ in pending for value in check_values]
+        host = read_together([*values, *results])
+        at = 0
+        for check_values, verify in pending:
+            verify(*host[at : at + len(check_values)])
+            at += len(check_values)
+        return host[at:]
+
+
+def read_together(values) -> list:
+    """Host numbers of ``values`` (0-d arrays of one namespace and device,
+    or Python numbers, which pass through) in at most one device read. Bool
+    arrays come back as bool, integer ones as int, the rest as float.
+
+    Host arrays are read one by one (no stacking: each read is free);
+    arrays on a GPU are stacked into the widest float the device has and
+    read once (``Kernels.host_values``).
+    """
+    arrays = [v for v in values if hasattr(v, "dtype")]
+    if not arrays:
+        return list(values)
+    xp = array_namespace(arrays[0])
+    device = device_of(arrays[0])
+    kernels = get_kernels(xp, device)
+    if kernels.cheap_reads:
+        numbers = arrays
+    else:
+        dtype = widest_float(xp, device)
+        stacked = xp.stack([xp.astype(xp.reshape(a, ()), dtype) for a in arrays])
+        numbers = kernels.host_values(stacked)
+    read = iter(_as_kind(xp, a.dtype, number) for a, number in zip(arrays, numbers))
+    return [next(read) if hasattr(v, "dtype") else v for v in values]
+
+
+def _as_kind(xp, dtype, number):
+    """A host number as the Python type of ``dtype``'s kind."""
+    if _isdtype(xp, dtype, "bool"):
+        return bool(number)
+    return int(number) if _isdtype(xp, dtype, "integral") else float(number)
+
+
+def widest_float(xp, device):
+    """float64 where ``device`` holds it, else float32 (Apple MPS, JAX
+    without x64): the dtype that counts and sums meant to stay exact are
+    kept in."""
+    info = xp.__array_namespace_info__()
+    try:
+        available = info.dtypes(device=device, kind="real floating")
+    except TypeError:  # older compat layers take no device
+        available = info.dtypes(kind="real floating")
+    return available.get("float64", xp.float32)
+
+
+def check_array(
+    X, *, name: str = "X", keep_half: bool = False, checks: DeferredChecks | None = None
+):
     """Validate a data matrix and return ``(X, xp, device)``.
 
     ``X`` may be any array-API array or anything ``numpy.asarray`` accepts
@@ -61,6 +153,10 @@ def check_array(X, *, name: str = "X", keep_half: bool = False):
     without a float32 copy of X. The input is never modified: a conversion
     makes a new array. Sparse X (scipy.sparse CSR/CSC, torch sparse CSR)
     stays sparse: see ``_check_sparse``.
+
+    The values are checked on the device (one reduction per block) and read
+    once: at once, or with the other checks and results of ``checks`` when
+    given (see ``DeferredChecks``).
 
     Raises
     ------
@@ -79,7 +175,7 @@ def check_array(X, *, name: str = "X", keep_half: bool = False):
             "data. Call it outside the transformed function, on concrete arrays."
         )
     if _is_sparse(X):
-        return _check_sparse(X, name)
+        return _check_sparse(X, name, checks)
     if not is_array_api_obj(X):
         if not isinstance(X, (list, tuple)) and not hasattr(X, "__array__"):
             raise TypeError(
@@ -117,25 +213,30 @@ def check_array(X, *, name: str = "X", keep_half: bool = False):
             f"{tuple(X.shape)}) while a minimum of 1 is required."
         )
     X = _as_working_dtype(X, xp, device, name, keep_half=keep_half)
-    largest = _largest_magnitude(X, xp)
-    if not math.isfinite(largest):
-        raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
     limit = magnitude_limit(xp, working_dtype(xp, X.dtype), n_samples, n_features)
-    if largest > limit:
-        raise ValueError(
-            f"{name} has values up to {largest:.3g} in magnitude; squared "
-            f"distances over {n_samples} x {n_features} values would overflow "
-            f"{X.dtype} above {limit:.3g}. Rescale {name} (e.g. divide by its "
-            "largest value)."
-        )
+    dtype = X.dtype
+
+    def verify(largest: float) -> None:
+        if not math.isfinite(largest):
+            raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+        if largest > limit:
+            raise ValueError(
+                f"{name} has values up to {largest:.3g} in magnitude; squared "
+                f"distances over {n_samples} x {n_features} values would overflow "
+                f"{dtype} above {limit:.3g}. Rescale {name} (e.g. divide by its "
+                "largest value)."
+            )
+
+    _check_now_or_later(checks, [_largest_magnitude(X, xp)], verify)
     return X, xp, device
 
 
-def _check_sparse(X, name: str):
+def _check_sparse(X, name: str, checks: DeferredChecks | None):
     """``check_array`` for sparse X: scipy.sparse / cupyx.scipy.sparse CSR or
     CSC (CSC becomes CSR once: a copy of the nonzeros, never dense) and
     torch sparse CSR tensors. Returns ``(X, xp, device)``, ``xp`` being the
-    namespace of the dense arrays (centres, labels) the fit makes."""
+    namespace of the dense arrays (centres, labels) the fit makes; the
+    magnitude of the nonzeros is checked through ``checks``."""
     module = type(X).__module__ or ""
     if module.startswith(("scipy.sparse", "cupyx.scipy.sparse")):
         if X.format not in ("csr", "csc"):
@@ -177,8 +278,6 @@ def _check_sparse(X, name: str):
         elif values.element_size() < 4:
             X = X.to(xp.float32)
         values = X.values()
-        finite = bool(xp.all(xp.isfinite(values)))
-        largest = float(xp.max(xp.abs(values))) if finite and values.shape[0] else 0.0
     else:
         import array_api_compat
 
@@ -201,16 +300,22 @@ def _check_sparse(X, name: str):
             # Duplicate entries would break the row norms; summed on a copy.
             X = X.copy()
             X.sum_duplicates()
-        finite = bool(xp.all(xp.isfinite(X.data)))
-        largest = float(xp.max(xp.abs(X.data))) if finite and X.nnz else 0.0
-    if not finite:
-        raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+        values = X.data
     limit = magnitude_limit(xp, X.dtype, shape[0], shape[1])
-    if largest > limit:
-        raise ValueError(
-            f"{name} has values up to {largest:.3g} in magnitude; squared distances "
-            f"would overflow {X.dtype}. Rescale {name} (e.g. divide by its largest value)."
-        )
+    dtype = X.dtype
+
+    def verify(largest: float) -> None:
+        if not math.isfinite(largest):
+            raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
+        if largest > limit:
+            raise ValueError(
+                f"{name} has values up to {largest:.3g} in magnitude; squared distances "
+                f"would overflow {dtype}. Rescale {name} (e.g. divide by its largest value)."
+            )
+
+    if values.shape[0]:
+        # max |v| is NaN where a value is NaN, inf where one is infinite.
+        _check_now_or_later(checks, [xp.max(xp.abs(values))], verify)
     return X, xp, device
 
 
@@ -242,23 +347,22 @@ def magnitude_limit(xp, dtype, n_samples: int, n_features: int) -> float:
     return math.sqrt(float(xp.finfo(dtype).max) / (16.0 * max(1, n_samples) * max(1, n_features)))
 
 
-def _largest_magnitude(X, xp, block_elements: int = 1 << 22) -> float:
-    """``max(abs(X))``, NaN if any value is NaN and inf if any is infinite.
+def _largest_magnitude(X, xp, block_elements: int = 1 << 22):
+    """``max(abs(X))`` as a 0-d array on X's device: NaN if any value is NaN,
+    inf if any is infinite.
 
     In row blocks, so a memmap is streamed; two reductions per block and no
-    temporary the size of a block (the standard's ``max``/``min`` propagate
-    NaN). One host sync per block.
+    temporary the size of a block (the standard's ``max``, ``min`` and
+    ``maximum`` propagate NaN). The blocks' results are combined on the
+    device: reading it is one sync, whatever the size of X.
     """
     n_samples = X.shape[0]
     rows = max(1, block_elements // max(1, X.shape[1]))
-    largest = 0.0
+    largest = None
     for start in range(0, n_samples, rows):
         block = X[start : min(start + rows, n_samples), :]
-        extremes = xp.stack([xp.max(block), -xp.min(block)])
-        block_largest = as_host_scalar(xp.max(extremes))
-        if not math.isfinite(block_largest):
-            return math.nan if math.isnan(block_largest) else math.inf
-        largest = max(largest, block_largest)
+        block_largest = xp.max(xp.stack([xp.max(block), -xp.min(block)]))
+        largest = block_largest if largest is None else xp.maximum(largest, block_largest)
     return largest
 
 
@@ -329,10 +433,14 @@ def check_same_namespace(a, X, xp, device, name: str):
         )
 
 
-def check_sample_weight(sample_weight, X, xp, device):
+def check_sample_weight(sample_weight, X, xp, device, *, checks: DeferredChecks | None = None):
     """Validate ``sample_weight``; return None for unit weights, else an array
     of shape (n_samples,) in X's namespace and device, in X's dtype (float32
-    for half-precision X, see ``check_array``'s ``keep_half``)."""
+    for half-precision X, see ``check_array``'s ``keep_half``).
+
+    Shape and dtype are checked at once; the values (finite, non-negative,
+    a positive finite total) on the device, read in one sync, at once or
+    with ``checks`` (see ``DeferredChecks``)."""
     if sample_weight is None:
         return None
     n_samples = X.shape[0]
@@ -347,6 +455,8 @@ def check_sample_weight(sample_weight, X, xp, device):
             xp, w.dtype, ("bool", "integral", "real floating")
         ):
             raise TypeError(f"sample_weight must be real-valued, got dtype {w.dtype}.")
+        if is_torch_namespace(xp):
+            w = w.detach()  # as X: no autograd graph (and no warning on reading it)
         w = xp.astype(w, working_dtype(xp, X.dtype))
     else:
         w_np = np.asarray(sample_weight)
@@ -357,31 +467,34 @@ def check_sample_weight(sample_weight, X, xp, device):
         raise ValueError(
             f"sample_weight must have shape ({n_samples},) to match X, got {tuple(w.shape)}."
         )
-    if not as_host_scalar(xp.all(xp.isfinite(w))):
-        raise ValueError("sample_weight contains NaN or infinity.")
-    if as_host_scalar(xp.any(w < 0)):
-        raise ValueError("sample_weight has negative values; weights must be >= 0.")
-    largest = as_host_scalar(xp.max(w))
+    largest = xp.max(w)
     # Summed relative to the largest weight, so an overflowing total shows
     # up as a host-side inf rather than as a backend overflow warning. The
-    # scale is a power of two applied in two normal halves: XLA flushes a
-    # subnormal reciprocal such as 1 / 1.7e308 to zero.
-    total = 0.0
-    if largest > 0:
-        exponent = math.frexp(largest)[1]
-        half = exponent // 2
-        scaled = (w * 2.0**-half) * 2.0 ** (half - exponent)
-        try:
-            total = math.ldexp(as_host_scalar(xp.sum(scaled)), exponent)
-        except OverflowError:
-            total = math.inf
-    if not total > 0:
-        raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
-    if not math.isfinite(total):
-        raise ValueError(
-            f"sample_weight sums to {total} in {w.dtype}; rescale the weights "
-            "(k-means is unchanged by a common positive factor)."
-        )
+    # division is by its square root twice: XLA may turn a division into a
+    # product with the reciprocal, and 1 / 1.7e308 is subnormal (flushed to
+    # zero), 1 / 1.3e154 is not.
+    positive = largest > 0
+    root = xp.sqrt(xp.where(positive, largest, xp.ones_like(largest)))
+    relative_total = xp.sum((w / root) / root)
+    dtype = w.dtype
+
+    def verify(finite: bool, negative: bool, largest: float, relative_total: float) -> None:
+        if not finite:
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if negative:
+            raise ValueError("sample_weight has negative values; weights must be >= 0.")
+        # A Python float product: inf past float64's range, never an error.
+        total = relative_total * largest if largest > 0 else 0.0
+        if not total > 0:
+            raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
+        if not math.isfinite(total):
+            raise ValueError(
+                f"sample_weight sums to {total} in {dtype}; rescale the weights "
+                "(k-means is unchanged by a common positive factor)."
+            )
+
+    values = [xp.all(xp.isfinite(w)), xp.any(w < 0), largest, relative_total]
+    _check_now_or_later(checks, values, verify)
     return w
 
 
@@ -455,8 +568,10 @@ def check_n_clusters_fits(n_clusters: int, n_samples: int) -> None:
         )
 
 
-def check_init_array(init, X, xp, device, n_clusters: int):
-    """Validate an explicit array of initial centres; return it in X's dtype."""
+def check_init_array(init, X, xp, device, n_clusters: int, *, checks: DeferredChecks | None = None):
+    """Validate an explicit array of initial centres; return it in X's dtype.
+    Its values are checked on the device, read at once or with ``checks``
+    (see ``DeferredChecks``)."""
     if is_array_api_obj(init):
         check_same_namespace(init, X, xp, device, "init")
         centers = init
@@ -486,25 +601,43 @@ def check_init_array(init, X, xp, device, n_clusters: int):
     if not _isdtype(xp, centers.dtype, ("integral", "real floating")):
         raise TypeError(f"init array must be real-valued, got dtype {centers.dtype}.")
     centers = xp.astype(centers, X.dtype, copy=True)
-    if not as_host_scalar(xp.all(xp.isfinite(centers))):
-        raise ValueError("init array contains NaN or infinity.")
+
+    def verify(finite: bool) -> None:
+        if not finite:
+            raise ValueError("init array contains NaN or infinity.")
+
+    _check_now_or_later(checks, [xp.all(xp.isfinite(centers))], verify)
     return centers
 
 
-def unit_rows(X, xp, name: str = "X"):
+def unit_rows(X, xp, name: str = "X", *, checks: DeferredChecks | None = None):
     """Rows of X scaled to unit Euclidean norm (a new array), for cosine
-    k-means. A zero row has no direction, so it is an error."""
+    k-means. A zero row has no direction, so it is an error, raised at once
+    or when ``checks`` are read (see ``DeferredChecks``)."""
     if hasattr(xp, "linalg"):
         norms = xp.linalg.vector_norm(X, axis=1)
     else:
         norms = xp.sqrt(xp.sum(X * X, axis=1))
-    n_zero = int(as_host_scalar(xp.sum(xp.astype(norms == 0, xp.int32))))
-    if n_zero:
-        raise ValueError(
-            f"{name} has {n_zero} row(s) of zero norm; cosine k-means needs a "
-            "direction for every row (drop them or use metric='euclidean')."
-        )
+
+    def verify(n_zero: int) -> None:
+        if n_zero:
+            raise ValueError(
+                f"{name} has {n_zero} row(s) of zero norm; cosine k-means needs a "
+                "direction for every row (drop them or use metric='euclidean')."
+            )
+
+    _check_now_or_later(checks, [xp.count_nonzero(norms == 0)], verify)
     return X / norms[:, None]
+
+
+def _check_now_or_later(checks: DeferredChecks | None, values, verify) -> None:
+    """Add a check to ``checks``, or read and run it at once without."""
+    if checks is None:
+        checks = DeferredChecks()
+        checks.add(values, verify)
+        checks.read()
+    else:
+        checks.add(values, verify)
 
 
 def resolve_n_init(

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from kmeans_xp import KMeans
+from kmeans_xp import KMeans, MiniBatchKMeans
 from kmeans_xp._kernels import SIMULATION, get_kernels
 from kmeans_xp._testing import simulated_gpu, to_numpy
 from kmeans_xp.exceptions import MemoryRetryWarning
@@ -112,6 +112,26 @@ def test_counts_past_2_24_rows_a_cluster_stay_exact(backend_kind):
     assert float(to_numpy(sums)[0, 0]) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("backend_kind", ["torch", "cupy", "numpy"])
+def test_minibatch_running_counts_past_2_24_stay_exact(backend_kind):
+    # A cluster of weight 2**24, then four steps of one row each: a float32
+    # running count would stay at 2**24 (2**24 + 1 rounds back to it).
+    if backend_kind == "torch":
+        to_xp, sim = torch.from_numpy, {}
+    else:
+        to_xp, sim = np.asarray, {"torch": False, "cupy": backend_kind == "cupy"}
+    heavy = np.array([2.0**24], dtype=np.float32)
+    simulation = simulated_gpu(**sim) if backend_kind != "numpy" else contextlib.nullcontext()
+    with simulation:
+        km = MiniBatchKMeans(1, batch_size=1, random_state=0)
+        km.partial_fit(to_xp(np.zeros((1, 1), dtype=np.float32)), sample_weight=to_xp(heavy))
+        for _ in range(4):
+            km.partial_fit(to_xp(np.ones((1, 1), dtype=np.float32)))
+    assert km.counts_.dtype == km.cluster_centers_.dtype  # published in X's dtype
+    assert float(to_numpy(km.counts_)[0]) == 2.0**24 + 4
+    assert float(to_numpy(km.cluster_centers_)[0, 0]) == pytest.approx(4 / (2**24 + 4), rel=1e-6)
+
+
 def _big_rows(n=20_000_000):
     rng = np.random.default_rng(0)
     return (0.25 + rng.standard_normal((n, 1))).astype(np.float32)
@@ -195,9 +215,13 @@ def syncs(monkeypatch):
         yield counter
 
 
-#: Reads of a fit besides its iterations: the magnitude check of X, the
+#: Reads of a fit besides its iterations: the checks of X at the door, the
 #: data mean and offset, the variance (tol > 0), the best run's inertia.
 FIT_READS = 4
+#: Reads of a MiniBatch fit besides its steps: the checks of X (and weights)
+#: at the door, the data mean and offset, the inertias of the candidate
+#: initialisations (together), the final inertia.
+MINIBATCH_FIT_READS = 4
 #: Uploads of a k-means++ fit: its uniform draws and the last row index.
 INIT_UPLOADS = 2
 
@@ -225,8 +249,9 @@ def test_weighted_fit_adds_only_the_weight_checks(syncs):
     km = KMeans(12, n_init=1, max_iter=4, tol=0, random_state=0)
     with syncs.counting():
         km.fit(X, sample_weight=w)
-    # The door's checks of the weights: finite, non-negative, largest, total.
-    assert syncs.reads <= km.n_iter_ + FIT_READS + 4
+    # The door's checks of the weights (finite, non-negative, largest,
+    # total) in one read.
+    assert syncs.reads <= km.n_iter_ + FIT_READS + 1
 
 
 def test_fit_with_tolerance_reads_once_per_iteration(syncs):
@@ -258,29 +283,184 @@ def test_kmeans_plusplus_draws_are_the_same_on_every_path():
     np.testing.assert_array_equal(to_numpy(picked), expected)
 
 
-@pytest.mark.parametrize("method", ["predict", "transform"])
-def test_predict_and_transform_read_at_most_once(syncs, method):
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_predict_transform_and_score_read_at_most_once(syncs, method, metric, weighted):
+    # The checks of X (its magnitude; zero rows for cosine) and of the
+    # weights are read together; score reads them with its inertia.
     X = torch.from_numpy(blobs())
-    km = KMeans(5, n_init=1, random_state=0).fit(X)
+    w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]))
+    km = KMeans(5, n_init=1, metric=metric, random_state=0).fit(X)
+    args = {"sample_weight": w} if weighted and method != "transform" else {}
     with syncs.counting():
-        getattr(km, method)(X)
+        getattr(km, method)(X, **args)
     assert syncs.reads <= 1 and syncs.uploads == 0
 
 
-def test_score_reads_its_result_and_the_magnitude_check(syncs):
-    # The returned float is one read; the magnitude check of X at the door
-    # (_validation) is the other (see README, Sync budget).
+def test_score_on_bad_input_raises_after_its_one_read(syncs):
     X = torch.from_numpy(blobs())
     km = KMeans(5, n_init=1, random_state=0).fit(X)
+    bad = X.clone()
+    bad[7, 1] = float("nan")
+    with syncs.counting(), pytest.raises(ValueError, match="NaN or infinity"):
+        km.score(bad)
+    assert syncs.reads == 1
+    w = torch.ones(X.shape[0], dtype=X.dtype)
+    w[3] = -1.0
+    with syncs.counting(), pytest.raises(ValueError, match="negative"):
+        km.score(X, sample_weight=w)
+    assert syncs.reads == 1
+
+
+def test_validation_reads_once_whatever_the_size_of_X(syncs):
+    # 3 * 2**20 rows of 4 features: three blocks of the magnitude check of X
+    # (4M values each), which used to read the device once per block.
+    n = 3 << 20
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.standard_normal((n, 4), dtype=np.float32))
+    w = torch.from_numpy(rng.uniform(0.5, 2.0, n).astype(np.float32))
+    km = KMeans(2, init="random", n_init=1, max_iter=1, tol=0, random_state=0)
     with syncs.counting():
-        km.score(X)
-    assert syncs.reads <= 2 and syncs.uploads == 0
+        km.fit(X, sample_weight=w)
+    assert syncs.reads <= km.n_iter_ + FIT_READS + 1
+    with syncs.counting():
+        km.predict(X)
+    assert syncs.reads <= 1
+    with syncs.counting():
+        km.score(X, sample_weight=w)
+    assert syncs.reads <= 1
+    bad = X.clone()
+    bad[-1, 0] = float("inf")  # in the last block
+    with syncs.counting(), pytest.raises(ValueError, match="NaN or infinity"):
+        km.predict(bad)
+    assert syncs.reads == 1
+
+
+# --- MiniBatchKMeans: one read per step ------------------------------------
+
+
+def _reassignments(monkeypatch):
+    """Count the steps that move light centres (their picks are drawn)."""
+    import kmeans_xp._minibatch as minibatch
+
+    calls = []
+    original = minibatch.distinct_rows
+
+    def counted(problem, n, rng):
+        calls.append(n)
+        return original(problem, n, rng)
+
+    monkeypatch.setattr(minibatch, "distinct_rows", counted)
+    return calls
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_minibatch_fit_reads_the_device_once_per_step(syncs, monkeypatch, weighted):
+    X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
+    w = None
+    if weighted:
+        w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]))
+    reassigned = _reassignments(monkeypatch)
+    seen = {}
+    for max_iter in (1, 2, 4):
+        # Random initial centres and a high reassignment ratio: light
+        # centres move on many steps, so the reassignment is within the
+        # count; three candidate initialisations, whose inertias are read
+        # together.
+        params = dict(init="random", n_init=3, batch_size=500, reassignment_ratio=0.5)
+        mb = MiniBatchKMeans(
+            12, max_iter=max_iter, max_no_improvement=None, random_state=0, **params
+        )
+        with syncs.counting():
+            mb.fit(X, sample_weight=w)
+        seen[mb.n_steps_] = syncs.reads
+        assert syncs.reads <= mb.n_steps_ + MINIBATCH_FIT_READS, (mb.n_steps_, syncs.reads)
+    assert len(reassigned) > 8, "too few steps reassigned a centre"
+    assert sorted(seen) == [8, 16, 32]
+    assert seen[32] - seen[8] == 32 - 8  # exactly one read per extra step
+
+
+def test_minibatch_fit_with_tolerance_reads_once_per_step(syncs):
+    X = torch.from_numpy(blobs(n=4000, k=6, seed=2))
+    mb = MiniBatchKMeans(6, batch_size=200, tol=1e-3, max_no_improvement=None, random_state=0)
+    with syncs.counting():
+        mb.fit(X)
+    assert mb.n_steps_ < (100 * 4000) // 200  # stopped by the tolerance
+    # The variance for the tolerance, and the step after the converged one,
+    # whose read shows the convergence (and which is undone).
+    assert syncs.reads <= mb.n_steps_ + 1 + MINIBATCH_FIT_READS + 1
+
+
+@pytest.mark.parametrize("compute_labels", [False, True])
+def test_minibatch_partial_fit_reads_once_per_step(syncs, monkeypatch, compute_labels):
+    X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
+    reassigned = _reassignments(monkeypatch)
+    params = dict(init="random", reassignment_ratio=0.5, random_state=0)
+    mb = MiniBatchKMeans(12, compute_labels=compute_labels, **params)
+    # Each call: the checks of the batch, its step (and its inertia).
+    per_call = 2 + compute_labels
+    with syncs.counting():
+        mb.partial_fit(X[:400])
+    assert syncs.reads <= per_call + 1  # + the first batch's mean (the shift)
+    for start in range(400, 4000, 400):
+        with syncs.counting():
+            mb.partial_fit(X[start : start + 400])
+        assert syncs.reads <= per_call, (start, syncs.reads)
+    assert mb.n_steps_ == 10 and reassigned
 
 
 # --- determinism and autograd ---------------------------------------------
 
 
-def test_deterministic_mode_fits_repeat_bitwise_without_float_cumsum(monkeypatch):
+def _atomics_in_random_order(monkeypatch):
+    """Make the simulated GPU scatter-add add its rows in a new order on
+    every call, as GPU atomics may (the simulation's ``np.add.at`` adds
+    them in row order, which would make any fit repeat bitwise). Returns
+    the list of calls."""
+    import kmeans_xp._kernels.torch as torch_kernels
+
+    original = torch_kernels._scatter_add
+    orders = np.random.default_rng(0)
+    calls = []
+
+    def scatter_add(dest, labels, rows):
+        calls.append(labels.shape[0])
+        order = torch.from_numpy(orders.permutation(labels.shape[0]))
+        original(dest, labels[order], rows[order])
+
+    monkeypatch.setattr(torch_kernels, "_scatter_add", scatter_add)
+    return calls
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def test_atomics_in_another_order_give_other_bits(monkeypatch):
+    # What the deterministic mode is for: without it, float64 sums added in
+    # another order differ in their last bits.
+    calls = _atomics_in_random_order(monkeypatch)
+    X = torch.from_numpy(blobs(n=3000, k=6))
+    labels = torch.from_numpy(np.random.default_rng(1).integers(0, 6, 3000))
+    with simulated_gpu():
+        kernels = get_kernels(torch_xp, CPU)
+        first, _ = kernels.cluster_sums(X, labels, None, 6)
+        second, _ = kernels.cluster_sums(X, labels, None, 6)
+    assert calls and not torch.equal(first, second)
+    with simulated_gpu(), _deterministic_algorithms():
+        first, _ = kernels.cluster_sums(X, labels, None, 6)
+        second, _ = kernels.cluster_sums(X, labels, None, 6)
+    assert torch.equal(first, second)
+
+
+def test_deterministic_mode_fits_repeat_bitwise_without_atomics_or_float_cumsum(monkeypatch):
     original = torch.cumsum
 
     def cuda_like_cumsum(x, *args, **kwargs):
@@ -290,18 +470,23 @@ def test_deterministic_mode_fits_repeat_bitwise_without_float_cumsum(monkeypatch
         return original(x, *args, **kwargs)
 
     monkeypatch.setattr(torch, "cumsum", cuda_like_cumsum)
+    atomics = _atomics_in_random_order(monkeypatch)
     X = torch.from_numpy(blobs(n=3000, k=6, dtype=np.float32))
     w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2, 3000).astype(np.float32))
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        with simulated_gpu():
-            a = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
-            b = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
-    finally:
-        torch.use_deterministic_algorithms(previous)
+    with _deterministic_algorithms(), simulated_gpu():
+        a = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
+        b = KMeans(6, n_init=2, random_state=0).fit(X, sample_weight=w)
+        mb_params = dict(
+            batch_size=256, init="random", max_iter=3, reassignment_ratio=0.5, random_state=0
+        )
+        mb_a = MiniBatchKMeans(6, **mb_params).fit(X, sample_weight=w)
+        mb_b = MiniBatchKMeans(6, **mb_params).fit(X, sample_weight=w)
+    # Sums by one-hot products: no scatter-add was made.
+    assert atomics == []
     assert torch.equal(a.cluster_centers_, b.cluster_centers_)
     assert torch.equal(a.labels_, b.labels_)
+    assert torch.equal(mb_a.cluster_centers_, mb_b.cluster_centers_)
+    assert torch.equal(mb_a.counts_, mb_b.counts_)
     ref = KMeans(6, n_init=2, random_state=0).fit(X.numpy(), sample_weight=w.numpy())
     np.testing.assert_allclose(a.cluster_centers_.numpy(), ref.cluster_centers_, rtol=1e-4, atol=1e-4)
 

@@ -252,3 +252,46 @@ def test_pickled_stream_goes_on(blobs):
     np.testing.assert_array_equal(copy.cluster_centers_, model.cluster_centers_)
     np.testing.assert_array_equal(copy.counts_, model.counts_)
     assert copy.n_steps_ == model.n_steps_ == 2
+
+
+def test_tolerance_stops_at_the_first_step_within_it(xp, device, to_xp, blobs):
+    """A step's centre change is read with the next step's figures (one
+    read a step); the fit still ends on the first step whose change is
+    within tol, with that step's centres, as reading at once would."""
+    import kmeans_xp._minibatch as minibatch
+
+    X_np, _ = blobs
+    tol = 1e-3
+    abs_tol = tol * float(np.mean(np.var(X_np, axis=0)))
+    changes = []
+    original = minibatch._State.step
+
+    def recorded(self, batch, centers, *args, **kwargs):
+        stepped = original(self, batch, centers, *args, **kwargs)
+        if stepped is not None:
+            moved = to_numpy(stepped[0]) - to_numpy(centers)
+            changes.append((float(np.sum(moved**2)), to_numpy(stepped[0])))
+        return stepped
+
+    params = dict(batch_size=100, tol=tol, max_no_improvement=None, random_state=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(minibatch._State, "step", recorded)
+        model = MiniBatchKMeans(N_CLUSTERS, **params).fit(to_xp(X_np))
+    n_steps = model.n_steps_
+    assert n_steps < (100 * 3000) // 100  # stopped by the tolerance
+    # One more step was computed (its read showed the convergence), undone.
+    assert len(changes) in (n_steps, n_steps + 1)
+    # The first step's change is that of the initial centres: not a test.
+    assert all(change > abs_tol for change, _ in changes[1 : n_steps - 1])
+    assert changes[n_steps - 1][0] <= abs_tol * (1 + 1e-9)
+    last_centers = changes[n_steps - 1][1]
+    shift = to_numpy(model.cluster_centers_) - last_centers
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:1], shift.shape), atol=1e-8)
+    # The undone step's batch was not drawn: the same fit, and the same
+    # partial_fit after it, as on numpy.
+    expected = MiniBatchKMeans(N_CLUSTERS, **params).fit(X_np)
+    assert n_steps == expected.n_steps_
+    model.partial_fit(to_xp(X_np[:300]))
+    expected.partial_fit(X_np[:300])
+    centers = to_numpy(model.cluster_centers_)
+    np.testing.assert_allclose(centers, expected.cluster_centers_, atol=1e-6)
