@@ -9,7 +9,6 @@ on every backend ``KMeans`` runs on.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_random_state,
     check_sample_weight,
+    check_tol,
     result_dtype,
 )
 from .exceptions import ConvergenceWarning, InvalidParameterError
@@ -147,8 +147,7 @@ class BisectingKMeans(EstimatorBase, SklearnCompatMixin):
         _check_int(self.n_init, "n_init", 1)
         _check_int(self.max_iter, "max_iter", 1)
         _check_int(self.verbose, "verbose", 0)
-        if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
-            raise InvalidParameterError(f"tol must be a real number >= 0, got {self.tol!r}.")
+        check_tol(self.tol)
         if not (callable(self.init) or (isinstance(self.init, str) and self.init in _INITS)):
             raise InvalidParameterError(
                 f"init must be one of {_INITS} or a callable, got {self.init!r}."

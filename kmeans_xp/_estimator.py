@@ -13,6 +13,7 @@ from ._validation import (
     DeferredChecks,
     check_array,
     check_fitted_input,
+    check_params,
     check_sample_weight,
     unit_rows,
 )
@@ -46,12 +47,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         and does not change the result.
         """
         if is_dask_array(X):
-            from ._dask import dask_predict
-
-            self._check_fitted()
-            self._check_feature_names(X)
-
-            return dask_predict(self, X)
+            return self._on_dask("predict", X)
         problem, centers, checks, back = self._problem_for(X, sample_weight, method="predict")
         checks.read()
         kernels = problem.kernels
@@ -72,12 +68,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         device and (floating) dtype.
         """
         if is_dask_array(X):
-            from ._dask import dask_transform
-
-            self._check_fitted()
-            self._check_feature_names(X)
-
-            return dask_transform(self, X)
+            return self._on_dask("transform", X)
         problem, centers, checks, back = self._problem_for(X, None, method="transform")
         checks.read()
         xp = problem.xp
@@ -101,12 +92,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         before it.
         """
         if is_dask_array(X):
-            from ._dask import dask_score
-
-            self._check_fitted()
-            self._check_feature_names(X)
-
-            return dask_score(self, X, sample_weight)
+            return self._on_dask("score", X, sample_weight)
         problem, centers, checks, _ = self._problem_for(X, sample_weight, method="score")
         if problem.kernels.cheap_reads:
             checks.read()  # host arrays: before the pass, at no cost
@@ -122,6 +108,26 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         accs, _ = problem.runner.map(step, lambda: 0.0)
         (inertia,) = checks.read(sum(accs[1:], accs[0]))
         return -(inertia / 2 if self.metric == "cosine" else inertia)
+
+    def _check_common_params(self, **extra) -> None:
+        """Check the parameters every centres estimator has, and ``extra``."""
+        check_params(
+            n_clusters=self.n_clusters,
+            init=self.init,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            **extra,
+        )
+
+    def _on_dask(self, method: str, X, *args):
+        """``method`` on a Dask array: the Dask driver's, after the checks
+        against the fitted model (the driver checks the chunks)."""
+        from . import _dask
+
+        self._check_fitted()
+        self._check_feature_names(X)
+        return getattr(_dask, f"dask_{method}")(self, X, *args)
 
     def _problem_for(self, X, sample_weight, method: str = "predict"):
         """Validate X against the fitted model; return a problem whose blocks

@@ -26,7 +26,6 @@ from ._validation import (
     check_array,
     check_init_array,
     check_n_clusters_fits,
-    check_params,
     check_random_state,
     check_sample_weight,
     resolve_n_init,
@@ -183,15 +182,8 @@ class KMeans(CentersEstimator):
         -------
         self
         """
-        check_params(
-            n_clusters=self.n_clusters,
-            init=self.init,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            metric=self.metric,
-            algorithm=self.algorithm,
-            copy_x=self.copy_x,
+        self._check_common_params(
+            metric=self.metric, algorithm=self.algorithm, copy_x=self.copy_x
         )
         if self.algorithm == "elkan" and self.n_clusters == 1:
             warnings.warn(

@@ -53,7 +53,6 @@ from ._validation import (
     check_fitted_input,
     check_init_array,
     check_n_clusters_fits,
-    check_params,
     check_random_state,
     check_sample_weight,
     resolve_n_init,
@@ -348,13 +347,7 @@ class MiniBatchKMeans(CentersEstimator):
     # ------------------------------------------------------------- helpers
 
     def _check_params(self) -> None:
-        check_params(
-            n_clusters=self.n_clusters,
-            init=self.init,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-        )
+        self._check_common_params()
         _check_int(self.batch_size, "batch_size", 1)
         if self.init_size is not None:
             _check_int(self.init_size, "init_size", 1)

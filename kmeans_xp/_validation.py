@@ -35,6 +35,7 @@ __all__ = [
     "check_n_clusters_fits",
     "check_params",
     "check_random_state",
+    "check_tol",
     "check_readable",
     "check_same_namespace",
     "check_sample_weight",
@@ -527,6 +528,14 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+def check_tol(tol) -> None:
+    """``tol`` is a finite real number >= 0 (InvalidParameterError)."""
+    if isinstance(tol, bool) or not isinstance(tol, (numbers.Real, np.floating)):
+        raise InvalidParameterError(f"tol must be a real number, got {tol!r}.")
+    if not (tol >= 0 and np.isfinite(tol)):
+        raise InvalidParameterError(f"tol must be finite and >= 0, got {tol}.")
+
+
 def check_params(
     *, n_clusters, init, n_init, max_iter, tol, metric="euclidean", algorithm="lloyd",
     copy_x=True,
@@ -544,10 +553,7 @@ def check_params(
     _check_int(max_iter, "max_iter", 1)
     if not (isinstance(n_init, str) and n_init == "auto"):
         _check_int(n_init, "n_init", 1)
-    if isinstance(tol, bool) or not isinstance(tol, (numbers.Real, np.floating)):
-        raise InvalidParameterError(f"tol must be a real number, got {tol!r}.")
-    if not (tol >= 0 and np.isfinite(tol)):
-        raise InvalidParameterError(f"tol must be finite and >= 0, got {tol}.")
+    check_tol(tol)
     if isinstance(init, str):
         if init not in _INIT_STRINGS:
             raise InvalidParameterError(

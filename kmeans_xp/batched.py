@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import math
-import numbers
 
 import numpy as np
 
@@ -39,6 +38,7 @@ from ._validation import (
     check_random_state,
     check_same_namespace,
     check_sample_weight,
+    check_tol,
     result_dtype,
 )
 from .exceptions import InvalidParameterError
@@ -130,10 +130,7 @@ def batched_k_means(
             f"n_clusters={n_clusters} must be <= n_samples={n_samples} (the rows of each problem)."
         )
     max_iter = _check_int(max_iter, "max_iter", 1)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (
-        math.isfinite(tol) and tol >= 0
-    ):
-        raise InvalidParameterError(f"tol must be a finite real number >= 0, got {tol!r}.")
+    check_tol(tol)
     if isinstance(init, str):
         if init not in _INITS:
             raise InvalidParameterError(
