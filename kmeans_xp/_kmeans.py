@@ -22,6 +22,7 @@ from ._lloyd import data_mean_and_variance
 from ._problem import make_problem
 from ._sparse import is_sparse
 from ._validation import (
+    DeferredChecks,
     _check_int,
     check_array,
     check_init_array,
@@ -219,7 +220,9 @@ class KMeans(CentersEstimator):
         X_input = X
         # Half-precision X stays as it is: blocks are cast to float32 as they
         # are used (cosine rows are normalised in float32 instead).
-        X, xp, device = check_array(X, keep_half=self.metric == "euclidean")
+        # The values of X, the weights and an init array: one device read.
+        checks = DeferredChecks()
+        X, xp, device = check_array(X, keep_half=self.metric == "euclidean", checks=checks)
         check_n_clusters_fits(self.n_clusters, X.shape[0])
         if self.metric == "cosine":
             if is_sparse(X):
@@ -228,9 +231,9 @@ class KMeans(CentersEstimator):
                     "(sklearn.preprocessing.normalize) and use metric='euclidean', which "
                     "then ranks centres as cosine does."
                 )
-            X = unit_rows(X, xp)
-        weights = check_sample_weight(sample_weight, X, xp, device)
-        return self._fit_checked(X, X_input, weights, xp, device)
+            X = unit_rows(X, xp, checks=checks)
+        weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
+        return self._fit_checked(X, X_input, weights, xp, device, checks=checks)
 
     def predict(self, X: Array, sample_weight: Array | None = None) -> Array:
         """Index of the closest centre for each row of X (see
@@ -243,18 +246,22 @@ class KMeans(CentersEstimator):
                 return stream_predict(self, X)
         return super().predict(X, sample_weight)
 
-    def _fit_checked(self, X, X_input, weights, xp, device, data_stats=None):
+    def _fit_checked(self, X, X_input, weights, xp, device, data_stats=None, checks=None):
         """``fit`` on data and weights that passed the checks (unit rows for
-        cosine). ``data_stats``, the ``(mean, mean variance)`` of X, lets
-        several fits on the same data (``select_k``) share those passes."""
+        cosine), or whose value checks wait in ``checks``, read here with
+        the init array's. ``data_stats``, the ``(mean, mean variance)`` of
+        X, lets several fits on the same data (``select_k``) share those
+        passes."""
+        checks = DeferredChecks() if checks is None else checks
         check_n_clusters_fits(self.n_clusters, X.shape[0])
         spherical = self.metric == "cosine"
         rng = check_random_state(self.random_state)
         init = self.init
         if not isinstance(init, str) and not callable(init):
-            init = check_init_array(init, X, xp, device, self.n_clusters)
+            init = check_init_array(init, X, xp, device, self.n_clusters, checks=checks)
             if spherical:
-                init = unit_rows(init, xp, name="init")
+                init = unit_rows(init, xp, name="init", checks=checks)
+        checks.read()
         n_init = resolve_n_init(
             self.n_init, self.init, n_random=10, estimator=type(self).__name__
         )

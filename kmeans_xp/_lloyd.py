@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from ._array_api import as_host_scalar, index_dtype
 from ._problem import Problem
+from ._validation import read_together
 
 __all__ = [
     "RunningSums",
     "data_mean_and_variance",
     "distances_to",
     "lloyd",
-    "read_host_values",
     "within_tolerance",
 ]
 
@@ -39,7 +39,7 @@ def data_mean_and_variance(problem: Problem, *, need_variance: bool):
     column_sums, sq_total = _column_moments(problem)
     mean = column_sums / n_samples
     # Both figures in one device read.
-    sq_total, offset = read_host_values(problem, sq_total, kernels.sq_sum(mean))
+    sq_total, offset = read_together([sq_total, kernels.sq_sum(mean)], kernels)
     second_moment = sq_total / n_samples
     # Relative round-off of the products grows with ||x||^2 / spread: shift
     # once the offset carries more than half of the second moment.
@@ -484,8 +484,8 @@ def lloyd(
         )
         if reduce is not None:
             sums, counts, inertia, n_changed = reduce.pass_stats(sums, counts, inertia, n_changed)
-        n_changed, n_empty, last_shift = read_host_values(
-            problem, n_changed, xp.count_nonzero(counts == 0), pending_shift
+        n_changed, n_empty, last_shift = read_together(
+            [n_changed, xp.count_nonzero(counts == 0), pending_shift], problem.kernels
         )
         if last_shift is not None and within_tolerance(i - 1, last_shift, tol, verbose):
             # Converged on the last M-step: this pass was the final E-step.
@@ -533,40 +533,6 @@ def lloyd(
     if progress is not None:
         progress.end_run(i + 1, converged)
     return centers, labels, inertia, i + 1
-
-
-def read_host_values(problem: Problem, *values):
-    """Host numbers of ``values`` (0-d arrays, Python numbers or None) in
-    one device read for all the arrays among them: the one sync a Lloyd
-    iteration makes on a GPU. Counts come back as ints, the rest as
-    floats; None stays None."""
-    xp = problem.xp
-    if problem.kernels.cheap_reads:
-        # Host arrays: each value as it is, without stacking them first
-        # (the latency row makes this call once per iteration).
-        return [
-            v if v is None or isinstance(v, (int, float))
-            else (int(v) if xp.isdtype(v.dtype, "integral") else float(v))
-            for v in values
-        ]
-    on_device = [v for v in values if v is not None and not isinstance(v, (int, float))]
-    read = iter(())
-    if on_device:
-        # float64 holds every count exactly (float32 where the device has
-        # no float64: counts then only decide == 0 and < n / 2).
-        dtype = problem.kernels.sum_dtype(problem.dtype)
-        if xp.isdtype(dtype, ("real floating",)) and xp.finfo(dtype).bits < 32:
-            dtype = xp.float32
-        stacked = xp.stack([xp.astype(xp.reshape(v, ()), dtype) for v in on_device])
-        read = iter(problem.kernels.host_values(stacked))
-    out = []
-    for v in values:
-        if v is None or isinstance(v, (int, float)):
-            out.append(v)
-        else:
-            number = next(read)
-            out.append(int(number) if xp.isdtype(v.dtype, "integral") else number)
-    return out
 
 
 def within_tolerance(i: int, center_shift: float, tol: float, verbose) -> bool:

@@ -43,7 +43,6 @@ from ._lloyd import (
     _lloyd_pass,
     _tolerance,
     data_mean_and_variance,
-    read_host_values,
 )
 from ._problem import make_problem
 from ._validation import (
@@ -55,6 +54,7 @@ from ._validation import (
     check_n_clusters_fits,
     check_random_state,
     check_sample_weight,
+    read_together,
     resolve_n_init,
     result_dtype,
     widest_float,
@@ -205,7 +205,7 @@ class MiniBatchKMeans(CentersEstimator):
             sample = _sample(X, weights, rng.integers(0, n_samples, init_size), xp, device)
             centers = self._init_on(sample, init, shift, rng, xp, device)
             runs.append((centers, _lloyd_pass(valid, centers, want_inertia=True)[3]))
-        inertias = read_host_values(valid, *(inertia for _, inertia in runs))
+        inertias = read_together([inertia for _, inertia in runs], valid.kernels)
         for run, inertia in enumerate(inertias):
             if self.verbose:
                 print(f"Inertia for init {run + 1}/{n_init}: {inertia:.6g}")
@@ -475,8 +475,9 @@ class _State:
         new_centers = xp.where(moved[:, None], updated, centers)
         ratio = self.est.reassignment_ratio
         low = counts < ratio * xp.max(counts)
-        inertia, n_empty, n_low, last_change = read_host_values(
-            problem, inertia, xp.count_nonzero(counts == 0), xp.count_nonzero(low), last_change
+        inertia, n_empty, n_low, last_change = read_together(
+            [inertia, xp.count_nonzero(counts == 0), xp.count_nonzero(low), last_change],
+            problem.kernels,
         )
         if last_change is not None and last_change <= tol:
             return None

@@ -96,25 +96,28 @@ class DeferredChecks:
         return host[at:]
 
 
-def read_together(values) -> list:
+def read_together(values, kernels=None) -> list:
     """Host numbers of ``values`` (0-d arrays of one namespace and device,
-    or Python numbers, which pass through) in at most one device read. Bool
-    arrays come back as bool, integer ones as int, the rest as float.
+    or Python numbers and None, which pass through) in at most one device
+    read: the one sync a Lloyd iteration or a MiniBatch step makes on a GPU.
+    Bool arrays come back as bool, integer ones as int, the rest as float.
 
     Host arrays are read one by one (no stacking: each read is free);
-    arrays on a GPU are stacked into the widest float the device has and
-    read once (``Kernels.host_values``).
+    arrays on a GPU are stacked into the widest float the device has (it
+    holds every count exactly) and read once (``Kernels.host_values``).
+    ``kernels``, the arrays' kernels when the caller has them, saves
+    looking them up (Lloyd reads once per iteration).
     """
     arrays = [v for v in values if hasattr(v, "dtype")]
     if not arrays:
         return list(values)
-    xp = array_namespace(arrays[0])
-    device = device_of(arrays[0])
-    kernels = get_kernels(xp, device)
+    if kernels is None:
+        kernels = get_kernels(array_namespace(arrays[0]), device_of(arrays[0]))
+    xp = kernels.xp
     if kernels.cheap_reads:
         numbers = arrays
     else:
-        dtype = widest_float(xp, device)
+        dtype = widest_float(xp, device_of(arrays[0]))
         stacked = xp.stack([xp.astype(xp.reshape(a, ()), dtype) for a in arrays])
         numbers = kernels.host_values(stacked)
     read = iter(_as_kind(xp, a.dtype, number) for a, number in zip(arrays, numbers))
@@ -632,8 +635,11 @@ def unit_rows(X, xp, name: str = "X", *, checks: DeferredChecks | None = None):
                 "direction for every row (drop them or use metric='euclidean')."
             )
 
-    _check_now_or_later(checks, [xp.count_nonzero(norms == 0)], verify)
-    return X / norms[:, None]
+    is_zero = norms == 0
+    _check_now_or_later(checks, [xp.count_nonzero(is_zero)], verify)
+    # Zero rows divided by 1: a deferred check raises later, without a
+    # division warning first.
+    return X / xp.where(is_zero, xp.ones_like(norms), norms)[:, None]
 
 
 def _check_now_or_later(checks: DeferredChecks | None, values, verify) -> None:

@@ -243,15 +243,17 @@ def test_fit_reads_the_device_once_per_iteration(syncs, init):
     assert r7 - r1 == n7 - n1  # exactly one read per extra iteration
 
 
-def test_weighted_fit_adds_only_the_weight_checks(syncs):
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_weights_and_an_init_array_are_checked_in_the_read_of_x(syncs, metric):
     X = torch.from_numpy(blobs(n=4000, k=12, seed=1) / 4)
     w = torch.from_numpy(np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]))
-    km = KMeans(12, n_init=1, max_iter=4, tol=0, random_state=0)
+    init = X[:12] + 1.0
+    km = KMeans(12, init=init, n_init=1, max_iter=4, tol=0, metric=metric)
     with syncs.counting():
         km.fit(X, sample_weight=w)
-    # The door's checks of the weights (finite, non-negative, largest,
-    # total) in one read.
-    assert syncs.reads <= km.n_iter_ + FIT_READS + 1
+    # X, the weights (finite, non-negative, largest, total), the init array
+    # (and the zero-norm rows of cosine): one read at the door.
+    assert syncs.reads <= km.n_iter_ + FIT_READS
 
 
 def test_fit_with_tolerance_reads_once_per_iteration(syncs):
