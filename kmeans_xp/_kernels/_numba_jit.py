@@ -21,6 +21,7 @@ TILE_ROWS = 4
 TILE_CENTERS = 8
 #: Rows labelled at a time by the fused Lloyd step before they are summed.
 SUB_ROWS = 256
+FEATURE_UNROLL = 4
 
 
 def _tile_kernel(n_centers):
@@ -46,10 +47,19 @@ def _tile_kernel(n_centers):
             f"c{j} = Ct[{f}, u + np.uint64({j})]" for j in cols
         ]
 
+    def step(f, indent):
+        return [indent + line for line in loads(f)] + [
+            f"{indent}a{r}_{j} += x{r} * c{j}" for r in rows for j in cols
+        ]
+
     body = ["u = np.uint64(j0)", "ui = np.uint64(i)", *loads(0)]
     body += [f"a{r}_{j} = x{r} * c{j}" for r in rows for j in cols]
-    body += ["for f in range(1, d):"] + [f"    {line}" for line in loads("f")]
-    body += [f"    a{r}_{j} += x{r} * c{j}" for r in rows for j in cols]
+    # Features FEATURE_UNROLL at a time, then one by one: each accumulator
+    # still adds them in order.
+    body += ["f = 1", f"while f + {FEATURE_UNROLL} <= d:"]
+    for q in range(FEATURE_UNROLL):
+        body += step(f"f + {q}", "    ")
+    body += [f"    f += {FEATURE_UNROLL}", "while f < d:", *step("f", "    "), "    f += 1"]
     for r in rows:
         body += [f"b{r} = a{r}_0 + csq[j0]", f"l{r} = j0"]
         for j in cols[1:]:
