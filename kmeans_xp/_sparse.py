@@ -79,25 +79,24 @@ def sparse_kernels(X):
 
 
 class ScipySparseKernels:
-    """Kernels for scipy.sparse (numpy centres) or cupyx.scipy.sparse
-    (cupy centres) blocks: the two libraries share these calls."""
+    """Kernels for scipy.sparse blocks with numpy centres; cupyx.scipy.sparse
+    blocks with cupy centres share them (``CupyxSparseKernels``), the two
+    libraries having the same calls."""
 
-    def __init__(self, sparse, dense):
+    def __init__(self, sparse=None, dense=None):
+        if sparse is None:
+            import scipy.sparse as sparse
         #: ``scipy.sparse`` or ``cupyx.scipy.sparse``
         self.sparse = sparse
         #: ``numpy`` or ``cupy``: the library of the dense arrays.
-        self.dense = dense
+        self.dense = np if dense is None else dense
 
     @classmethod
     def for_array(cls, X):
+        """The kernels for scipy or cupyx sparse ``X``."""
         if type(X).__module__.startswith("cupyx"):
-            import cupy
-            import cupyx.scipy.sparse
-
-            return cls(cupyx.scipy.sparse, cupy)
-        import scipy.sparse
-
-        return cls(scipy.sparse, np)
+            return CupyxSparseKernels()
+        return ScipySparseKernels()
 
     # -- blocks --------------------------------------------------------------
 
@@ -217,6 +216,25 @@ class ScipySparseKernels:
     def _row_ids(self, Xb):
         """Row index of each stored value of a CSR block."""
         return self.dense.repeat(self.dense.arange(Xb.shape[0]), self.dense.diff(Xb.indptr))
+
+
+class CupyxSparseKernels(ScipySparseKernels):
+    """``ScipySparseKernels`` for cupyx.scipy.sparse blocks and cupy
+    centres: only what CuPy does differently is here."""
+
+    def __init__(self):
+        import cupy
+        import cupyx.scipy.sparse
+
+        super().__init__(cupyx.scipy.sparse, cupy)
+
+    def _row_ids(self, Xb):
+        # cupy.repeat takes no cupy array of repeats before CuPy 14.1: the
+        # row of each stored value is the number of rows ending at or
+        # before it.
+        cupy = self.dense
+        positions = cupy.arange(Xb.indices.shape[0], dtype=Xb.indptr.dtype)
+        return cupy.searchsorted(Xb.indptr[1:], positions, side="right")
 
 
 class TorchSparseKernels:

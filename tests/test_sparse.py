@@ -1,5 +1,7 @@
 """Sparse kernels against the dense results: scipy.sparse CSR/CSC matrices
-and arrays, and torch sparse CSR tensors (on CPU here)."""
+and arrays, torch sparse CSR tensors (on CPU here), and cupyx.scipy.sparse
+CSR/CSC through its stand-in on scipy (``kmeans_xp._testing_sparse``, under
+``simulated_gpu(cupy=True)``: the cupy-sim backend of conftest)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,22 @@ import numpy as np
 import pytest
 
 from kmeans_xp._sparse import is_sparse, iter_row_blocks, lloyd_pass, sparse_kernels
+from kmeans_xp._testing import simulated_gpu, to_numpy
 
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
 
-CONTAINERS = ["csr_matrix", "csr_array", "csc_matrix", "csc_array", "torch_csr"]
+CONTAINERS = [
+    "csr_matrix",
+    "csr_array",
+    "csc_matrix",
+    "csc_array",
+    "torch_csr",
+    "cupyx_csr_matrix",
+    "cupyx_csc_matrix",
+    "cupyx_csr_array",
+]
 
 
 def random_sparse(n_samples=300, n_features=40, density=0.1, seed=0, dtype=np.float64):
@@ -28,6 +40,10 @@ def make(container, dense):
     if container == "torch_csr":
         torch = pytest.importorskip("torch")
         return torch.asarray(dense).to_sparse_csr()
+    if container.startswith("cupyx_"):
+        import cupyx.scipy.sparse  # the stand-in, under the container fixture
+
+        return getattr(cupyx.scipy.sparse, container.removeprefix("cupyx_"))(dense)
     return getattr(scipy_sparse, container)(dense)
 
 
@@ -37,16 +53,34 @@ def like(X, a):
         import torch
 
         return torch.asarray(np.asarray(a))
+    if type(X).__module__.startswith("cupyx"):
+        import cupy
+
+        return cupy.asarray(np.asarray(a))
     return np.asarray(a)
 
 
 def host(a):
-    return a.numpy() if type(a).__module__.startswith("torch") else np.asarray(a)
+    """A dense array (numpy, torch or cupy) on the host, as numpy."""
+    return to_numpy(a)
+
+
+def dense_of(X):
+    """Sparse X as a dense numpy array (cupyx through the host copy)."""
+    if hasattr(X, "to_dense"):
+        return host(X.to_dense())
+    return (X.get() if type(X).__module__.startswith("cupyx") else X).toarray()
 
 
 @pytest.fixture(params=CONTAINERS)
 def container(request):
-    return request.param
+    """The sparse container; the cupyx ones hold the cupy-sim backend's
+    simulation (numpy arrays stand for cupy ones) for the test."""
+    if not request.param.startswith("cupyx_"):
+        yield request.param
+        return
+    with simulated_gpu(torch=False, cupy=True):
+        yield request.param
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -124,9 +158,8 @@ def test_row_blocks_are_views_of_csr_nonzeros(container):
     blocks = list(iter_row_blocks(X, 64))
     assert [(a, b) for a, b, _ in blocks][-1] == (256, 300)
     for start, stop, block in blocks:
-        np.testing.assert_array_equal(host(block.to_dense() if hasattr(block, "to_dense") else block.toarray()),
-                                      dense[start:stop])
-    if container.startswith("csr"):
+        np.testing.assert_array_equal(dense_of(block), dense[start:stop])
+    if "csr" in container and container != "torch_csr":
         assert np.shares_memory(blocks[1][2].data, X.data)
     if container == "torch_csr":
         assert blocks[1][2].values().untyped_storage().data_ptr() == X.values().untyped_storage().data_ptr()
@@ -159,8 +192,7 @@ def test_input_is_not_modified(container):
     dense = random_sparse()
     X = make(container, dense)
     lloyd_pass(X, like(X, dense[:3] + 1), rows=50)
-    after = X.to_dense() if hasattr(X, "to_dense") else X.toarray()
-    np.testing.assert_array_equal(host(after), dense)
+    np.testing.assert_array_equal(dense_of(X), dense)
 
 
 def test_working_memory_below_twice_the_nonzeros():
@@ -185,10 +217,6 @@ def test_working_memory_below_twice_the_nonzeros():
 
 
 # -- the estimators on sparse input -------------------------------------------
-
-
-def dense_of(X):
-    return host(X.to_dense() if hasattr(X, "to_dense") else X.toarray())
 
 
 def test_kmeans_on_sparse_equals_the_dense_fit(container):
@@ -341,3 +369,69 @@ def test_readme_tfidf_example(capsys):
     code = re.search(r"<!-- tfidf-example -->\n```python\n(.*?)```", readme, re.S).group(1)
     exec(compile(code, "README.md:tfidf-example", "exec"), {})  # noqa: S102
     assert capsys.readouterr().out.split("\n")[:3] == ["ndarray", "1.0", "[ True]"]
+
+
+# -- cupyx.scipy.sparse through its stand-in ----------------------------------
+
+
+def test_cupyx_stand_in_is_installed_only_in_the_simulation_and_acts_as_cupyx():
+    """The stand-in classes pass for cupyx's (module, names, ``get``) and
+    refuse what cupyx refuses, so code that runs on them does not lean on
+    scipy behaviour that cupyx lacks."""
+    import sys
+
+    dense = random_sparse()
+    with simulated_gpu(torch=False, cupy=True):
+        import cupy
+        import cupyx.scipy.sparse as cs
+
+        X = cs.csr_matrix(dense)
+        assert type(X).__module__.startswith("cupyx.scipy.sparse") and is_sparse(X)
+        host_copy = X.get()
+        assert type(host_copy) is scipy_sparse.csr_matrix
+        np.testing.assert_array_equal(host_copy.toarray(), dense)
+        assert type(X.sum(axis=1)) is np.ndarray  # cupy arrays, never numpy.matrix
+        assert type(cs.csr_array(dense).get()) is scipy_sparse.csr_array
+        with pytest.raises(ValueError, match="float32, float64"):
+            cs.csr_matrix(np.arange(6).reshape(2, 3))  # cupyx has no integer data
+        with pytest.raises(ValueError, match="cupy arrays"):
+            cs.csr_matrix(([1.0], [0], [0, 1]), shape=(1, 1))
+        with pytest.raises(ValueError, match="repeats"):
+            cupy.repeat(cupy.arange(3), cupy.asarray([1, 2, 0]))  # CuPy < 14.1
+        with pytest.raises(TypeError, match="ambiguous"):
+            len(X)
+    assert "cupyx.scipy.sparse" not in sys.modules
+
+
+def test_cupyx_fit_keeps_the_data_sparse():
+    """A KMeans fit on cupyx CSR (stand-in) allocates far less than a dense
+    copy of X would take, and its centres, labels and distances are dense
+    cupy arrays (numpy arrays stand for them in the simulation)."""
+    from kmeans_xp import KMeans
+
+    n_samples, n_features, per_row = 4000, 2000, 10
+    rng = np.random.default_rng(0)
+    indices = np.sort(rng.choice(n_features, (n_samples, per_row)), axis=1).ravel()
+    host_X = scipy_sparse.csr_matrix(
+        (rng.random(indices.size), indices, np.arange(0, indices.size + 1, per_row)),
+        shape=(n_samples, n_features),
+    )
+    host_X.sum_duplicates()
+    dense_bytes = n_samples * n_features * 8
+    init = host_X[:8].toarray()
+    with simulated_gpu(torch=False, cupy=True):
+        import cupyx.scipy.sparse as cs
+
+        X = cs.csr_matrix(host_X)
+        tracemalloc.start()
+        try:
+            km = KMeans(8, init=init, n_init=1, max_iter=5).fit(X)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < dense_bytes / 20, (peak, dense_bytes)
+        assert type(km.cluster_centers_) is np.ndarray and km.cluster_centers_.shape == (8, n_features)
+        assert type(km.transform(X)) is np.ndarray
+    ref = KMeans(8, init=init, n_init=1, max_iter=5).fit(host_X.toarray())
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-12)
