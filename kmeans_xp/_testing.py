@@ -89,6 +89,7 @@ _CUPY_FROM_NUMPY = (
     "ones",
     "searchsorted",
     "take_along_axis",
+    "vdot",
     "zeros",
 )
 

@@ -87,10 +87,7 @@ class SparseKernels(Kernels):
         return self.impl.sq_distances_to(X, centers, labels)
 
     def sq_sum(self, A):
-        if not is_sparse(A):
-            return super().sq_sum(A)
-        values = self._values(A)
-        return (values * values).sum()
+        return self.impl.sq_sum(self._values(A) if is_sparse(A) else A)
 
     def column_sums(self, X, weights=None):
         if not is_sparse(X):
