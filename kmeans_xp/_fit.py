@@ -126,4 +126,6 @@ def initial_centers(problem: Problem, init, n_clusters: int, rng):
             init(problem.X, n_clusters, random_state=rng), problem.X, xp, device, n_clusters
         )
         return centers - problem.runner.shift
+    if not problem.runner.shifts_blocks:
+        return init  # a zero shift (sparse data): no copy of the (k x d) centres
     return init - problem.runner.shift
