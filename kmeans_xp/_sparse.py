@@ -265,6 +265,16 @@ class ScipySparseKernels:
         else:
             np.add.at(sums, (rows, columns), values)
 
+    def _gather(self, centers, rows, columns):
+        """``centers[rows, columns]``; ``rows`` may be overwritten."""
+        if not centers.flags.c_contiguous:
+            return centers[rows, columns]
+        # A flat take: half the time of the pair of indices.
+        flat = rows.astype(np.int64, copy=False)
+        flat *= centers.shape[1]
+        flat += columns
+        return centers.reshape(-1).take(flat)
+
     def cluster_sums(self, Xb, labels, weights, n_clusters: int, dtype=None):
         """``accumulate`` into zeros: new dense ``(sums, counts)``."""
         dtype = Xb.dtype if dtype is None else dtype
@@ -296,7 +306,7 @@ class ScipySparseKernels:
         dense = self.dense
         Xb = _as_csr(Xb)
         row_ids = self._row_ids(Xb)
-        at_nonzeros = centers[labels[row_ids], Xb.indices]
+        at_nonzeros = self._gather(centers, labels[row_ids], Xb.indices)
         terms = Xb.data - at_nonzeros
         terms *= terms
         terms -= at_nonzeros * at_nonzeros
@@ -349,6 +359,9 @@ class CupyxSparseKernels(ScipySparseKernels):
 
     def sq_sum(self, A):
         return self.dense.vdot(A, A)  # cuBLAS
+
+    def _gather(self, centers, rows, columns):
+        return centers[rows, columns]
 
     def _scatter_add(self, sums, rows, columns, values):
         import cupyx
