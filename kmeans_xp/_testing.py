@@ -85,6 +85,7 @@ _CUPY_FROM_NUMPY = (
     "ascontiguousarray",
     "bincount",
     "diff",
+    "einsum",
     "maximum",
     "ones",
     "searchsorted",

@@ -79,7 +79,7 @@ class SparseKernels(Kernels):
         return self.impl.cluster_sums(X, labels, weights, n_clusters)
 
     def sq_row_norms(self, X):
-        return self.impl.sq_row_norms(X) if is_sparse(X) else super().sq_row_norms(X)
+        return self.impl.sq_row_norms(X) if is_sparse(X) else self.impl.dense_sq_row_norms(X)
 
     def sq_distances_to(self, X, centers, labels):
         if not is_sparse(X):
