@@ -154,8 +154,7 @@ def assert_array_like(actual, reference, *, dtype=None) -> None:
     that a wrong namespace or device fails with a message that says so.
     """
     assert _same_namespace(actual, reference), (
-        f"namespace {array_namespace(actual).__name__} != "
-        f"{array_namespace(reference).__name__}"
+        f"namespace {array_namespace(actual).__name__} != {array_namespace(reference).__name__}"
     )
     assert device_of(actual) == device_of(reference), (
         f"device {device_of(actual)} != {device_of(reference)}"
@@ -171,7 +170,4 @@ def same_partition(labels_a, labels_b) -> bool:
     if a.shape != b.shape:
         return False
     pairs = np.unique(np.stack([a, b]), axis=1)
-    return (
-        np.unique(pairs[0]).size == pairs.shape[1]
-        and np.unique(pairs[1]).size == pairs.shape[1]
-    )
+    return np.unique(pairs[0]).size == pairs.shape[1] and np.unique(pairs[1]).size == pairs.shape[1]
