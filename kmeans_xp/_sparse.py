@@ -138,6 +138,9 @@ class ScipySparseKernels:
         block.data = X.data[first:last]
         block.indices = X.indices[first:last]
         block.indptr = X.indptr[start : stop + 1] - X.indptr.dtype.type(first)
+        # Known once for X (validation sums duplicates): cupyx would
+        # otherwise check each block before its product, a kernel and a sync.
+        block.has_canonical_format = X.has_canonical_format
         return block
 
     def rows_per_block(self, X, n_clusters: int, block_bytes: int | None = None) -> int:

@@ -33,7 +33,8 @@ def simulated_gpu(*, torch: bool = True, cupy: bool = False, free_bytes: int | N
       and no device reads in the block runner;
     * with ``cupy=True``, numpy arrays take CuPy's kernel class, running on
       numpy through stand-ins for ``cupy`` and ``cupyx`` (see
-      ``cupy_on_numpy``);
+      ``cupy_on_numpy``), and ``cupyx.scipy.sparse`` matrices made inside
+      the block (stand-ins over scipy.sparse) take the cupyx sparse kernels;
     * the GPU scatter-add adds one row at a time in the destination's dtype,
       as GPU atomics do (``np.add.at`` on views of the tensors), where
       torch's CPU ``index_add_`` would sum in parallel parts.
