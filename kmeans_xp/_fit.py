@@ -127,5 +127,7 @@ def initial_centers(problem: Problem, init, n_clusters: int, rng):
         )
         return centers - problem.runner.shift
     if not problem.runner.shifts_blocks:
-        return init  # a zero shift (sparse data): no copy of the (k x d) centres
+        # A zero shift (always for sparse data): the array itself, which
+        # Lloyd only reads, rather than a (k x d) copy held through the run.
+        return init
     return init - problem.runner.shift

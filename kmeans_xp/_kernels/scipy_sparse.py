@@ -5,9 +5,10 @@ cupyx.scipy.sparse, which has the same calls) with dense centres.
 ``Kernels`` interface, so Lloyd, k-means++, MiniBatch and the prediction
 methods run on sparse blocks unchanged. Blocks are row slices sharing X's
 nonzeros; they are never shifted (``shiftable = False``: a shifted sparse
-block is dense), and no (rows x n_features) array is made. Every method
-that also meets dense arrays (centres, distances) hands those to the
-generic kernels.
+block is dense), and no (rows x n_features) array is made. Methods that
+also meet dense arrays hand them to the generic kernels, except the squared
+norms and sums of the centres, which the library's block kernels compute
+without a squared (k x d) copy.
 """
 
 from __future__ import annotations
