@@ -149,4 +149,8 @@ def initial_centers(problem: Problem, init, n_clusters: int, rng):
             init(problem.X, n_clusters, random_state=rng), problem.X, xp, device, n_clusters
         )
         return centers - problem.runner.shift
+    if not problem.runner.shifts_blocks:
+        # A zero shift (always for sparse data): the array itself, which
+        # Lloyd only reads, rather than a (k x d) copy held through the run.
+        return init
     return init - problem.runner.shift

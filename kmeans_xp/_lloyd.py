@@ -502,6 +502,9 @@ def lloyd(
         new_centers = _m_step(
             problem, centers, labels, sums, counts, running, spherical, n_empty, reduce
         )
+        # Not held through the shift and the next pass (k x d each), unless
+        # kept as running sums.
+        sums = counts = None
         # Convergence.
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")

@@ -33,7 +33,8 @@ def simulated_gpu(*, torch: bool = True, cupy: bool = False, free_bytes: int | N
       and no device reads in the block runner;
     * with ``cupy=True``, numpy arrays take CuPy's kernel class, running on
       numpy through stand-ins for ``cupy`` and ``cupyx`` (see
-      ``cupy_on_numpy``);
+      ``cupy_on_numpy``), and ``cupyx.scipy.sparse`` matrices made inside
+      the block (stand-ins over scipy.sparse) take the cupyx sparse kernels;
     * the GPU scatter-add adds one row at a time in the destination's dtype,
       as GPU atomics do (``np.add.at`` on views of the tensors), where
       torch's CPU ``index_add_`` would sum in parallel parts.
@@ -77,17 +78,39 @@ class _CupyOutOfMemoryError(MemoryError):
     """Stand-in for ``cupy.cuda.memory.OutOfMemoryError``."""
 
 
+#: numpy functions that stand for cupy's of the same name (same signatures).
+_CUPY_FROM_NUMPY = (
+    "arange",
+    "argmin",
+    "asarray",
+    "ascontiguousarray",
+    "bincount",
+    "diff",
+    "einsum",
+    "maximum",
+    "ones",
+    "searchsorted",
+    "take_along_axis",
+    "vdot",
+    "zeros",
+)
+
+
 @contextlib.contextmanager
 def cupy_on_numpy():
-    """Stand-ins for ``cupy`` and ``cupyx`` with the few calls CuPy's
-    kernels make, on numpy arrays, installed in ``sys.modules`` for the
-    block (where no real cupy is imported). A call the kernels start making
-    fails here by name until the stand-in learns it."""
+    """Stand-ins for ``cupy``, ``cupyx`` and ``cupyx.scipy.sparse`` with the
+    few calls CuPy's kernels and the sparse kernels make, on numpy arrays
+    (and scipy.sparse matrices: see ``_testing_sparse``), installed in
+    ``sys.modules`` for the block (where no real cupy is imported). A call
+    the kernels start making fails here by name until the stand-in learns
+    it."""
+    from ._testing_sparse import cupyx_sparse_module
+
     cupy = types.ModuleType("cupy")
-    cupy.ascontiguousarray, cupy.argmin, cupy.arange = (
-        np.ascontiguousarray, np.argmin, np.arange
-    )
-    cupy.float64 = np.float64
+    for name in _CUPY_FROM_NUMPY:
+        setattr(cupy, name, getattr(np, name))
+    cupy.repeat = _cupy_repeat
+    cupy.float64, cupy.int64 = np.float64, np.int64
     cupy.ndarray = type("ndarray", (), {})  # no numpy array passes for a cupy one
     cupy.cuda = types.SimpleNamespace(
         memory=types.SimpleNamespace(OutOfMemoryError=_CupyOutOfMemoryError),
@@ -97,8 +120,12 @@ def cupy_on_numpy():
     )
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = np.add.at  # both accumulate repeated indices, row by row
-    saved = {name: sys.modules.get(name) for name in ("cupy", "cupyx")}
-    sys.modules["cupy"], sys.modules["cupyx"] = cupy, cupyx
+    cupyx.scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy.sparse = cupyx_sparse_module()
+    modules = {"cupy": cupy, "cupyx": cupyx}
+    modules["cupyx.scipy"], modules["cupyx.scipy.sparse"] = cupyx.scipy, cupyx.scipy.sparse
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
     try:
         yield
     finally:
@@ -107,6 +134,14 @@ def cupy_on_numpy():
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
+
+
+def _cupy_repeat(a, repeats, axis=None):
+    """``cupy.repeat``: before CuPy 14.1 a CuPy array of repeats is an
+    error (``cupy>=13`` allows those releases)."""
+    if isinstance(repeats, np.ndarray) and repeats.ndim > 0:
+        raise ValueError("cupy.ndaray cannot be specified as `repeats` argument.")
+    return np.repeat(a, repeats, axis)
 
 
 def _same_namespace(a, b) -> bool:
@@ -120,8 +155,7 @@ def assert_array_like(actual, reference, *, dtype=None) -> None:
     that a wrong namespace or device fails with a message that says so.
     """
     assert _same_namespace(actual, reference), (
-        f"namespace {array_namespace(actual).__name__} != "
-        f"{array_namespace(reference).__name__}"
+        f"namespace {array_namespace(actual).__name__} != {array_namespace(reference).__name__}"
     )
     assert device_of(actual) == device_of(reference), (
         f"device {device_of(actual)} != {device_of(reference)}"
@@ -137,7 +171,4 @@ def same_partition(labels_a, labels_b) -> bool:
     if a.shape != b.shape:
         return False
     pairs = np.unique(np.stack([a, b]), axis=1)
-    return (
-        np.unique(pairs[0]).size == pairs.shape[1]
-        and np.unique(pairs[1]).size == pairs.shape[1]
-    )
+    return np.unique(pairs[0]).size == pairs.shape[1] and np.unique(pairs[1]).size == pairs.shape[1]

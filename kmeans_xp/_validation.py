@@ -324,9 +324,10 @@ def _check_sparse(X, name: str, checks: DeferredChecks | None):
 
 
 def _is_sparse(X) -> bool:
-    """scipy.sparse matrices/arrays and pydata sparse, without importing them."""
+    """scipy.sparse and cupyx.scipy.sparse matrices/arrays, pydata sparse and
+    torch sparse tensors, without importing them."""
     module = type(X).__module__ or ""
-    return module.startswith(("scipy.sparse", "sparse")) or (
+    return module.startswith(("scipy.sparse", "cupyx.scipy.sparse", "sparse")) or (
         getattr(X, "layout", None) is not None and "sparse" in str(X.layout)
     )
 

@@ -1,5 +1,7 @@
 """Sparse kernels against the dense results: scipy.sparse CSR/CSC matrices
-and arrays, and torch sparse CSR tensors (on CPU here)."""
+and arrays, torch sparse CSR tensors (on CPU here), and cupyx.scipy.sparse
+CSR/CSC through its stand-in on scipy (``kmeans_xp._testing_sparse``, under
+``simulated_gpu(cupy=True)``: the cupy-sim backend of conftest)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,29 @@ import numpy as np
 import pytest
 
 from kmeans_xp._sparse import is_sparse, iter_row_blocks, lloyd_pass, sparse_kernels
+from kmeans_xp._testing import simulated_gpu, to_numpy
 
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
 
-CONTAINERS = ["csr_matrix", "csr_array", "csc_matrix", "csc_array", "torch_csr"]
+CONTAINERS = [
+    "csr_matrix",
+    "csr_array",
+    "csc_matrix",
+    "csc_array",
+    "torch_csr",
+    "cupyx_csr_matrix",
+    "cupyx_csc_matrix",
+    "cupyx_csr_array",
+]
 
 
 def random_sparse(n_samples=300, n_features=40, density=0.1, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    dense = rng.normal(size=(n_samples, n_features)) * (rng.random((n_samples, n_features)) < density)
+    dense = rng.normal(size=(n_samples, n_features)) * (
+        rng.random((n_samples, n_features)) < density
+    )
     dense[7] = 0.0  # an empty row
     return dense.astype(dtype)
 
@@ -28,6 +42,10 @@ def make(container, dense):
     if container == "torch_csr":
         torch = pytest.importorskip("torch")
         return torch.asarray(dense).to_sparse_csr()
+    if container.startswith("cupyx_"):
+        import cupyx.scipy.sparse  # the stand-in, under the container fixture
+
+        return getattr(cupyx.scipy.sparse, container.removeprefix("cupyx_"))(dense)
     return getattr(scipy_sparse, container)(dense)
 
 
@@ -37,16 +55,34 @@ def like(X, a):
         import torch
 
         return torch.asarray(np.asarray(a))
+    if type(X).__module__.startswith("cupyx"):
+        import cupy
+
+        return cupy.asarray(np.asarray(a))
     return np.asarray(a)
 
 
 def host(a):
-    return a.numpy() if type(a).__module__.startswith("torch") else np.asarray(a)
+    """A dense array (numpy, torch or cupy) on the host, as numpy."""
+    return to_numpy(a)
+
+
+def dense_of(X):
+    """Sparse X as a dense numpy array (cupyx through the host copy)."""
+    if hasattr(X, "to_dense"):
+        return host(X.to_dense())
+    return (X.get() if type(X).__module__.startswith("cupyx") else X).toarray()
 
 
 @pytest.fixture(params=CONTAINERS)
 def container(request):
-    return request.param
+    """The sparse container; the cupyx ones hold the cupy-sim backend's
+    simulation (numpy arrays stand for cupy ones) for the test."""
+    if not request.param.startswith("cupyx_"):
+        yield request.param
+        return
+    with simulated_gpu(torch=False, cupy=True):
+        yield request.param
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -78,8 +114,12 @@ def test_row_norms_assign_and_distances_equal_dense(container, dtype):
     centers = dense[[0, 50, 100, 150]] + 0.01
     rtol = 1e-4 if dtype == np.float32 else 1e-10
     norms = kernels.sq_row_norms(kernels.row_block(X, 0, X.shape[0]))
-    np.testing.assert_allclose(host(norms), (dense.astype(np.float64) ** 2).sum(axis=1), rtol=rtol, atol=rtol)
-    expected_labels, expected_d2 = _dense_assign(dense.astype(np.float64), centers.astype(np.float64))
+    np.testing.assert_allclose(
+        host(norms), (dense.astype(np.float64) ** 2).sum(axis=1), rtol=rtol, atol=rtol
+    )
+    expected_labels, expected_d2 = _dense_assign(
+        dense.astype(np.float64), centers.astype(np.float64)
+    )
     c = like(X, centers)
     Xb = kernels.row_block(X, 0, X.shape[0])
     labels, partial = kernels.assign(Xb, c, (c * c).sum(1))
@@ -104,7 +144,9 @@ def test_accumulate_equals_dense_sums(container, weighted):
     labels = rng.integers(0, 5, dense.shape[0])
     weights = rng.random(dense.shape[0]) if weighted else None
     w = np.ones(dense.shape[0]) if weights is None else weights
-    expected_sums = np.stack([(w[labels == j, None] * dense[labels == j]).sum(axis=0) for j in range(5)])
+    expected_sums = np.stack(
+        [(w[labels == j, None] * dense[labels == j]).sum(axis=0) for j in range(5)]
+    )
     expected_counts = np.array([w[labels == j].sum() for j in range(5)])
     Xb = kernels.row_block(X, 0, X.shape[0])
     sums, counts = kernels.cluster_sums(
@@ -113,7 +155,9 @@ def test_accumulate_equals_dense_sums(container, weighted):
     np.testing.assert_allclose(host(sums), expected_sums, atol=1e-12)
     np.testing.assert_allclose(host(counts), expected_counts, atol=1e-12)
     # Accumulating a second time adds to the running sums.
-    kernels.accumulate(Xb, like(X, labels), None if weights is None else like(X, weights), sums, counts)
+    kernels.accumulate(
+        Xb, like(X, labels), None if weights is None else like(X, weights), sums, counts
+    )
     np.testing.assert_allclose(host(sums), 2 * expected_sums, atol=1e-12)
     np.testing.assert_allclose(host(counts), 2 * expected_counts, atol=1e-12)
 
@@ -124,12 +168,14 @@ def test_row_blocks_are_views_of_csr_nonzeros(container):
     blocks = list(iter_row_blocks(X, 64))
     assert [(a, b) for a, b, _ in blocks][-1] == (256, 300)
     for start, stop, block in blocks:
-        np.testing.assert_array_equal(host(block.to_dense() if hasattr(block, "to_dense") else block.toarray()),
-                                      dense[start:stop])
-    if container.startswith("csr"):
+        np.testing.assert_array_equal(dense_of(block), dense[start:stop])
+    if "csr" in container and container != "torch_csr":
         assert np.shares_memory(blocks[1][2].data, X.data)
     if container == "torch_csr":
-        assert blocks[1][2].values().untyped_storage().data_ptr() == X.values().untyped_storage().data_ptr()
+        assert (
+            blocks[1][2].values().untyped_storage().data_ptr()
+            == X.values().untyped_storage().data_ptr()
+        )
 
 
 def test_lloyd_with_sparse_blocks_equals_the_dense_fit(container):
@@ -149,7 +195,9 @@ def test_lloyd_with_sparse_blocks_equals_the_dense_fit(container):
         if float(((new_centers - centers) ** 2).sum()) == 0:
             break
         centers = new_centers
-    reference = KMeans(n_clusters=5, init=init, n_init=1, tol=0, max_iter=100).fit(dense, sample_weight=weights)
+    reference = KMeans(n_clusters=5, init=init, n_init=1, tol=0, max_iter=100).fit(
+        dense, sample_weight=weights
+    )
     np.testing.assert_array_equal(host(labels), reference.labels_)
     np.testing.assert_allclose(host(centers), reference.cluster_centers_, atol=1e-10)
     assert inertia == pytest.approx(reference.inertia_, rel=1e-10)
@@ -159,8 +207,7 @@ def test_input_is_not_modified(container):
     dense = random_sparse()
     X = make(container, dense)
     lloyd_pass(X, like(X, dense[:3] + 1), rows=50)
-    after = X.to_dense() if hasattr(X, "to_dense") else X.toarray()
-    np.testing.assert_array_equal(host(after), dense)
+    np.testing.assert_array_equal(dense_of(X), dense)
 
 
 def test_working_memory_below_twice_the_nonzeros():
@@ -172,7 +219,9 @@ def test_working_memory_below_twice_the_nonzeros():
         rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
     ).ravel()
     indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
-    X = scipy_sparse.csr_matrix((rng.random(indices.size), indices, indptr), shape=(n_samples, n_features))
+    X = scipy_sparse.csr_matrix(
+        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
+    )
     storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     centers = X[:16].toarray() + 0.01
     tracemalloc.start()
@@ -185,10 +234,6 @@ def test_working_memory_below_twice_the_nonzeros():
 
 
 # -- the estimators on sparse input -------------------------------------------
-
-
-def dense_of(X):
-    return host(X.to_dense() if hasattr(X, "to_dense") else X.toarray())
 
 
 def test_kmeans_on_sparse_equals_the_dense_fit(container):
@@ -239,9 +284,11 @@ def test_minibatch_on_sparse_equals_the_dense_fit(container):
     assert ours.n_steps_ == ref.n_steps_
     stream, ref_stream = MiniBatchKMeans(**params), MiniBatchKMeans(**params)
     for start in range(0, 1000, 250):
-        stream.partial_fit(make(container, dense[start:start + 250]))
-        ref_stream.partial_fit(dense[start:start + 250])
-    np.testing.assert_allclose(host(stream.cluster_centers_), ref_stream.cluster_centers_, atol=1e-12)
+        stream.partial_fit(make(container, dense[start : start + 250]))
+        ref_stream.partial_fit(dense[start : start + 250])
+    np.testing.assert_allclose(
+        host(stream.cluster_centers_), ref_stream.cluster_centers_, atol=1e-12
+    )
 
 
 def test_bisecting_on_sparse_equals_the_dense_fit(container):
@@ -249,7 +296,10 @@ def test_bisecting_on_sparse_equals_the_dense_fit(container):
 
     dense = random_sparse(n_samples=400, density=0.2)
     X = make(container, dense)
-    ours, ref = BisectingKMeans(5, random_state=0).fit(X), BisectingKMeans(5, random_state=0).fit(dense)
+    ours, ref = (
+        BisectingKMeans(5, random_state=0).fit(X),
+        BisectingKMeans(5, random_state=0).fit(dense),
+    )
     np.testing.assert_allclose(host(ours.cluster_centers_), ref.cluster_centers_, atol=1e-12)
     np.testing.assert_array_equal(host(ours.labels_), ref.labels_)
     np.testing.assert_array_equal(host(ours.predict(X)), ref.predict(dense))
@@ -331,6 +381,42 @@ def test_kmeans_fit_working_memory_below_twice_the_nonzeros():
     assert peak < 2 * storage, (peak, storage)
 
 
+@pytest.mark.parametrize("n_clusters", [32, 64, 128])
+def test_fit_working_memory_at_larger_k(n_clusters):
+    """benchmarks/run.py's sparse row at a fifth of its size: a 20k x 10k
+    CSR with 50 stored values a row, where a dense (k x d) array takes the
+    same share of the nonzeros' storage as at 100k x 50k (0.21, 0.42 and
+    0.85 of it at k = 32, 64, 128). From given centres, as the benchmark
+    fits, the working memory (tracemalloc peak) stays below twice the
+    storage at k = 32 and 64. At k = 128 four dense (k x d) arrays at the
+    M-step (the validated initial centres, the centres, the sums, the new
+    centres) already take 3.4 x the storage: there the bound is those four
+    and half the storage for the rest (blocks, slices, labels)."""
+    from kmeans_xp import KMeans
+
+    n_samples, n_features, per_row = 20_000, 10_000, 50
+    rng = np.random.default_rng(0)
+    indices = np.sort(
+        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
+    ).ravel()
+    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
+    X = scipy_sparse.csr_matrix(
+        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
+    )
+    X.sum_duplicates()
+    storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    init = X[rng.choice(n_samples, n_clusters, replace=False)].toarray()
+    tracemalloc.start()
+    try:
+        KMeans(n_clusters, init=init, n_init=1, max_iter=3, tol=0).fit(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    centers_bytes = init.nbytes
+    bound = 2 * storage if n_clusters <= 64 else 4 * centers_bytes + storage // 2
+    assert peak < bound, (peak / storage, centers_bytes / storage)
+
+
 def test_readme_tfidf_example(capsys):
     """The README's TF-IDF example runs and prints what it says."""
     pytest.importorskip("sklearn")
@@ -341,3 +427,72 @@ def test_readme_tfidf_example(capsys):
     code = re.search(r"<!-- tfidf-example -->\n```python\n(.*?)```", readme, re.S).group(1)
     exec(compile(code, "README.md:tfidf-example", "exec"), {})  # noqa: S102
     assert capsys.readouterr().out.split("\n")[:3] == ["ndarray", "1.0", "[ True]"]
+
+
+# -- cupyx.scipy.sparse through its stand-in ----------------------------------
+
+
+def test_cupyx_stand_in_is_installed_only_in_the_simulation_and_acts_as_cupyx():
+    """The stand-in classes pass for cupyx's (module, names, ``get``) and
+    refuse what cupyx refuses, so code that runs on them does not lean on
+    scipy behaviour that cupyx lacks."""
+    import sys
+
+    dense = random_sparse()
+    with simulated_gpu(torch=False, cupy=True):
+        import cupy
+        import cupyx.scipy.sparse as cs
+
+        X = cs.csr_matrix(dense)
+        assert type(X).__module__.startswith("cupyx.scipy.sparse") and is_sparse(X)
+        host_copy = X.get()
+        assert type(host_copy) is scipy_sparse.csr_matrix
+        np.testing.assert_array_equal(host_copy.toarray(), dense)
+        assert type(X.sum(axis=1)) is np.ndarray  # cupy arrays, never numpy.matrix
+        assert type(cs.csr_array(dense).get()) is scipy_sparse.csr_array
+        with pytest.raises(ValueError, match="float32, float64"):
+            cs.csr_matrix(np.arange(6).reshape(2, 3))  # cupyx has no integer data
+        with pytest.raises(ValueError, match="cupy arrays"):
+            cs.csr_matrix(([1.0], [0], [0, 1]), shape=(1, 1))
+        with pytest.raises(ValueError, match="repeats"):
+            cupy.repeat(cupy.arange(3), cupy.asarray([1, 2, 0]))  # CuPy < 14.1
+        with pytest.raises(TypeError, match="ambiguous"):
+            len(X)
+    assert "cupyx.scipy.sparse" not in sys.modules
+
+
+def test_cupyx_fit_keeps_the_data_sparse():
+    """A KMeans fit on cupyx CSR (stand-in) allocates far less than a dense
+    copy of X would take, and its centres, labels and distances are dense
+    cupy arrays (numpy arrays stand for them in the simulation)."""
+    from kmeans_xp import KMeans
+
+    n_samples, n_features, per_row = 4000, 2000, 10
+    rng = np.random.default_rng(0)
+    indices = np.sort(rng.choice(n_features, (n_samples, per_row)), axis=1).ravel()
+    host_X = scipy_sparse.csr_matrix(
+        (rng.random(indices.size), indices, np.arange(0, indices.size + 1, per_row)),
+        shape=(n_samples, n_features),
+    )
+    host_X.sum_duplicates()
+    dense_bytes = n_samples * n_features * 8
+    init = host_X[:8].toarray()
+    with simulated_gpu(torch=False, cupy=True):
+        import cupyx.scipy.sparse as cs
+
+        X = cs.csr_matrix(host_X)
+        tracemalloc.start()
+        try:
+            km = KMeans(8, init=init, n_init=1, max_iter=5).fit(X)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < dense_bytes / 20, (peak, dense_bytes)
+        assert type(km.cluster_centers_) is np.ndarray and km.cluster_centers_.shape == (
+            8,
+            n_features,
+        )
+        assert type(km.transform(X)) is np.ndarray
+    ref = KMeans(8, init=init, n_init=1, max_iter=5).fit(host_X.toarray())
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-12)

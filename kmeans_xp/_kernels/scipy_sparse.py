@@ -5,9 +5,10 @@ cupyx.scipy.sparse, which has the same calls) with dense centres.
 ``Kernels`` interface, so Lloyd, k-means++, MiniBatch and the prediction
 methods run on sparse blocks unchanged. Blocks are row slices sharing X's
 nonzeros; they are never shifted (``shiftable = False``: a shifted sparse
-block is dense), and no (rows x n_features) array is made. Every method
-that also meets dense arrays (centres, distances) hands those to the
-generic kernels.
+block is dense), and no (rows x n_features) array is made. Methods that
+also meet dense arrays hand them to the generic kernels, except the squared
+norms and sums of the centres, which the library's block kernels compute
+without a squared (k x d) copy.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class SparseKernels(Kernels):
         return self.impl.cluster_sums(X, labels, weights, n_clusters)
 
     def sq_row_norms(self, X):
-        return self.impl.sq_row_norms(X) if is_sparse(X) else super().sq_row_norms(X)
+        return self.impl.sq_row_norms(X) if is_sparse(X) else self.impl.dense_sq_row_norms(X)
 
     def sq_distances_to(self, X, centers, labels):
         if not is_sparse(X):
@@ -87,10 +88,7 @@ class SparseKernels(Kernels):
         return self.impl.sq_distances_to(X, centers, labels)
 
     def sq_sum(self, A):
-        if not is_sparse(A):
-            return super().sq_sum(A)
-        values = self._values(A)
-        return (values * values).sum()
+        return self.impl.sq_sum(self._values(A) if is_sparse(A) else A)
 
     def column_sums(self, X, weights=None):
         if not is_sparse(X):
