@@ -151,7 +151,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
             X = unit_rows(X, xp, checks=checks)
         weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
         back = _same
-        twin = host_twin(xp, device, X.dtype)
+        twin = host_twin(xp, device, X)
         if twin is not None:
             xp, view, back = twin
             device = "cpu"

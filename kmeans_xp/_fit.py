@@ -12,6 +12,7 @@ from ._init import _kmeans_plusplus, _random_rows
 from ._kernels import SIMULATION
 from ._lloyd import _tolerance, data_mean_and_variance, lloyd
 from ._problem import Problem, make_problem
+from ._sparse import is_sparse
 from ._validation import check_init_array
 
 __all__ = [
@@ -38,7 +39,7 @@ def where_to_run(xp, device, X, weights, init, data_stats):
         weights = None if weights is None else weights.detach()
         if is_array_api_obj(init):
             init = init.detach()
-    twin = host_twin(xp, device, X.dtype)
+    twin = host_twin(xp, device, X)
     if twin is None:
         return xp, device, (X, weights, init, data_stats), lambda a: a
     np_xp, view, back = twin
@@ -56,15 +57,16 @@ def where_to_run(xp, device, X, weights, init, data_stats):
     return np_xp, "cpu", (view(X), view(weights), init, data_stats), back
 
 
-def host_twin(xp, device, dtype):
-    """``(numpy namespace, view, back)`` where arrays of ``xp`` on ``device``
-    are torch CPU tensors that the numpy code can run on in place (see
+def host_twin(xp, device, X):
+    """``(numpy namespace, view, back)`` where X (of ``xp``, on ``device``)
+    is a torch CPU tensor that the numpy code can run on in place (see
     ``numpy_twin``), else None: the one way torch CPU tensors are run.
 
     None under ``simulated_gpu()``, where CPU tensors take the CUDA path,
-    and for bfloat16, which numpy lacks (torch runs it, on float32 blocks).
+    for bfloat16, which numpy lacks (torch runs it, on float32 blocks), and
+    for sparse tensors, which have no numpy view.
     """
-    if SIMULATION.torch or dtype == getattr(xp, "bfloat16", None):
+    if SIMULATION.torch or X.dtype == getattr(xp, "bfloat16", None) or is_sparse(X):
         return None
     return numpy_twin(xp, device)
 

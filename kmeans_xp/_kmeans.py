@@ -267,14 +267,9 @@ class KMeans(CentersEstimator):
         )
 
         start = time.perf_counter()
-        if is_sparse(X):
-            # Sparse tensors have no numpy view: sparse data run where they are.
-            run_xp, run_device, back = xp, device, lambda a: a
-            run_X, run_weights, run_init, run_stats = X, weights, init, data_stats
-        else:
-            run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
-                xp, device, X, weights, init, data_stats
-            )
+        run_xp, run_device, (run_X, run_weights, run_init, run_stats), back = where_to_run(
+            xp, device, X, weights, init, data_stats
+        )
         centers, labels, inertia, n_iter = fit_best_of(
             run_X, run_weights, run_xp, run_device,
             n_clusters=self.n_clusters, init=run_init, n_init=n_init,

@@ -32,6 +32,7 @@ __all__ = [
     "check_array",
     "check_fitted_input",
     "check_init_array",
+    "check_init_name",
     "check_n_clusters_fits",
     "check_params",
     "check_random_state",
@@ -217,8 +218,17 @@ def check_array(
             f"{tuple(X.shape)}) while a minimum of 1 is required."
         )
     X = _as_working_dtype(X, xp, device, name, keep_half=keep_half)
-    limit = magnitude_limit(xp, working_dtype(xp, X.dtype), n_samples, n_features)
-    dtype = X.dtype
+    verify = _magnitude_check(name, xp, working_dtype(xp, X.dtype), X.shape)
+    _check_now_or_later(checks, [_largest_magnitude(X, xp)], verify)
+    return X, xp, device
+
+
+def _magnitude_check(name: str, xp, dtype, shape):
+    """The check of X's largest magnitude (a host float): finite, and small
+    enough for squared distances over ``shape`` in ``dtype`` not to
+    overflow."""
+    n_samples, n_features = shape
+    limit = magnitude_limit(xp, dtype, n_samples, n_features)
 
     def verify(largest: float) -> None:
         if not math.isfinite(largest):
@@ -231,8 +241,7 @@ def check_array(
                 "largest value)."
             )
 
-    _check_now_or_later(checks, [_largest_magnitude(X, xp)], verify)
-    return X, xp, device
+    return verify
 
 
 def _check_sparse(X, name: str, checks: DeferredChecks | None):
@@ -305,18 +314,7 @@ def _check_sparse(X, name: str, checks: DeferredChecks | None):
             X = X.copy()
             X.sum_duplicates()
         values = X.data
-    limit = magnitude_limit(xp, X.dtype, shape[0], shape[1])
-    dtype = X.dtype
-
-    def verify(largest: float) -> None:
-        if not math.isfinite(largest):
-            raise ValueError(f"{name} contains NaN or infinity; k-means needs finite values.")
-        if largest > limit:
-            raise ValueError(
-                f"{name} has values up to {largest:.3g} in magnitude; squared distances "
-                f"would overflow {dtype}. Rescale {name} (e.g. divide by its largest value)."
-            )
-
+    verify = _magnitude_check(name, xp, X.dtype, shape)
     if values.shape[0]:
         # max |v| is NaN where a value is NaN, inf where one is infinite.
         _check_now_or_later(checks, [xp.max(xp.abs(values))], verify)
@@ -540,6 +538,13 @@ def check_tol(tol) -> None:
         raise InvalidParameterError(f"tol must be finite and >= 0, got {tol}.")
 
 
+def check_init_name(init: str, names, otherwise: str) -> None:
+    """``init``, a string, is one of ``names``; the error says what else
+    ``init`` may be (``otherwise``)."""
+    if init not in names:
+        raise InvalidParameterError(f"init must be one of {names}, {otherwise}; got {init!r}.")
+
+
 def check_params(
     *, n_clusters, init, n_init, max_iter, tol, metric="euclidean", algorithm="lloyd",
     copy_x=True,
@@ -559,11 +564,9 @@ def check_params(
         _check_int(n_init, "n_init", 1)
     check_tol(tol)
     if isinstance(init, str):
-        if init not in _INIT_STRINGS:
-            raise InvalidParameterError(
-                f"init must be one of {_INIT_STRINGS}, an array of shape "
-                f"(n_clusters, n_features) or a callable; got {init!r}."
-            )
+        check_init_name(
+            init, _INIT_STRINGS, "an array of shape (n_clusters, n_features) or a callable"
+        )
     elif not (callable(init) or is_array_api_obj(init) or hasattr(init, "__len__")):
         raise InvalidParameterError(
             f"init must be a string, an array or a callable; got {type(init).__name__}."

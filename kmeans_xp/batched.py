@@ -35,13 +35,13 @@ from ._kernels import get_kernels
 from ._validation import (
     _check_int,
     check_array,
+    check_init_name,
     check_random_state,
     check_same_namespace,
     check_sample_weight,
     check_tol,
     result_dtype,
 )
-from .exceptions import InvalidParameterError
 
 __all__ = ["batched_k_means"]
 
@@ -132,11 +132,7 @@ def batched_k_means(
     max_iter = _check_int(max_iter, "max_iter", 1)
     check_tol(tol)
     if isinstance(init, str):
-        if init not in _INITS:
-            raise InvalidParameterError(
-                f"init must be one of {_INITS} or an array of shape "
-                f"(n_problems, n_clusters, n_features); got {init!r}."
-            )
+        check_init_name(init, _INITS, "or an array of shape (n_problems, n_clusters, n_features)")
     else:
         init = _check_init(init, X, xp, device, n_clusters)
     if isinstance(n_init, str) and n_init == "auto":
