@@ -112,13 +112,11 @@ class _Compressed:
 
     # -- attributes --------------------------------------------------------------
 
+    ndim = 2
+
     @property
     def shape(self):
         return self._shape
-
-    @property
-    def ndim(self):
-        return 2
 
     @property
     def dtype(self):
