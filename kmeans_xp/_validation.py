@@ -131,8 +131,9 @@ def _read_now(xp, value):
     """``value`` as a host number, read on its own (a host array; Python
     numbers and None pass through)."""
     if isinstance(value, (np.ndarray, np.generic)):
-        # numpy's own conversion has the kinds right, at a tenth of the cost
-        # of the dtype tests (Lloyd reads once per iteration).
+        # numpy's own conversion has the kinds right, without the dtype
+        # tests, which cost a tenth of a small fit (Lloyd reads once per
+        # iteration; benchmarks/README.md, "Follow-up session").
         return value.item()
     return _as_kind(xp, value.dtype, value) if hasattr(value, "dtype") else value
 

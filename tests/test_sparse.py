@@ -90,6 +90,17 @@ def dtype(request):
     return np.dtype(request.param)
 
 
+def _random_csr(rng, n_samples, n_features, per_row):
+    """A CSR matrix with ``per_row`` random columns (possibly repeated) a row."""
+    indices = np.sort(
+        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
+    ).ravel()
+    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
+    return scipy_sparse.csr_matrix(
+        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
+    )
+
+
 def _dense_assign(dense, centers):
     d2 = ((dense[:, None, :] - centers[None]) ** 2).sum(axis=2)
     return d2.argmin(axis=1), d2.min(axis=1)
@@ -215,13 +226,7 @@ def test_working_memory_below_twice_the_nonzeros():
     peak) less than twice the matrix's own storage."""
     n_samples, n_features, per_row = 20_000, 5_000, 5
     rng = np.random.default_rng(0)
-    indices = np.sort(
-        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
-    ).ravel()
-    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
-    X = scipy_sparse.csr_matrix(
-        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
-    )
+    X = _random_csr(rng, n_samples, n_features, per_row)
     storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     centers = X[:16].toarray() + 0.01
     tracemalloc.start()
@@ -363,13 +368,7 @@ def test_kmeans_fit_working_memory_below_twice_the_nonzeros():
 
     n_samples, n_features, per_row = 40_000, 20_000, 20
     rng = np.random.default_rng(0)
-    indices = np.sort(
-        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
-    ).ravel()
-    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
-    X = scipy_sparse.csr_matrix(
-        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
-    )
+    X = _random_csr(rng, n_samples, n_features, per_row)
     X.sum_duplicates()  # canonical, as a TF-IDF matrix is: no copy in the fit
     storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     tracemalloc.start()
@@ -396,13 +395,7 @@ def test_fit_working_memory_at_larger_k(n_clusters):
 
     n_samples, n_features, per_row = 20_000, 10_000, 50
     rng = np.random.default_rng(0)
-    indices = np.sort(
-        rng.integers(0, n_features, (n_samples, per_row), dtype=np.int32), axis=1
-    ).ravel()
-    indptr = np.arange(0, n_samples * per_row + 1, per_row, dtype=np.int32)
-    X = scipy_sparse.csr_matrix(
-        (rng.random(indices.size), indices, indptr), shape=(n_samples, n_features)
-    )
+    X = _random_csr(rng, n_samples, n_features, per_row)
     X.sum_duplicates()
     storage = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     init = X[rng.choice(n_samples, n_clusters, replace=False)].toarray()

@@ -22,8 +22,8 @@ TILE_CENTERS = 8
 #: Rows labelled at a time by the fused Lloyd step before they are summed.
 SUB_ROWS = 256
 #: Features per turn of a tile's loop. One at a time, LLVM fetched the
-#: tile's row values with a gather every turn (2.3x slower on (100k, 32,
-#: 64)); 2 and 8 were slower than 4 (benchmarks/README.md).
+#: tile's row values with a gather every turn; 2 and 8 were slower than 4
+#: (benchmarks/README.md, "Fused kernel: four features per loop turn").
 FEATURE_UNROLL = 4
 
 
