@@ -31,8 +31,9 @@ def where_to_run(xp, device, X, weights, init, data_stats):
 
     torch CPU tensors run the numpy code on views of the same memory (the
     torch CPU rows of ``benchmarks/run.py``); everything else runs where it
-    is. A callable init is still called with the caller's X. torch weights and init arrays are detached here, as
-    X is at the door, so no autograd graph reaches the fitted model.
+    is. A callable init is still called with the caller's own X. torch
+    weights and init arrays are detached here, as X is at the door, so no
+    autograd graph reaches the fitted model.
     """
     if is_torch_namespace(xp):
         # Like X (see check_array): no autograd graph enters the model.
