@@ -31,9 +31,9 @@ def where_to_run(xp, device, X, weights, init, data_stats):
 
     torch CPU tensors run the numpy code on views of the same memory (the
     torch CPU rows of ``benchmarks/run.py``); everything else runs where it
-    is. A callable init is still called with the caller's own X. torch
-    weights and init arrays are detached here, as X is at the door, so no
-    autograd graph reaches the fitted model.
+    is. A callable init is still called with tensors (on the same memory).
+    torch weights and init arrays are detached here, as X is at the door,
+    so no autograd graph reaches the fitted model.
     """
     if is_torch_namespace(xp):
         # Like X (see check_array): no autograd graph enters the model.
@@ -48,9 +48,11 @@ def where_to_run(xp, device, X, weights, init, data_stats):
         user_init = init
 
         def init(X_view, n_clusters, random_state):
-            # Called with, and checked against, the caller's own tensor.
-            centers = user_init(X, n_clusters, random_state=random_state)
-            return view(check_init_array(centers, X, xp, device, n_clusters))
+            # Called with a tensor on the rows it is given (all of X, or a
+            # sample), and checked against it.
+            rows = back(X_view)
+            centers = user_init(rows, n_clusters, random_state=random_state)
+            return view(check_init_array(centers, rows, xp, device, n_clusters))
     elif not isinstance(init, str):
         init = view(init)
     if data_stats is not None:

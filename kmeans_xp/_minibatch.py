@@ -35,7 +35,7 @@ from ._array_api import (
     to_device_array,
 )
 from ._estimator import CentersEstimator
-from ._fit import initial_centers
+from ._fit import initial_centers, where_to_run
 from ._init import distinct_rows
 from ._kernels import get_kernels
 from ._lloyd import (
@@ -184,6 +184,9 @@ class MiniBatchKMeans(CentersEstimator):
         rng = check_random_state(self.random_state)
         init = self._checked_init(X, xp, device, checks)
         checks.read()
+        out_dtype = result_dtype(X_input, X)
+        user_xp = xp
+        xp, device, (X, weights, init, _), back = where_to_run(xp, device, X, weights, init, None)
         n_init = resolve_n_init(
             self.n_init, self.init, n_random=3, stacklevel=3, estimator=type(self).__name__
         )
@@ -245,14 +248,13 @@ class MiniBatchKMeans(CentersEstimator):
         )
         if self.compute_labels:
             labels, inertia = _assign_labels(problem, centers)
-            fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
+            fitted.update(labels_=back(labels), inertia_=as_host_scalar(inertia))
         else:
             ewa = state.ewa_inertia if state.ewa_inertia is not None else 0.0
             fitted.update(inertia_=ewa * n_samples)
-        out_dtype = result_dtype(X_input, X)
         fitted.update(
-            cluster_centers_=xp.astype(centers + shift, out_dtype),
-            counts_=state.published_counts(X.dtype),
+            cluster_centers_=user_xp.astype(back(centers + shift), out_dtype),
+            counts_=back(state.published_counts(X.dtype)),
             fit_time_=time.perf_counter() - start,
         )
         self.__dict__.pop("labels_", None)
@@ -294,10 +296,14 @@ class MiniBatchKMeans(CentersEstimator):
         if started:
             check_fitted_input(self, X, xp, "MiniBatchKMeans.partial_fit()", device=device)
         weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
+        init = None
         if not started:
             check_n_clusters_fits(self.n_clusters, X.shape[0])
             init = self._checked_init(X, xp, device, checks)
         checks.read()
+        out_dtype = result_dtype(X_input, X)
+        user_xp = xp
+        xp, device, (X, weights, init, _), back = where_to_run(xp, device, X, weights, init, None)
         if not started:
             rng = check_random_state(self.random_state)
             self._rng = rng
@@ -315,7 +321,8 @@ class MiniBatchKMeans(CentersEstimator):
             self.n_steps_ = 0
         else:
             shift, state = self._stream_state
-            centers = xp.astype(self.cluster_centers_, X.dtype) - shift
+            # (a numpy view of torch CPU centres, as X is one)
+            centers = xp.astype(xp.asarray(self.cluster_centers_), X.dtype) - shift
         centers, _ = state.step((X, weights), centers, shift, self._rng)
 
         fitted = dict(n_steps_=self.n_steps_ + 1, n_features_in_=X.shape[1])
@@ -323,10 +330,10 @@ class MiniBatchKMeans(CentersEstimator):
             problem = make_problem(X, weights, xp, device, self.n_clusters)
             problem.runner.shift = shift
             labels, inertia = _assign_labels(problem, centers)
-            fitted.update(labels_=labels, inertia_=as_host_scalar(inertia))
+            fitted.update(labels_=back(labels), inertia_=as_host_scalar(inertia))
         fitted.update(
-            cluster_centers_=xp.astype(centers + shift, result_dtype(X_input, X)),
-            counts_=state.published_counts(X.dtype),
+            cluster_centers_=user_xp.astype(back(centers + shift), out_dtype),
+            counts_=back(state.published_counts(X.dtype)),
         )
         self._set_fitted(**fitted)
         return self

@@ -40,6 +40,33 @@ def blobs(n=3000, d=4, k=5, seed=0, dtype=np.float64):
 # --- the switch -------------------------------------------------------------
 
 
+def test_torch_cpu_tensors_run_the_numpy_code_in_every_estimator(monkeypatch):
+    # One road for CPU tensors: fit, predict, transform, score, MiniBatch
+    # fit and partial_fit run numpy on views; torch's kernels never run.
+    from kmeans_xp import MiniBatchKMeans
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch kernels ran on CPU tensors")
+
+    X = torch.from_numpy(blobs(n=600))
+    km_np = KMeans(5, n_init=1, random_state=0).fit(X.numpy())
+    monkeypatch.setattr(TorchKernels, "assigner", refuse)
+    monkeypatch.setattr(TorchKernels, "accumulate", refuse)
+    km = KMeans(5, n_init=1, random_state=0).fit(X)
+    assert isinstance(km.cluster_centers_, torch.Tensor) and isinstance(km.labels_, torch.Tensor)
+    np.testing.assert_array_equal(km.labels_.numpy(), km_np.labels_)
+    assert isinstance(km.predict(X), torch.Tensor)
+    assert isinstance(km.transform(X), torch.Tensor)
+    assert km.score(X) == pytest.approx(km_np.score(X.numpy()))
+    mb = MiniBatchKMeans(5, batch_size=100, n_init=1, random_state=0).fit(X)
+    mb_np = MiniBatchKMeans(5, batch_size=100, n_init=1, random_state=0).fit(X.numpy())
+    np.testing.assert_array_equal(mb.cluster_centers_.numpy(), mb_np.cluster_centers_)
+    assert isinstance(mb.counts_, torch.Tensor) and isinstance(mb.labels_, torch.Tensor)
+    mb.partial_fit(X[:200])
+    mb_np.partial_fit(X[:200].numpy())
+    np.testing.assert_array_equal(mb.cluster_centers_.numpy(), mb_np.cluster_centers_)
+
+
 def test_simulated_gpu_gives_cpu_tensors_the_cuda_kernels_and_budget():
     assert not get_kernels(torch_xp, CPU).on_gpu
     with simulated_gpu(free_bytes=64 << 20):
