@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+__all__ = ["assign_chunks", "assign_range", "lloyd_chunks", "lloyd_range"]
+
 #: Rows and centres per register tile (``_tile8``; ``_tile16`` has twice
 #: the centres, for more than 8 centres).
 TILE_ROWS = 4
