@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._array_api import Array, array_namespace, is_dask_array
 from ._base import MIXED_INPUTS_REASON, EstimatorBase
-from ._fit import host_twin
+from ._fit import host_views
 from ._lloyd import distances_to
 from ._problem import make_problem
 from ._sklearn_compat import SklearnCompatMixin
@@ -150,12 +150,7 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
         if self.metric == "cosine":
             X = unit_rows(X, xp, checks=checks)
         weights = check_sample_weight(sample_weight, X, xp, device, checks=checks)
-        back = _same
-        twin = host_twin(xp, device, X)
-        if twin is not None:
-            xp, view, back = twin
-            device = "cpu"
-            X, weights, centers = view(X), view(weights), view(centers)
+        xp, device, (X, weights, centers), back = host_views(xp, device, X, weights, centers)
         shift = xp.mean(centers, axis=0)
         problem = make_problem(X, weights, xp, device, centers.shape[0], shift=shift)
         # The problem's shift: zero for sparse X, which is never shifted.
@@ -164,7 +159,3 @@ class CentersEstimator(EstimatorBase, SklearnCompatMixin):
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         # Runs only with SCIPY_ARRAY_API=1.
         return {"check_array_api_mixed_inputs": MIXED_INPUTS_REASON}
-
-
-def _same(a):
-    return a

@@ -19,6 +19,7 @@ __all__ = [
     "data_stats",
     "fit_best_of",
     "host_twin",
+    "host_views",
     "initial_centers",
     "progress_hook",
     "where_to_run",
@@ -42,7 +43,7 @@ def where_to_run(xp, device, X, weights, init, data_stats):
             init = init.detach()
     twin = host_twin(xp, device, X)
     if twin is None:
-        return xp, device, (X, weights, init, data_stats), lambda a: a
+        return xp, device, (X, weights, init, data_stats), _same
     np_xp, view, back = twin
     if callable(init):
         user_init = init
@@ -58,6 +59,22 @@ def where_to_run(xp, device, X, weights, init, data_stats):
     if data_stats is not None:
         data_stats = (view(data_stats[0]), data_stats[1])
     return np_xp, "cpu", (view(X), view(weights), init, data_stats), back
+
+
+def host_views(xp, device, X, *others):
+    """``(namespace, device, (X, *others), back)`` to run on: numpy views of
+    X and ``others`` (arrays or None) where X is a torch CPU tensor (see
+    ``host_twin``), else all as they are; ``back`` brings result arrays
+    back to ``xp``."""
+    twin = host_twin(xp, device, X)
+    if twin is None:
+        return xp, device, (X, *others), _same
+    np_xp, view, back = twin
+    return np_xp, "cpu", tuple(view(a) for a in (X, *others)), back
+
+
+def _same(a):
+    return a
 
 
 def host_twin(xp, device, X):

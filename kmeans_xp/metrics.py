@@ -38,7 +38,7 @@ from ._array_api import (
     is_array_api_obj,
     to_device_array,
 )
-from ._fit import host_twin
+from ._fit import host_views
 from ._kernels import get_kernels
 from ._problem import make_problem
 from ._validation import _isdtype, check_array, check_same_namespace
@@ -89,7 +89,7 @@ def silhouette_samples(X: Array, labels: Array, *, metric: str = "euclidean") ->
     X, xp, device = check_array(X)
     _check_metric(metric)
     codes, n_labels = _encode_labels(labels, X, xp, device)
-    (X, codes), back = _host_views(xp, device, X, codes)
+    _, _, (X, codes), back = host_views(xp, device, X, codes)
     return back(_silhouette_values(X, [codes], [n_labels], metric=metric)[0])
 
 
@@ -131,7 +131,7 @@ def silhouette_score(
         X = xp.take(X, indices, axis=0)
         labels = xp.take(labels, indices, axis=0)
     codes, n_labels = _encode_labels(labels, X, xp, device)
-    (X, codes), back = _host_views(xp, device, X, codes)
+    _, _, (X, codes), back = host_views(xp, device, X, codes)
     values = _silhouette_values(X, [codes], [n_labels], metric=metric)[0]
     return _back_0d(back, array_namespace(values).mean(values))
 
@@ -320,23 +320,8 @@ def _cluster_scores_of(X, labels):
     """Validate X and labels; their (Calinski-Harabasz, Davies-Bouldin)."""
     X, xp, device = check_array(X)
     codes, n_labels = _encode_labels(labels, X, xp, device)
-    (X, codes), back = _host_views(xp, device, X, codes)
+    _, _, (X, codes), back = host_views(xp, device, X, codes)
     return [_back_0d(back, score) for score in _cluster_scores(_stats_pass(X, codes, n_labels))]
-
-
-def _host_views(xp, device, *arrays):
-    """``arrays`` as numpy views where they are torch CPU tensors (the
-    estimators' one road, ``_fit.host_twin``), and the function that brings
-    results back; else as they are."""
-    twin = host_twin(xp, device, arrays[0])
-    if twin is None:
-        return arrays, _same
-    _, view, back = twin
-    return tuple(view(a) for a in arrays), back
-
-
-def _same(a):
-    return a
 
 
 def _back_0d(back, value):
