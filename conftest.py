@@ -2,7 +2,9 @@
 
 Each test that takes ``xp`` runs once per backend below. A backend whose
 library is not installed, or whose hardware is absent, is skipped with a
-reason, never failed. ``array_api_strict`` runs twice: on its default device
+reason, never failed. numpy runs twice: ``numpy`` takes the fused numba
+kernels where numba is installed (as users get them), ``numpy-plain`` the
+plain numpy kernels (as without numba). ``array_api_strict`` runs twice: on its default device
 and on ``Device("device1")``, which refuses to mix devices and to convert to
 numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
 CPU-only machine just as they would on a GPU. ``torch-gpusim`` and
@@ -32,6 +34,7 @@ import pytest
 
 class Backend(enum.Enum):
     NUMPY = "numpy"
+    NUMPY_PLAIN = "numpy-plain"
     ARRAY_API_STRICT = "array_api_strict"
     ARRAY_API_STRICT_DEVICE1 = "array_api_strict-device1"
     TORCH = "torch"
@@ -65,7 +68,7 @@ def _backend_params():
 
 def _load(backend: Backend):
     """Return ``(xp, device)`` for a backend, or skip the test with a reason."""
-    if backend in (Backend.NUMPY, Backend.CUPY_SIM):
+    if backend in (Backend.NUMPY, Backend.NUMPY_PLAIN, Backend.CUPY_SIM):
         import array_api_compat.numpy as xp
 
         return xp, "cpu"
@@ -120,6 +123,12 @@ def backend(request) -> Backend:
     """The backend under test; parametrised over every member of Backend.
     The simulated GPU backends hold ``simulated_gpu()`` for the test."""
     backend = request.param
+    if backend is Backend.NUMPY_PLAIN:
+        from kmeans_xp._testing import fused_kernels
+
+        with fused_kernels(False):
+            yield backend
+        return
     if not backend.is_simulated_gpu:
         yield backend
         return
@@ -177,8 +186,8 @@ def gpu_class_kernels(xp, backend, request):
 
     if backend in (Backend.TORCH, Backend.TORCH_GPUSIM):
         return TorchKernels(xp)
-    if backend in (Backend.NUMPY, Backend.CUPY_SIM):
-        if backend is Backend.NUMPY:
+    if backend in (Backend.NUMPY, Backend.NUMPY_PLAIN, Backend.CUPY_SIM):
+        if backend is not Backend.CUPY_SIM:
             stand_ins = cupy_on_numpy()
             stand_ins.__enter__()
             request.addfinalizer(lambda: stand_ins.__exit__(None, None, None))

@@ -128,17 +128,25 @@ def _lloyd_pass_into(
     """
     xp, kernels = problem.xp, problem.kernels
     n_clusters, n_features = centers.shape
-    assign = kernels.assigner(
-        centers, kernels.sq_row_norms(centers), partial=want_inertia, compact=compact
-    )
+    centers_sqnorm = kernels.sq_row_norms(centers)
     incremental = previous_sums is not None
+    # Summing every row afresh: one kernel for both, where the kernels fuse.
+    fused = None if incremental else kernels.fused_step(
+        centers, centers_sqnorm, want_inertia=want_inertia, compact=compact
+    )
+    if fused is None:
+        assign = kernels.assigner(centers, centers_sqnorm, partial=want_inertia, compact=compact)
 
     def step(Xb, start, stop, acc):
+        w = problem.block_weights(start, stop)
+        sums, counts, inertia, changed = acc
+        if fused is not None:
+            old = None if previous is None else previous[start:stop]
+            labels, sums, counts, block_inertia, block_changed = fused(Xb, w, old, sums, counts)
+            return (sums, counts, inertia + block_inertia, changed + block_changed), labels
         # Everything that allocates runs before the accumulation, so a block
         # that runs out of memory can be retried (see _blocks).
         labels, partial = assign(Xb)
-        w = problem.block_weights(start, stop)
-        sums, counts, inertia, changed = acc
         if want_inertia:
             d2 = xp.maximum(partial + kernels.sq_row_norms(Xb), xp.zeros_like(partial))
             inertia = inertia + (xp.sum(d2) if w is None else xp.sum(w * d2))
@@ -170,7 +178,10 @@ def _lloyd_pass_into(
 
     if block is not None and not incremental:
         try:
-            return _one_block_pass(problem, block, assign, previous, want_inertia, n_clusters)
+            if fused is None:
+                return _one_block_pass(problem, block, assign, previous, want_inertia, n_clusters)
+            (sums, counts, inertia, changed), labels = step(block, 0, block.shape[0], make_acc())
+            return labels, sums, counts, inertia, (None if previous is None else changed)
         except problem.runner.oom_errors:
             pass  # the runner retries in halved blocks (and warns)
     accs, labels = problem.runner.map(step, make_acc)
@@ -469,7 +480,6 @@ def lloyd(
     pending_shift = None  # the last centre shift, not yet read (lazy reads)
     converged = strict_convergence = late_convergence = False
     running = RunningSums(problem)
-    run_pass = problem.kernels.fused_pass(*centers.shape) or _lloyd_pass_into
     # Small data: one block, shifted once for the whole run; summing all of
     # it costs fewer calls than gathering the moved rows.
     block = problem.runner.block(0, n_samples) if problem.single_block else None
@@ -478,7 +488,7 @@ def lloyd(
             block = None  # out of memory: the runner now splits the data
         # E-step, with the statistics of the M-step.
         incremental = running.usable() and block is None
-        labels, sums, counts, inertia, n_changed = run_pass(
+        labels, sums, counts, inertia, n_changed = _lloyd_pass_into(
             problem, centers, want_inertia=want_inertia, previous=labels,
             previous_sums=running.sums if incremental else None, block=block, compact=True,
         )

@@ -18,7 +18,14 @@ from array_api_compat import device as device_of
 from ._array_api import to_host as to_numpy  # tests call host copies to_numpy
 from ._kernels import SIMULATION
 
-__all__ = ["assert_array_like", "cupy_on_numpy", "same_partition", "simulated_gpu", "to_numpy"]
+__all__ = [
+    "assert_array_like",
+    "cupy_on_numpy",
+    "fused_kernels",
+    "same_partition",
+    "simulated_gpu",
+    "to_numpy",
+]
 
 
 @contextlib.contextmanager
@@ -94,6 +101,26 @@ _CUPY_FROM_NUMPY = (
     "vdot",
     "zeros",
 )
+
+
+@contextlib.contextmanager
+def fused_kernels(on: bool):
+    """numpy fits inside take the fused numba kernels (``on``, where numba
+    is installed) or the plain numpy kernels, as without numba: the
+    ``KMEANS_XP_NUMBA`` switch, set for the block and restored after."""
+    import os
+
+    from ._kernels.numba import ENABLE_ENV
+
+    saved = os.environ.get(ENABLE_ENV)
+    os.environ[ENABLE_ENV] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(ENABLE_ENV, None)
+        else:
+            os.environ[ENABLE_ENV] = saved
 
 
 @contextlib.contextmanager

@@ -84,6 +84,25 @@ class FaultyKernels:
             self._after("accumulate", X)
         return out
 
+    def fused_step(self, centers, centers_sqnorm, **options):
+        # One kernel that both assigns and accumulates: the fault points of
+        # both (numpy arrays with numba installed).
+        real = self._kernels.fused_step(centers, centers_sqnorm, **options)
+        if real is None:
+            return None
+
+        def step(X, *args):
+            if self._before:
+                self._before("assign", X)
+                self._before("accumulate", X)
+            out = real(X, *args)
+            if self._after:
+                self._after("assign", X)
+                self._after("accumulate", X)
+            return out
+
+        return step
+
     def cluster_sums(self, X, labels, weights, n_clusters):
         # The same fault points as ``accumulate``: sums from zeros.
         if self._before:

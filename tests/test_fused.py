@@ -7,8 +7,6 @@ through numpy views). Tests that run numba importorskip it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import sys
 import warnings
@@ -22,6 +20,7 @@ from kmeans_xp import KMeans
 from kmeans_xp._kernels import get_kernels
 from kmeans_xp._kernels import numba as _fused
 from kmeans_xp._kernels.numpy import NumpyKernels
+from kmeans_xp._testing import fused_kernels
 
 
 def _numba():
@@ -194,25 +193,11 @@ def test_kernels_class_assign_matches_numpy_kernels():
     np.testing.assert_allclose(partial, ref_partial, rtol=1e-10, atol=1e-10)
 
 
-@contextlib.contextmanager
-def _fused_kernels(on: bool):
-    """Fits inside take the fused kernels (``on``) or the plain numpy ones."""
-    saved = os.environ.pop(_fused.ENABLE_ENV, None)
-    if on:
-        os.environ[_fused.ENABLE_ENV] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop(_fused.ENABLE_ENV, None)
-        if saved is not None:
-            os.environ[_fused.ENABLE_ENV] = saved
-
-
 def _fit(X, centers, *, fused, max_iter=30, tol=0.0, sample_weight=None):
     model = KMeans(centers.shape[0], init=centers, n_init=1, max_iter=max_iter, tol=tol)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with _fused_kernels(fused):
+        with fused_kernels(fused):
             expected = _fused.FusedNumpyKernels if fused else NumpyKernels
             assert type(get_kernels(np_xp, "cpu")) is expected
             return model.fit(X, sample_weight=sample_weight)
@@ -225,10 +210,8 @@ FITS = [(1000, 2, 3, 0.0), (60_000, 16, 8, 0.0), (20_000, 8, 12, 50.0), (5000, 4
 
 
 @pytest.mark.parametrize("case", FITS, ids=lambda c: "x".join(map(str, c)))
-@pytest.mark.parametrize("driver", ["runner", "numba"])
-def test_whole_fit_matches_numpy_path_float64(case, driver, monkeypatch):
+def test_whole_fit_matches_numpy_path_float64(case):
     _numba()
-    monkeypatch.setattr(_fused, "PASS_DRIVER", driver)
     n, d, k, offset = case
     X, centers = _data(n, d, k, np.float64, offset=offset)
     X_before = X.copy()
@@ -266,14 +249,43 @@ def test_whole_fit_float32_close():
     assert got.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
 
 
-def test_fused_pass_only_where_the_rule_says():
+def test_fused_step_only_where_the_rule_says():
     _numba()
-    with _fused_kernels(True):
+    with fused_kernels(True):
         kernels = get_kernels(np_xp, "cpu")
-    assert kernels.fused_pass(64, 32) is _fused.fused_lloyd_pass
-    assert kernels.fused_pass(1024, 128) is None
-    with _fused_kernels(False):
-        assert get_kernels(np_xp, "cpu").fused_pass(64, 32) is None
+    few, _ = _data(100, 32, 64, np.float64)
+    many = np.random.default_rng(1).standard_normal((1024, 128))
+    sq = kernels.sq_row_norms
+    assert kernels.fused_step(few, sq(few), want_inertia=False) is not None
+    assert kernels.fused_step(many, sq(many), want_inertia=False) is None
+    with fused_kernels(False):
+        plain = get_kernels(np_xp, "cpu")
+    assert plain.fused_step(few, sq(few), want_inertia=False) is None
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("compact", [False, True])
+def test_fused_step_is_assign_then_accumulate(weighted, compact):
+    # The step Lloyd runs per block: the numpy kernels' labels, float64
+    # sums added into the accumulators, inertia and changed labels.
+    _numba()
+    X, centers = _data(2001, 5, 11, np.float64)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    kernels = _fused.FusedNumpyKernels(np_xp)
+    csq = kernels.sq_row_norms(centers)
+    previous = np.random.default_rng(3).integers(0, 11, X.shape[0]).astype(np.uint8)
+    sums, counts = np.ones((11, 5)), np.ones(11)
+    step = kernels.fused_step(centers, csq, want_inertia=True, compact=compact)
+    labels, got_sums, got_counts, inertia, changed = step(X, w, previous, sums, counts)
+    ref_labels, _, ref_sums, ref_counts, ref_inertia = _reference(X, centers, w)
+    np.testing.assert_array_equal(labels, ref_labels)
+    assert labels.dtype == (np.int32 if compact else np.intp)
+    assert got_sums is sums and got_counts is counts  # added in place
+    np.testing.assert_allclose(sums, ref_sums + 1, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(counts, ref_counts + 1, rtol=1e-12)
+    assert inertia == pytest.approx(ref_inertia, rel=1e-10)
+    assert changed == np.count_nonzero(ref_labels != previous)
+    assert kernels.sum_dtype(np.float32) == np.float64
 
 
 def test_prefer_fused_rule():
@@ -287,18 +299,18 @@ def test_prefer_fused_rule():
 # ------------------------------------------------------------ fallback
 
 
-def test_fused_kernels_only_when_enabled(monkeypatch):
+def test_fused_kernels_by_default_where_numba_is_installed(monkeypatch):
     monkeypatch.delenv(_fused.ENABLE_ENV, raising=False)
+    assert _fused.enabled() == _fused.available()
+    expected = _fused.FusedNumpyKernels if _fused.available() else NumpyKernels
+    assert type(get_kernels(np_xp, "cpu")) is expected
+    monkeypatch.setenv(_fused.ENABLE_ENV, "0")
     assert not _fused.enabled()
     assert type(get_kernels(np_xp, "cpu")) is NumpyKernels
-    monkeypatch.setenv(_fused.ENABLE_ENV, "1")
-    assert _fused.enabled() == _fused.available()
 
 
-def test_numpy_path_by_default(monkeypatch):
-    monkeypatch.delenv(_fused.ENABLE_ENV, raising=False)
+def test_numpy_path_when_switched_off():
     X, centers = _data(20_000, 8, 6, np.float64)
-    assert type(get_kernels(np_xp, "cpu")) is NumpyKernels
     got = _fit(X, centers, fused=False)
     _, ref_centers = _lloyd_reference(X, centers)
     np.testing.assert_allclose(got.cluster_centers_, ref_centers, rtol=1e-10, atol=1e-10)
@@ -310,7 +322,7 @@ def test_numpy_path_when_numba_missing(monkeypatch):
     monkeypatch.delitem(sys.modules, "kmeans_xp._kernels._numba_jit", raising=False)
     monkeypatch.delattr(kmeans_xp._kernels, "_numba_jit", raising=False)
     monkeypatch.setattr(_fused, "_STATE", {"module": None, "checked": False})
-    monkeypatch.setenv(_fused.ENABLE_ENV, "1")
+    monkeypatch.delenv(_fused.ENABLE_ENV, raising=False)
     assert not _fused.available() and not _fused.enabled()
     X, centers = _data(20_000, 8, 6, np.float64)
     assert type(get_kernels(np_xp, "cpu")) is NumpyKernels

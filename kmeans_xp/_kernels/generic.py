@@ -9,7 +9,8 @@
 Everything else on ``Kernels`` is a default that a backend file may
 replace where a benchmark row shows the gain (see benchmarks/README.md):
 ``assigner`` (per-pass preparation of the centres), ``move`` and
-``running_sums`` (incremental Lloyd sums), ``cluster_sums``,
+``running_sums`` (incremental Lloyd sums), ``fused_step`` (assign and
+accumulate in one kernel), ``cluster_sums``,
 ``sq_row_norms``, ``sq_distances_to``, ``sq_sum``, ``column_sums``,
 ``cumulative_sum``, the accumulator dtype (``sum_dtype``), how the host
 reads small results (``host_values``, ``cheap_reads``), and how blocks are
@@ -152,10 +153,20 @@ class Kernels:
             xp.zeros((n_clusters,), dtype=dtype, device=device),
         )
 
-    def fused_pass(self, n_clusters: int, n_features: int):
-        """A Lloyd pass (E-step and M-step sums) fused into one kernel for
-        centres of this shape, where a backend has one; None means Lloyd
-        runs ``assign`` then ``accumulate`` (see ``numba.fused_lloyd_pass``)."""
+    def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False):
+        """``assign`` and ``accumulate`` of a block fused into one kernel,
+        where a backend has one for these centres; None (here) means Lloyd
+        runs ``assigner`` then ``accumulate``.
+
+        Returns ``step(X, weights, previous, sums, counts) -> (labels,
+        sums, counts, inertia, n_changed)``: the block's labels (a smaller
+        integer dtype where ``compact``), its rows added into ``sums`` and
+        ``counts`` (of ``sum_dtype``; only once nothing is left to
+        allocate, so a block that runs out of memory can be retried), the
+        block's inertia (0.0 unless ``want_inertia``) and how many labels
+        differ from ``previous`` (0 where it is None). See
+        ``numba.FusedNumpyKernels``.
+        """
         return None
 
     def sq_row_norms(self, X):

@@ -31,15 +31,13 @@ __all__ = [
     "assign_labels",
     "available",
     "enabled",
-    "fused_lloyd_pass",
     "kernels",
     "lloyd_block_stats",
     "prefer_fused",
 ]
 
-#: Set to 1 to have numpy arrays take the fused kernels (numba installed).
-#: Off by default until the first-use compile and the open failures listed
-#: in benchmarks/README.md ("Fused numba kernel") are dealt with.
+#: Set to 0 to keep numpy arrays on the plain numpy kernels where numba is
+#: installed (the fused kernels are used by default there).
 ENABLE_ENV = "KMEANS_XP_NUMBA"
 
 _STATE = {"module": None, "checked": False}
@@ -56,9 +54,9 @@ def available() -> bool:
 
 
 def enabled() -> bool:
-    """Whether numpy fits take the fused kernels: ``KMEANS_XP_NUMBA=1`` is
-    set and numba is importable."""
-    return os.environ.get(ENABLE_ENV, "") == "1" and available()
+    """Whether numpy fits take the fused kernels: numba is importable and
+    ``KMEANS_XP_NUMBA=0`` is not set."""
+    return os.environ.get(ENABLE_ENV, "") != "0" and available()
 
 
 def _module():
@@ -257,9 +255,15 @@ def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, wa
 
 class FusedNumpyKernels(NumpyKernels):
     """numpy kernels whose assignments run the numba kernel where
-    ``prefer_fused`` says so (BLAS otherwise), and whose Lloyd passes can
-    be one fused pass (``fused_pass``).
+    ``prefer_fused`` says so (BLAS otherwise), and whose Lloyd steps are
+    then one fused kernel per block (``fused_step``). Cluster sums are
+    float64 (the fused kernel adds rows one by one).
     """
+
+    def sum_dtype(self, dtype):
+        import numpy as np
+
+        return np.dtype(np.float64)
 
     def assigner(self, centers, centers_sqnorm, *, partial: bool = True, compact: bool = False):
         import numpy as np
@@ -280,74 +284,33 @@ class FusedNumpyKernels(NumpyKernels):
     def assign(self, X, centers, centers_sqnorm):
         return self.assigner(centers, centers_sqnorm)(X)
 
-    def fused_pass(self, n_clusters: int, n_features: int):
-        """``fused_lloyd_pass`` where ``prefer_fused`` says so, else None."""
-        return fused_lloyd_pass if prefer_fused(n_clusters, n_features) else None
+    def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False):
+        import numpy as np
+
+        if not prefer_fused(*centers.shape):
+            return None
+        prepared = prepare_centers(centers, centers_sqnorm)
+
+        def step(Xb, weights, previous, sums, counts):
+            # The kernel counts changes against the labels it overwrites
+            # (int32 labels: compact enough, and one compiled signature).
+            if previous is None:
+                labels = np.empty(Xb.shape[0], dtype=np.int32)
+            else:
+                labels = previous.astype(np.int32, copy=True)
+            # Serial, as in ``assigner``; allocates before it adds.
+            inertia, changed = _lloyd_stats(
+                Xb, prepared, weights, sums, counts, labels, parallel=False,
+                want_inertia=want_inertia,
+            )
+            if not compact:
+                labels = labels.astype(np.intp)
+            return labels, sums, counts, inertia, (0 if previous is None else changed)
+
+        return step
 
 
 def kernels(xp, device=None):
     """The fused kernels for numpy arrays where they are enabled, else None
     (``get_kernels`` then takes the plain numpy kernels)."""
     return FusedNumpyKernels(xp) if enabled() else None
-
-
-#: How ``fused_lloyd_pass`` spreads unshifted data over the cores:
-#: "numba" (one ``prange`` kernel call) or "runner" (the block runner's
-#: threads, one serial kernel call per block). The runner used half the
-#: CPU time of numba's threads for the same fits on a busy 2-core machine
-#: (benchmarks/README.md).
-PASS_DRIVER = "runner"
-
-
-def fused_lloyd_pass(problem, centers, *, want_inertia: bool, previous, previous_sums=None,
-                     block=None, compact: bool = False):
-    """Lloyd's pass (``_lloyd._lloyd_pass_into``) as one fused kernel per
-    block: same arguments and results ``(labels, sums, counts, inertia,
-    n_changed)``, sums and counts in float64, int32 labels when
-    ``compact``. Sums are always summed afresh (at d additions a row the
-    fused pass gains nothing from ``previous_sums``, which is ignored).
-    Data go block by block on the runner's threads (each block shifted
-    first where the shift is not zero), or, with ``PASS_DRIVER = "numba"``
-    and no shift, through one ``prange`` kernel call over all of X.
-    ``previous`` is never modified."""
-    import numpy as np
-
-    n_clusters, n_features = centers.shape
-    prepared = prepare_centers(centers, problem.kernels.sq_row_norms(centers))
-    n_samples = problem.X.shape[0]
-    # The kernel counts changes against the labels it overwrites.
-    if previous is None:
-        labels = np.full(n_samples, -1, dtype=np.int32)
-    else:
-        labels = previous.astype(np.int32, copy=True)
-    sums = np.zeros((n_clusters, n_features), dtype=np.float64)
-    counts = np.zeros(n_clusters, dtype=np.float64)
-    runner = problem.runner
-    if block is not None or (PASS_DRIVER == "numba" and not runner.shifts_blocks):
-        Xb = problem.X if block is None else block
-        inertia, changed = _lloyd_stats(
-            Xb, prepared, problem.weights, sums, counts, labels, parallel=block is None,
-            want_inertia=want_inertia,
-        )
-    else:
-        def step(Xb, start, stop, acc):
-            acc_sums, acc_counts, acc_inertia, acc_changed = acc
-            e, c = _lloyd_stats(
-                Xb, prepared, problem.block_weights(start, stop), acc_sums, acc_counts,
-                labels[start:stop], parallel=False, want_inertia=want_inertia,
-            )
-            return (acc_sums, acc_counts, acc_inertia + e, acc_changed + c), None
-
-        def make_acc():
-            return (np.zeros((n_clusters, n_features)), np.zeros(n_clusters), 0.0, 0)
-
-        accs, _ = runner.map(step, make_acc)
-        inertia, changed = 0.0, 0
-        for acc_sums, acc_counts, acc_inertia, acc_changed in accs:
-            sums += acc_sums
-            counts += acc_counts
-            inertia += acc_inertia
-            changed += acc_changed
-    if not compact:
-        labels = labels.astype(np.intp)
-    return labels, sums, counts, inertia, (None if previous is None else changed)

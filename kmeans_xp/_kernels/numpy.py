@@ -381,7 +381,9 @@ class NumpyKernels(Kernels):
         # product and the label counts are the results, with no zeros to
         # add them to.
         counts = np.bincount(labels, weights=weights, minlength=n_clusters)
-        return _onehot(labels, n_clusters, X.dtype, weights) @ X, counts.astype(X.dtype)
+        dtype = self.sum_dtype(X.dtype)
+        sums = _onehot(labels, n_clusters, X.dtype, weights) @ X
+        return sums.astype(dtype, copy=False), counts.astype(dtype)
 
     def count_nonempty(self, labels, n_clusters: int) -> int:
         import numpy as np
