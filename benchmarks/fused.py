@@ -12,14 +12,13 @@ Usage::
     python benchmarks/fused.py --configs 1M-16-8 --repeats 7
     python benchmarks/fused.py --rule           # the fused/BLAS sweep over k and d
 
-numpy fits take the fused kernel where ``KMEANS_XP_NUMBA=1`` is set (and
-numba is installed); this script sets and clears it around each fit.
+numpy fits take the fused kernel where numba is installed (unless
+``KMEANS_XP_NUMBA=0``); this script switches it on and off around each fit.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import warnings
@@ -32,20 +31,11 @@ sys.path.insert(0, HERE)
 import run  # noqa: E402  (benchmarks/run.py: data, limits, timing helpers)
 
 
-@contextlib.contextmanager
 def _kernels(fused: bool):
     """Fits inside take the fused kernel, or the plain numpy kernels."""
-    from kmeans_xp._kernels.numba import ENABLE_ENV
+    from kmeans_xp._testing import fused_kernels
 
-    saved = os.environ.pop(ENABLE_ENV, None)
-    if fused:
-        os.environ[ENABLE_ENV] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop(ENABLE_ENV, None)
-        if saved is not None:
-            os.environ[ENABLE_ENV] = saved
+    return fused_kernels(fused)
 
 
 def _fit(X, init, iters, *, fused: bool):

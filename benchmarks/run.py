@@ -309,11 +309,21 @@ def _check_iterations(km, iters: int) -> None:
         raise RuntimeError(f"converged after {km.n_iter_} of {iters} iterations")
 
 
+def _kernels_of(backend: str):
+    """``numpy-plain``: kmeans_xp's plain numpy kernels, as without numba
+    (``numpy`` takes the fused numba kernel where numba is installed)."""
+    import contextlib
+
+    from kmeans_xp._testing import fused_kernels
+
+    return fused_kernels(False) if backend == "numpy-plain" else contextlib.nullcontext()
+
+
 def prepare_kmeans_xp(X, init, iters, *, backend: str):
     from kmeans_xp import KMeans
     from kmeans_xp._array_api import to_host
 
-    if backend == "numpy":
+    if backend in ("numpy", "numpy-plain"):
         Xb, Cb, device = X, init, "cpu"
     elif backend in ("torch", "torch-cuda"):
         import torch
@@ -331,7 +341,7 @@ def prepare_kmeans_xp(X, init, iters, *, backend: str):
     def fit(max_iter=iters):
         import warnings
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _kernels_of(backend):
             # Blob data can leave a cluster empty: relocated, as in sklearn.
             warnings.simplefilter("ignore")
             return KMeans(len(init), init=Cb, n_init=1, max_iter=max_iter, tol=0).fit(Xb)
@@ -416,13 +426,16 @@ def lloyd_rows(cfg: Config, X, init, iters, repeats, limits, *, gpu: bool) -> li
     else:
         impls.append(("kmeans_xp", "numpy",
                       lambda: prepare_kmeans_xp(X, init, iters, backend="numpy")))
+        if _have("numba"):
+            impls.append(("kmeans_xp", "numpy-plain",
+                          lambda: prepare_kmeans_xp(X, init, iters, backend="numpy-plain")))
         impls.append(("kmeans_xp", "torch",
                       lambda: prepare_kmeans_xp(X, init, iters, backend="torch")))
         impls.append(("scikit-learn", "numpy", lambda: prepare_sklearn(X, init, iters)))
         impls.append(("faiss", "faiss-cpu", lambda: prepare_faiss(X, init, iters, gpu=False)))
         impls.append(("fast-pytorch-kmeans", "torch",
                       lambda: prepare_fast_pytorch(X, init, iters, device="cpu")))
-    needs = {"numpy": None, "torch": "torch", "torch-cuda": "torch", "cupy": "cupy",
+    needs = {"numpy": None, "numpy-plain": None, "torch": "torch", "torch-cuda": "torch", "cupy": "cupy",
              "faiss-cpu": "faiss", "faiss-gpu": "faiss"}
     peers = {"scikit-learn": "sklearn", "fast-pytorch-kmeans": "fast_pytorch_kmeans"}
     limit = limit_seconds(cfg, limits)
@@ -495,6 +508,12 @@ def latency_rows(cfg: Config, repeats: int, seeds: int) -> list[Row]:
     from kmeans_xp import KMeans
 
     impls.append(("kmeans_xp", "numpy", lambda seed: KMeans(cfg.k, n_init=1, random_state=seed).fit(X)))
+    if _have("numba"):
+        def plain(seed):
+            with _kernels_of("numpy-plain"):
+                return KMeans(cfg.k, n_init=1, random_state=seed).fit(X)
+
+        impls.append(("kmeans_xp", "numpy-plain", plain))
     if _have("torch"):
         import torch
 
