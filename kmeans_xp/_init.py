@@ -73,6 +73,20 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             block_sqnorm = problem.kernels.sq_row_norms(block)
         except runner.oom_errors:
             block = None
+    # Otherwise every row's norm, made once on the first pass of the block
+    # runner (remade in every pass, they cost as much as the products).
+    row_sqnorms = None
+
+    def runner_map(step, make_acc=None):
+        """``runner.map`` with each step given its rows' norms too."""
+        nonlocal row_sqnorms
+        if row_sqnorms is None:
+            _, parts = runner.map(lambda Xb, start, stop, acc: (acc, problem.kernels.sq_row_norms(Xb)))
+            row_sqnorms = parts[0] if len(parts) == 1 else xp.concat(parts)
+        return runner.map(
+            lambda Xb, start, stop, acc: step(Xb, start, stop, acc, row_sqnorms[start:stop]),
+            make_acc,
+        )
 
     def closest_to(points):
         nonlocal block
@@ -83,10 +97,10 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             except runner.oom_errors:
                 block = None
 
-        def step(Xb, start, stop, acc):
-            return acc, distances(Xb)[:, 0]
+        def step(Xb, start, stop, acc, Xb_sqnorm):
+            return acc, distances(Xb, Xb_sqnorm)[:, 0]
 
-        _, parts = runner.map(step)
+        _, parts = runner_map(step)
         return parts[0] if len(parts) == 1 else xp.concat(parts)
 
     closest = closest_to(centers[0])
@@ -112,7 +126,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             except runner.oom_errors:
                 block = None
         if block_d2 is None:
-            accs, _ = runner.map(
+            accs, _ = runner_map(
                 lambda *args: (potentials(*args)[0], None),
                 lambda: problem.zeros((n_local_trials,)),
             )
