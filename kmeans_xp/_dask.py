@@ -547,7 +547,8 @@ def _lloyd_dask(chunks: _Chunks, centers, shift, xp, *, max_iter: int, tol: floa
         n_empty = int(as_host_scalar(xp.sum(xp.astype(counts == 0, xp.int32))))
         if n_empty:
             sums, counts = _relocate_dask(chunks, centers, shift, sums, counts, n_empty)
-        new_centers = _update_centers(sums, counts, centers, xp)
+        # Sums may be wider than the data (float64 from the fused kernel).
+        new_centers = xp.astype(_update_centers(sums, counts, centers, xp), centers.dtype)
         if verbose:
             print(f"Iteration {i}, inertia {as_host_scalar(inertia):.6g}.")
         center_shift = as_host_scalar(xp.sum((new_centers - centers) ** 2))

@@ -88,9 +88,21 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             make_acc,
         )
 
-    def closest_to(points):
+    def closest_to(points, closest=None):
+        """Each row's squared distance to ``points`` (one row), capped at
+        ``closest`` where given."""
         nonlocal block
-        distances = distances_to(problem, points)
+        fused = problem.kernels.fused_potentials(points)
+        if fused is None:
+            plain = distances_to(problem, points)
+
+            def distances(Xb, Xb_sqnorm, start=0, stop=None):
+                d2 = plain(Xb, Xb_sqnorm)
+                return d2 if closest is None else xp.minimum(d2, closest[start:stop, None])
+        else:
+            def distances(Xb, Xb_sqnorm, start=0, stop=None):
+                cap = None if closest is None else closest[start:stop]
+                return fused(Xb, Xb_sqnorm, cap, None)[1]
         if block is not None:
             try:
                 return distances(block, block_sqnorm)[:, 0]
@@ -98,7 +110,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
                 block = None
 
         def step(Xb, start, stop, acc, Xb_sqnorm):
-            return acc, distances(Xb, Xb_sqnorm)[:, 0]
+            return acc, distances(Xb, Xb_sqnorm, start, stop)[:, 0]
 
         _, parts = runner_map(step)
         return parts[0] if len(parts) == 1 else xp.concat(parts)
@@ -111,12 +123,18 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
             problem, cumulative_sum(potential), draws[start:start + n_local_trials], last
         )
         candidate_points = problem.take_rows(candidates) - runner.shift
-        distances = distances_to(problem, candidate_points)
+        # Every candidate in one pass per block, where the kernels fuse it.
+        fused = problem.kernels.fused_potentials(candidate_points)
+        distances = distances_to(problem, candidate_points) if fused is None else None
 
         # Called within this round only: the round's distances and closest.
-        def potentials(Xb, start, stop, acc, Xb_sqnorm=None, distances=distances, closest=closest):
-            d2 = xp.minimum(distances(Xb, Xb_sqnorm), closest[start:stop, None])
+        def potentials(Xb, start, stop, acc, Xb_sqnorm=None, distances=distances, closest=closest,
+                       fused=fused):
             w = None if weights is None else weights[start:stop]
+            if fused is not None:
+                totals, d2 = fused(Xb, Xb_sqnorm, closest[start:stop], w)
+                return acc + totals, d2
+            d2 = xp.minimum(distances(Xb, Xb_sqnorm), closest[start:stop, None])
             return acc + problem.kernels.column_sums(d2, w), d2
 
         block_d2 = None
@@ -136,7 +154,7 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         if block_d2 is not None:
             closest = xp.take(block_d2, best[None], axis=1)[:, 0]
         else:
-            closest = xp.minimum(closest, closest_to(best_point))
+            closest = closest_to(best_point, closest)
         chosen.append(xp.take(candidates, best[None]))
         centers.append(best_point)
     return xp.concat(centers), xp.concat(chosen)

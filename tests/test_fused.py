@@ -288,6 +288,45 @@ def test_fused_step_is_assign_then_accumulate(weighted, compact):
     assert kernels.sum_dtype(np.float32) == np.float64
 
 
+@pytest.mark.parametrize("n_rows", [1, 3, 257, 1030])
+@pytest.mark.parametrize("n_points", [1, 5, 8])
+@pytest.mark.parametrize("capped", [False, True])
+def test_fused_potentials_match_products_float64(n_rows, n_points, capped):
+    # k-means++'s candidate pass: capped squared distances and their
+    # weighted column sums, as the products and minima compute them.
+    _numba()
+    X, points = _data(max(n_rows, n_points), 9, n_points, np.float64, seed=n_rows)
+    X = X[:n_rows]
+    rng = np.random.default_rng(n_points)
+    w = rng.uniform(0.5, 2.0, n_rows)
+    closest = rng.uniform(0.0, 30.0, n_rows) if capped else None
+    kernels = _fused.FusedNumpyKernels(np_xp)
+    xsq = kernels.sq_row_norms(X)
+    totals, d2 = kernels.fused_potentials(points)(X, xsq, closest, w)
+    ref = np.maximum(xsq[:, None] + X @ (-2 * points.T) + kernels.sq_row_norms(points), 0)
+    if capped:
+        ref = np.minimum(ref, closest[:, None])
+    np.testing.assert_allclose(d2, ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(totals, w @ ref, rtol=1e-10)
+    assert kernels.fused_potentials(np.zeros((9, 9))) is None  # wider than a tile
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_rows", [3000, 300_000])  # one block; the block runner
+def test_kmeans_plusplus_picks_the_same_rows_float64(weighted, n_rows):
+    _numba()
+    from kmeans_xp import kmeans_plusplus
+
+    X, _ = _data(n_rows, 6, 1, np.float64)
+    w = np.random.default_rng(5).uniform(0.5, 2.0, n_rows) if weighted else None
+    picks = {}
+    for on in (True, False):
+        with fused_kernels(on):
+            picks[on] = kmeans_plusplus(X, 20, sample_weight=w, random_state=3)
+    np.testing.assert_array_equal(picks[True][1], picks[False][1])
+    np.testing.assert_array_equal(picks[True][0], picks[False][0])
+
+
 def test_prefer_fused_rule():
     assert _fused.prefer_fused(8, 16)
     assert _fused.prefer_fused(64, 32)

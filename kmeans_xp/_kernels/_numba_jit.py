@@ -15,7 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["assign_chunks", "assign_range", "lloyd_chunks", "lloyd_range"]
+__all__ = [
+    "POTENTIAL_WIDTH",
+    "assign_chunks",
+    "assign_range",
+    "lloyd_chunks",
+    "lloyd_range",
+    "potentials_range",
+]
 
 #: Rows and centres per register tile (``_tile8``; ``_tile16`` has twice
 #: the centres, for more than 8 centres).
@@ -261,3 +268,110 @@ def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks):
     n = X.shape[0]
     for c in prange(n_chunks):
         assign_range(X, Ct, csq, k, n * c // n_chunks, n * (c + 1) // n_chunks, labels, partial, 0)
+
+
+# ---------------------------------------------------------------- k-means++
+
+#: Candidate points per pass of ``potentials_range`` (k-means++ draws
+#: 2 + ln k: at most 8 below k = 400), padded to this width.
+POTENTIAL_WIDTH = TILE_CENTERS
+
+
+def _scores_tile_kernel():
+    """The register tile of ``TILE_ROWS`` rows against ``POTENTIAL_WIDTH``
+    points that keeps every score: ``tile(X, i, Pt, d, out, offset)``
+    writes ``x.Pt[:, j]`` of rows ``i:i+4`` into rows ``i - offset:`` of
+    ``out``. Generated as ``_tile_kernel`` is (same order of sums)."""
+    rows, cols = range(TILE_ROWS), range(POTENTIAL_WIDTH)
+
+    def loads(f):
+        return [f"x{r} = X[ui + np.uint64({r}), {f}]" for r in rows] + [
+            f"c{j} = Pt[{f}, np.uint64({j})]" for j in cols
+        ]
+
+    def step(f, indent):
+        return [indent + line for line in loads(f)] + [
+            f"{indent}a{r}_{j} += x{r} * c{j}" for r in rows for j in cols
+        ]
+
+    body = ["ui = np.uint64(i)", *loads(0)]
+    body += [f"a{r}_{j} = x{r} * c{j}" for r in rows for j in cols]
+    body += ["f = 1", f"while f + {FEATURE_UNROLL} <= d:"]
+    for q in range(FEATURE_UNROLL):
+        body += step(f"f + {q}", "    ")
+    body += [f"    f += {FEATURE_UNROLL}", "while f < d:", *step("f", "    "), "    f += 1"]
+    body.append("o = np.uint64(i - offset)")
+    body += [f"out[o + np.uint64({r}), np.uint64({j})] = a{r}_{j}" for r in rows for j in cols]
+    source = "def tile(X, i, Pt, d, out, offset):\n" + "".join(f"    {line}\n" for line in body)
+    namespace = {"np": np, "__name__": __name__}
+    exec(compile(source, f"<{__name__} scores tile>", "exec"), namespace)
+    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["tile"])
+
+
+_scores_tile = _scores_tile_kernel()
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _score_tiles(X, Pt, start, end, out, offset):
+    """Every score of rows ``start:end`` (whole tiles), alone in its
+    function for the tile's loop to vectorise (see ``assign_range``)."""
+    d = X.shape[1]
+    for i in range(start, end, TILE_ROWS):
+        _scores_tile(X, i, Pt, d, out, offset)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _score_rows(X, Pt, start, stop, out, offset):
+    """``_score_tiles`` one row at a time (the rows short of a tile)."""
+    d = X.shape[1]
+    for i in range(start, stop):
+        for j in range(POTENTIAL_WIDTH):
+            acc = X[i, 0] * Pt[0, j]
+            for f in range(1, d):
+                acc += X[i, f] * Pt[f, j]
+            out[i - offset, j] = acc
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def _capped_distances(start, stop, out, offset, psq, xsq, closest, weights, d2, totals):
+    """Scores of rows ``start:stop`` (in ``out``) to capped squared
+    distances in ``d2`` and their weighted sums in ``totals``."""
+    n_points = d2.shape[1]
+    unit = weights.shape[0] == 0
+    has_closest = closest.shape[0] > 0
+    for i in range(start, stop):
+        s = xsq[i]
+        w = 1.0 if unit else np.float64(weights[i])
+        cap = closest[i] if has_closest else np.inf
+        for j in range(n_points):
+            # The order of numpy's ``(||x||^2 + x.(-2p)) + ||p||^2``.
+            v = (s + out[i - offset, j]) + psq[j]
+            if v < 0:
+                v = 0
+            if cap < v:
+                v = cap
+            d2[i, j] = v
+            totals[j] += w * np.float64(d2[i, j])
+
+
+@njit(nogil=True, cache=True, boundscheck=False)
+def potentials_range(X, Pt, psq, xsq, closest, weights, d2, totals):
+    """k-means++'s evaluation of up to ``POTENTIAL_WIDTH`` candidate points
+    over the rows of X, in one pass: ``d2[i, j] = min(max((xsq[i] +
+    x_i.Pt[:, j]) + psq[j], 0), closest[i])`` and ``totals[j] += w_i
+    d2[i, j]`` (float64, added in place).
+
+    ``Pt`` is ``-2 P^T`` of shape (n_features, POTENTIAL_WIDTH), unused
+    columns zero, ``psq`` the points' ``||p||^2`` and ``xsq`` the rows'.
+    An empty ``closest`` means no cap, empty ``weights`` unit weights.
+    ``d2`` has shape (n_rows, n_points), the real points only. Rows go in
+    groups of SUB_ROWS whose scores stay in the L1 cache.
+    """
+    n = X.shape[0]
+    out = np.empty((SUB_ROWS, POTENTIAL_WIDTH), dtype=X.dtype)
+    for s0 in range(0, n, SUB_ROWS):
+        s1 = min(n, s0 + SUB_ROWS)
+        end = s0 + (s1 - s0) // TILE_ROWS * TILE_ROWS
+        _score_tiles(X, Pt, s0, end, out, s0)
+        _score_rows(X, Pt, end, s1, out, s0)
+        _capped_distances(s0, s1, out, s0, psq, xsq, closest, weights, d2, totals)

@@ -10,7 +10,8 @@ Everything else on ``Kernels`` is a default that a backend file may
 replace where a benchmark row shows the gain (see benchmarks/README.md):
 ``assigner`` (per-pass preparation of the centres), ``move`` and
 ``running_sums`` (incremental Lloyd sums), ``fused_step`` (assign and
-accumulate in one kernel), ``cluster_sums``,
+accumulate in one kernel), ``fused_potentials`` (k-means++'s candidates in
+one kernel), ``cluster_sums``,
 ``sq_row_norms``, ``sq_distances_to``, ``sq_sum``, ``column_sums``,
 ``cumulative_sum``, the accumulator dtype (``sum_dtype``), how the host
 reads small results (``host_values``, ``cheap_reads``), and how blocks are
@@ -166,6 +167,19 @@ class Kernels:
         block's inertia (0.0 unless ``want_inertia``) and how many labels
         differ from ``previous`` (0 where it is None). See
         ``numba.FusedNumpyKernels``.
+        """
+        return None
+
+    def fused_potentials(self, points):
+        """k-means++'s evaluation of candidate ``points`` in one kernel,
+        where a backend has one; None (here) means products and minima.
+
+        Returns ``potentials(X, X_sqnorm, closest, weights) -> (totals,
+        d2)``: ``d2`` of shape (n_rows, n_points) the squared distances of
+        the rows to the points, clamped at 0 and capped at ``closest``
+        (each row's distance to the centres so far; None: no cap), and
+        ``totals`` their weighted column sums (float64). ``X_sqnorm`` and
+        ``weights`` may be None (computed there; unit weights).
         """
         return None
 

@@ -257,7 +257,8 @@ class FusedNumpyKernels(NumpyKernels):
     """numpy kernels whose assignments run the numba kernel where
     ``prefer_fused`` says so (BLAS otherwise), and whose Lloyd steps are
     then one fused kernel per block (``fused_step``). Cluster sums are
-    float64 (the fused kernel adds rows one by one).
+    float64 (the fused kernel adds rows one by one). k-means++ evaluates
+    its candidates in one fused pass (``fused_potentials``).
     """
 
     def sum_dtype(self, dtype):
@@ -308,6 +309,37 @@ class FusedNumpyKernels(NumpyKernels):
             return labels, sums, counts, inertia, (0 if previous is None else changed)
 
         return step
+
+
+    def fused_potentials(self, points):
+        import numpy as np
+
+        width = _module().POTENTIAL_WIDTH
+        n_points, n_features = points.shape
+        if not 2 <= n_points <= width:
+            # One point (the chosen centre's distances): a BLAS
+            # matrix-vector product does not compute 7 padded columns.
+            return None
+        Pt = np.zeros((n_features, width), dtype=points.dtype)
+        Pt[:, :n_points] = (-2 * points).T
+        psq = np.full(width, np.inf, dtype=points.dtype)
+        psq[:n_points] = self.sq_row_norms(points)
+
+        def potentials(Xb, Xb_sqnorm, closest, weights):
+            Xb = _c_order(Xb)
+            if Xb_sqnorm is None:
+                Xb_sqnorm = self.sq_row_norms(Xb)
+            none = np.empty(0, dtype=Xb.dtype)
+            d2 = np.empty((Xb.shape[0], n_points), dtype=Xb.dtype)
+            totals = np.zeros(n_points)
+            _run(
+                "potentials_range", Xb, Pt, psq, _c_order(Xb_sqnorm),
+                none if closest is None else _c_order(closest),
+                none if weights is None else _c_order(weights), d2, totals,
+            )
+            return totals, d2
+
+        return potentials
 
 
 def kernels(xp, device=None):
