@@ -201,6 +201,18 @@ if importlib.util.find_spec("numba") is None:
     collect_ignore = ["kmeans_xp/_kernels/_numba_jit.py"]
 
 
+def pytest_configure(config):
+    """With numba installed, compile the fused kernels into numba's on-disk
+    cache once, before the workers start: otherwise every worker and every
+    subprocess a test starts compiles them at once, on a fresh checkout."""
+    if importlib.util.find_spec("numba") is None or hasattr(config, "workerinput"):
+        return
+    from kmeans_xp._kernels import numba as fused
+
+    if fused.enabled():
+        fused.compile_kernels()
+
+
 #: Modules whose tests run whole fits many times over (property, fuzz and
 #: scikit-learn-equality sweeps): on JAX, whose eager ops dispatch one by
 #: one, each case takes seconds, so there they are marked ``slow`` and run

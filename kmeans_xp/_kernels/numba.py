@@ -30,6 +30,7 @@ __all__ = [
     "FusedNumpyKernels",
     "assign_labels",
     "available",
+    "compile_kernels",
     "enabled",
     "kernels",
     "lloyd_block_stats",
@@ -134,6 +135,11 @@ def prefer_fused(n_clusters: int, n_features: int) -> bool:
     return n_clusters <= max_fused_clusters
 
 
+#: Centres per register tile: 8 up to 8 centres, else 16 (see
+#: ``_numba_jit._tile16``).
+TILE_WIDTHS = (8, 16)
+
+
 def prepare_centers(centers, centers_sqnorm):
     """The centres as the kernels take them: ``(Ct, csq, n_clusters)``,
     ``Ct`` being ``-2 C^T`` of shape (n_features, k_pad) with zero columns
@@ -142,7 +148,7 @@ def prepare_centers(centers, centers_sqnorm):
     import numpy as np
 
     n_clusters, n_features = centers.shape
-    tile = 8 if n_clusters <= 8 else 16  # see _numba_jit._tile16
+    tile = TILE_WIDTHS[0] if n_clusters <= TILE_WIDTHS[0] else TILE_WIDTHS[1]
     k_pad = -(-n_clusters // tile) * tile
     Ct = np.zeros((n_features, k_pad), dtype=centers.dtype)
     Ct[:, :n_clusters] = (-2 * centers).T
@@ -340,6 +346,26 @@ class FusedNumpyKernels(NumpyKernels):
             return totals, d2
 
         return potentials
+
+
+def compile_kernels(dtypes=("float32", "float64")) -> None:
+    """Compile the kernels that fits run, for data of each of ``dtypes``,
+    or load them from numba's on-disk cache: what the first fit of a new
+    environment otherwise does (the test suite does it once, before its
+    workers start). Needs numba."""
+    import array_api_compat.numpy as np_xp
+    import numpy as np
+
+    kernels = FusedNumpyKernels(np_xp)
+    for dtype in dtypes:
+        X = np.ones((16, 3), dtype=dtype)
+        for n_clusters in (2, TILE_WIDTHS[-1]):  # both tile widths
+            centers = X[:n_clusters]
+            sqnorm = kernels.sq_row_norms(centers)
+            kernels.assigner(centers, sqnorm)(X)
+            step = kernels.fused_step(centers, sqnorm, want_inertia=True)
+            step(X, None, None, np.zeros((n_clusters, 3)), np.zeros(n_clusters))
+        kernels.fused_potentials(X[:2])(X, None, None, None)
 
 
 def kernels(xp, device=None):
