@@ -103,6 +103,23 @@ class FaultyKernels:
 
         return step
 
+    def fused_potentials(self, points):
+        # k-means++'s candidates in one kernel (numpy arrays with numba):
+        # the fault point of the column sums it computes, on its capped
+        # distances. It returns fresh arrays, so failing after it is as
+        # failing inside it.
+        real = self._kernels.fused_potentials(points)
+        if real is None:
+            return None
+
+        def potentials(X, *args):
+            totals, d2 = real(X, *args)
+            if self._before:
+                self._before("column_sums", d2)
+            return totals, d2
+
+        return potentials
+
     def cluster_sums(self, X, labels, weights, n_clusters):
         # The same fault points as ``accumulate``: sums from zeros.
         if self._before:

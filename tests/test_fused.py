@@ -289,7 +289,7 @@ def test_fused_step_is_assign_then_accumulate(weighted, compact):
 
 
 @pytest.mark.parametrize("n_rows", [1, 3, 257, 1030])
-@pytest.mark.parametrize("n_points", [1, 5, 8])
+@pytest.mark.parametrize("n_points", [2, 5, 8])
 @pytest.mark.parametrize("capped", [False, True])
 def test_fused_potentials_match_products_float64(n_rows, n_points, capped):
     # k-means++'s candidate pass: capped squared distances and their
@@ -309,6 +309,7 @@ def test_fused_potentials_match_products_float64(n_rows, n_points, capped):
     np.testing.assert_allclose(d2, ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(totals, w @ ref, rtol=1e-10)
     assert kernels.fused_potentials(np.zeros((9, 9))) is None  # wider than a tile
+    assert kernels.fused_potentials(np.zeros((1, 9))) is None  # one point: BLAS
 
 
 @pytest.mark.parametrize("weighted", [False, True])
