@@ -178,6 +178,41 @@ def _assign_rows(X, Ct, csq, k, start, stop, labels, partial, offset):
         partial[i - offset] = b
 
 
+#: Features per straight-line chunk of ``_add_row``: one vector of float64.
+ADD_CHUNK = 8
+
+
+def _row_adder():
+    """``add_row(X, i, sums, label, w, d)``: row ``i`` of X times ``w`` added
+    to ``sums[label, :]`` in float64; returns the row's ``||x||^2``.
+
+    Generated like ``_tile_kernel``: ``ADD_CHUNK`` features written out per
+    turn, all loads before the stores, which SLP packs into one vector load,
+    add and store (numba's loop vectorizer gave each row a wide loop that a
+    short row never entered, and scalar or narrow epilogues instead).
+    """
+    lanes = range(ADD_CHUNK)
+    body = ["u = np.uint64(label)", "ui = np.uint64(i)", "f = np.uint64(0)",
+            "ud = np.uint64(d)"]
+    body += [f"q{q} = 0.0" for q in lanes]
+    body.append(f"while f + np.uint64({ADD_CHUNK}) <= ud:")
+    body += [f"    x{q} = np.float64(X[ui, f + np.uint64({q})])" for q in lanes]
+    body += [f"    s{q} = sums[u, f + np.uint64({q})]" for q in lanes]
+    body += [f"    sums[u, f + np.uint64({q})] = s{q} + w * x{q}" for q in lanes]
+    body += [f"    q{q} += x{q} * x{q}" for q in lanes]
+    body.append(f"    f += np.uint64({ADD_CHUNK})")
+    body.append("sq = " + " + ".join(f"q{q}" for q in lanes))
+    body += ["while f < ud:", "    x = np.float64(X[ui, f])", "    sums[u, f] += w * x",
+             "    sq += x * x", "    f += np.uint64(1)", "return sq"]
+    source = "def add_row(X, i, sums, label, w, d):\n" + "".join(f"    {line}\n" for line in body)
+    namespace = {"np": np, "__name__": __name__}
+    exec(compile(source, f"<{__name__} add_row {ADD_CHUNK}>", "exec"), namespace)
+    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["add_row"])
+
+
+_add_row = _row_adder()
+
+
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
 def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
     """Rows ``start:stop`` of X (times their weights) added to the sums and
@@ -185,27 +220,26 @@ def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, w
     Returns ``(inertia, n_changed)`` of these rows (inertia 0.0 unless
     ``want_inertia``; ``best`` are their lowest scores)."""
     d = X.shape[1]
-    unit = weights.shape[0] == 0
     inertia = 0.0
+    # Weighted and unit rows in separate loops: no branch per row.
+    if weights.shape[0] == 0:
+        for i in range(start, stop):
+            label = new_labels[i - start]
+            sq = _add_row(X, i, sums, label, 1.0, d)
+            counts[label] += 1.0
+            inertia += max(sq + np.float64(best[i - start]), 0.0)
+    else:
+        for i in range(start, stop):
+            label = new_labels[i - start]
+            w = np.float64(weights[i])
+            sq = _add_row(X, i, sums, label, w, d)
+            counts[label] += w
+            inertia += w * max(sq + np.float64(best[i - start]), 0.0)
     changed = 0
     for i in range(start, stop):
-        label = new_labels[i - start]
-        w = 1.0 if unit else np.float64(weights[i])
-        for f in range(d):
-            sums[label, f] += w * np.float64(X[i, f])
-        counts[label] += w
-        if labels[i] != label:
-            changed += 1
-            labels[i] = label
-        if want_inertia:
-            # Reassociated (vectorised): the sum of squares is the one
-            # reduction here, and a sequential one cost 4x the step at d=16.
-            sq = 0.0
-            for f in range(d):
-                x = np.float64(X[i, f])
-                sq += x * x
-            inertia += w * max(sq + np.float64(best[i - start]), 0.0)
-    return inertia, changed
+        changed += labels[i] != new_labels[i - start]
+        labels[i] = new_labels[i - start]
+    return (inertia if want_inertia else 0.0), changed
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
