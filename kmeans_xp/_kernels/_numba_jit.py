@@ -315,10 +315,18 @@ def assign_range(X, Ct, csq, k, start, stop, labels, partial, offset):
 
 
 @njit(inline="always")
+def _lanes(X, Ct):
+    """Whether rows take the lane tiles: 8 centres (k_pad) and float32 (16
+    lanes a vector). float64 rows, 8 a vector, ran slower there than in
+    the 4 x 8 tile."""
+    return Ct.shape[1] == TILE_CENTERS and X.itemsize == 4
+
+
+@njit(inline="always")
 def _scratch(X, Ct):
     """The lane tiles' scratch (``_assign_lanes8``): 16 rows transposed and
-    their scores; empty where the centres take tiles."""
-    n = LANE_ROWS if Ct.shape[1] == TILE_CENTERS else 0
+    their scores; empty where rows take the register tiles."""
+    n = LANE_ROWS if _lanes(X, Ct) else 0
     return np.empty((X.shape[1], n), dtype=X.dtype), np.empty((TILE_CENTERS, n), dtype=X.dtype)
 
 
@@ -327,8 +335,8 @@ def _assign_block(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
     """``assign_range`` with its scratch (``_scratch``)."""
     # Each tiles' loop alone in its function, the leftover rows in another:
     # with them inlined together the loop ran 4x slower on (200k, 32, 64).
-    if Ct.shape[1] == TILE_CENTERS:
-        # 8 centres: rows in vector lanes.
+    if _lanes(X, Ct):
+        # 8 centres, float32: rows in vector lanes.
         end = start + (stop - start) // LANE_ROWS * LANE_ROWS
         _assign_lanes8(X, T, S, Ct, csq, start, end, labels, partial, offset)
     else:
