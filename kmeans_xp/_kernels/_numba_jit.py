@@ -9,7 +9,11 @@ Each score starts at ``csq[j]`` and takes the products feature by feature
 in X's dtype, each a multiply-add, the same way for every row (tiles and
 leftover rows alike), so a row's label does not depend on where it sits.
 (With ``csq`` added last, one feature's lone product and that addition
-were fused into one multiply-add in some kernels and not in others.) Cluster sums, weights and inertia are float64.
+were fused into one multiply-add in some kernels and not in others.)
+Cluster sums, weights and inertia are float64.
+
+Up to 8 centres, float32 rows go 16 at a time in vector lanes
+(``_assign_lanes8``); otherwise 4 rows at a time in a register tile.
 """
 
 from __future__ import annotations
@@ -94,15 +98,15 @@ _tile8 = _tile_kernel(TILE_CENTERS)
 _tile16 = _tile_kernel(2 * TILE_CENTERS)
 
 
-#: Rows per lane tile (``_lane_tile``): one vector of float32.
+#: Rows per lane tile (``_lanes8``): one vector of float32.
 LANE_ROWS = 16
 
 
 def _lane_kernel(n_centers):
     """The lane tile: ``LANE_ROWS`` rows, transposed into ``T`` (features
-    by rows), against ``n_centers`` centres, ``tile(T, r0, Ct, csq, d,
-    labels, best, o)``: writes rows ``r0:r0+16``' lowest score and its centre
-    (the first on ties) at ``o:o+16`` of ``best`` and ``labels``.
+    by rows), against ``n_centers`` centres, ``tile(T, r0, Ct, csq, d, S)``:
+    the scores of rows ``r0:r0+16`` into ``S[:, r0:r0+16]`` (centres by
+    rows).
 
     One accumulator per centre holds 16 rows, one per lane: ``n_centers``
     independent multiply-add chains (the 4 x 8 tile has 4, latency-bound),
@@ -156,6 +160,39 @@ def _shuffle_masks():
 _MASKS = _shuffle_masks()
 
 
+def _load_run(context, builder, aryty, ary, inds, n):
+    """``n`` elements of ``ary`` from ``inds`` on along its last axis, as a
+    vector: one load where the array is C-contiguous, else one by one."""
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, inds)
+    vec = ir.VectorType(context.get_data_type(aryty.dtype), n)
+    if aryty.layout == "C":
+        return builder.load(builder.bitcast(ptr, vec.as_pointer()),
+                            align=aryty.dtype.bitwidth // 8)
+    step = cgutils.unpack_tuple(builder, ary.strides)[-1]
+    out = ir.Constant(vec, None)
+    base = builder.ptrtoint(ptr, step.type)
+    for q in range(n):
+        at = builder.add(base, builder.mul(step, ir.Constant(step.type, q)))
+        item = builder.load(builder.inttoptr(at, ptr.type))
+        out = builder.insert_element(out, item, ir.Constant(ir.IntType(32), q))
+    return out
+
+
+def _store_run(context, builder, aryty, ary, inds, value):
+    """``_load_run``'s converse: ``value``'s lanes stored from ``inds`` on."""
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, inds)
+    if aryty.layout == "C":
+        builder.store(value, builder.bitcast(ptr, value.type.as_pointer()),
+                      align=aryty.dtype.bitwidth // 8)
+        return
+    step = cgutils.unpack_tuple(builder, ary.strides)[-1]
+    base = builder.ptrtoint(ptr, step.type)
+    for q in range(value.type.count):
+        at = builder.add(base, builder.mul(step, ir.Constant(step.type, q)))
+        item = builder.extract_element(value, ir.Constant(ir.IntType(32), q))
+        builder.store(item, builder.inttoptr(at, ptr.type))
+
+
 @intrinsic
 def _transpose16x8(typingctx, X, i, f0, T, r0):
     """``T[f0 + q, r0 + r] = X[i + r, f0 + q]`` for 16 rows ``r`` and 8
@@ -168,21 +205,14 @@ def _transpose16x8(typingctx, X, i, f0, T, r0):
         xty, _, _, tty, _ = signature.args
         xa = context.make_array(xty)(context, builder, args[0])
         ta = context.make_array(tty)(context, builder, args[3])
-        elem = context.get_data_type(xty.dtype)
-        row_t = ir.VectorType(elem, 8).as_pointer()
-        col_t = ir.VectorType(elem, 16).as_pointer()
-        align = xty.dtype.bitwidth // 8
         intp = context.get_value_type(types.intp)
         i_, f_, r_ = args[1], args[2], args[4]
 
         def const(lanes):
             return ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), lanes)
 
-        rows = []
-        for r in range(16):
-            ptr = cgutils.get_item_pointer(
-                context, builder, xty, xa, [builder.add(i_, ir.Constant(intp, r)), f_])
-            rows.append(builder.load(builder.bitcast(ptr, row_t), align=align))
+        rows = [_load_run(context, builder, xty, xa,
+                          [builder.add(i_, ir.Constant(intp, r)), f_], 8) for r in range(16)]
         z = [builder.shuffle_vector(rows[p], rows[p + 8], const(list(range(16))))
              for p in range(8)]
         unpack, pairs, halves = _MASKS
@@ -199,9 +229,7 @@ def _transpose16x8(typingctx, X, i, f0, T, r0):
             for h in (0, 1):
                 w = builder.shuffle_vector(u[o], u[o + 4], const(halves[h]))
                 q = ir.Constant(intp, o + 4 * h)
-                ptr = cgutils.get_item_pointer(context, builder, tty, ta,
-                                               [builder.add(f_, q), r_])
-                builder.store(w, builder.bitcast(ptr, col_t), align=align)
+                _store_run(context, builder, tty, ta, [builder.add(f_, q), r_], w)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -218,26 +246,19 @@ def _argmin_lanes(typingctx, S, r0, labels, best, o):
         sa = context.make_array(sty)(context, builder, args[0])
         la = context.make_array(lty)(context, builder, args[2])
         ba = context.make_array(bty)(context, builder, args[3])
-        vec = ir.VectorType(context.get_data_type(sty.dtype), LANE_ROWS)
-        lab_t = context.get_data_type(lty.dtype)
-        lvec = ir.VectorType(lab_t, LANE_ROWS)
-        align = sty.dtype.bitwidth // 8
+        lvec = ir.VectorType(context.get_data_type(lty.dtype), LANE_ROWS)
         intp = context.get_value_type(types.intp)
         low = lab = None
         for j in range(TILE_CENTERS):
-            ptr = cgutils.get_item_pointer(context, builder, sty, sa,
-                                           [ir.Constant(intp, j), args[1]])
-            v = builder.load(builder.bitcast(ptr, vec.as_pointer()), align=align)
+            v = _load_run(context, builder, sty, sa, [ir.Constant(intp, j), args[1]], LANE_ROWS)
             if j == 0:
                 low, lab = v, ir.Constant(lvec, [0] * LANE_ROWS)
                 continue
             lt = builder.fcmp_ordered("<", v, low)
             low = builder.select(lt, v, low)
             lab = builder.select(lt, ir.Constant(lvec, [j] * LANE_ROWS), lab)
-        ptr = cgutils.get_item_pointer(context, builder, bty, ba, [args[4]])
-        builder.store(low, builder.bitcast(ptr, vec.as_pointer()), align=align)
-        ptr = cgutils.get_item_pointer(context, builder, lty, la, [args[4]])
-        builder.store(lab, builder.bitcast(ptr, lvec.as_pointer()), align=lty.dtype.bitwidth // 8)
+        _store_run(context, builder, bty, ba, [args[4]], low)
+        _store_run(context, builder, lty, la, [args[4]], lab)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -484,8 +505,8 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_
 def _aligned_sums(k, d):
     """Zeroed float64 (k, >= d) sums whose rows start on 64-byte boundaries
     (row stride rounded up to ADD_CHUNK): ``_add_row``'s vector loads and
-    stores then never straddle two cache lines, which on a misaligned
-    ``sums`` made the row sums 1.5x slower."""
+    stores then never straddle two cache lines, as they did on every row
+    of a caller's ``sums`` 8 bytes off a boundary."""
     stride = -(-d // ADD_CHUNK) * ADD_CHUNK
     buf = np.zeros(k * stride + ADD_CHUNK, dtype=np.float64)
     o = (-buf.ctypes.data) % 64 // 8
