@@ -412,9 +412,10 @@ def _assign_rows(X, Ct, csq, k, start, stop, labels, partial, offset):
 ADD_CHUNK = 8
 
 
-def _row_adder():
+def _row_adder(with_sq):
     """``add_row(X, i, sums, label, w, d)``: row ``i`` of X times ``w`` added
-    to ``sums[label, :]`` in float64; returns the row's ``||x||^2``.
+    to ``sums[label, :]`` in float64; returns the row's ``||x||^2`` (0.0
+    unless ``with_sq``).
 
     Generated like ``_tile_kernel``: ``ADD_CHUNK`` features written out per
     turn, all loads before the stores, which SLP packs into one vector load,
@@ -429,18 +430,22 @@ def _row_adder():
     body += [f"    x{q} = np.float64(X[ui, f + np.uint64({q})])" for q in lanes]
     body += [f"    s{q} = sums[u, f + np.uint64({q})]" for q in lanes]
     body += [f"    sums[u, f + np.uint64({q})] = s{q} + w * x{q}" for q in lanes]
-    body += [f"    q{q} += x{q} * x{q}" for q in lanes]
+    if with_sq:
+        body += [f"    q{q} += x{q} * x{q}" for q in lanes]
     body.append(f"    f += np.uint64({ADD_CHUNK})")
     body.append("sq = " + " + ".join(f"q{q}" for q in lanes))
-    body += ["while f < ud:", "    x = np.float64(X[ui, f])", "    sums[u, f] += w * x",
-             "    sq += x * x", "    f += np.uint64(1)", "return sq"]
+    body += ["while f < ud:", "    x = np.float64(X[ui, f])", "    sums[u, f] += w * x"]
+    if with_sq:
+        body.append("    sq += x * x")
+    body += ["    f += np.uint64(1)", "return sq"]
     source = "def add_row(X, i, sums, label, w, d):\n" + "".join(f"    {line}\n" for line in body)
     namespace = {"np": np, "__name__": __name__}
-    exec(compile(source, f"<{__name__} add_row {ADD_CHUNK}>", "exec"), namespace)
+    exec(compile(source, f"<{__name__} add_row {ADD_CHUNK} {with_sq}>", "exec"), namespace)
     return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["add_row"])
 
 
-_add_row = _row_adder()
+_add_row = _row_adder(True)
+_add_row_nosq = _row_adder(False)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
@@ -451,25 +456,38 @@ def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, w
     ``want_inertia``; ``best`` are their lowest scores)."""
     d = X.shape[1]
     inertia = 0.0
-    # Weighted and unit rows in separate loops: no branch per row.
+    # Weighted and unit rows, with and without inertia, in separate loops:
+    # no branch per row, and no ||x||^2 where the inertia is not wanted.
     if weights.shape[0] == 0:
-        for i in range(start, stop):
-            label = new_labels[i - start]
-            sq = _add_row(X, i, sums, label, 1.0, d)
-            counts[label] += 1.0
-            inertia += max(sq + np.float64(best[i - start]), 0.0)
-    else:
+        if want_inertia:
+            for i in range(start, stop):
+                label = new_labels[i - start]
+                sq = _add_row(X, i, sums, label, 1.0, d)
+                counts[label] += 1.0
+                inertia += max(sq + np.float64(best[i - start]), 0.0)
+        else:
+            for i in range(start, stop):
+                label = new_labels[i - start]
+                _add_row_nosq(X, i, sums, label, 1.0, d)
+                counts[label] += 1.0
+    elif want_inertia:
         for i in range(start, stop):
             label = new_labels[i - start]
             w = np.float64(weights[i])
             sq = _add_row(X, i, sums, label, w, d)
             counts[label] += w
             inertia += w * max(sq + np.float64(best[i - start]), 0.0)
+    else:
+        for i in range(start, stop):
+            label = new_labels[i - start]
+            w = np.float64(weights[i])
+            _add_row_nosq(X, i, sums, label, w, d)
+            counts[label] += w
     changed = 0
     for i in range(start, stop):
         changed += labels[i] != new_labels[i - start]
         labels[i] = new_labels[i - start]
-    return (inertia if want_inertia else 0.0), changed
+    return inertia, changed
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
