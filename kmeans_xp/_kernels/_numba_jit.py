@@ -5,15 +5,24 @@ Centres come prepared: ``Ct`` of shape (n_features, k_pad), ``-2 C^T``
 padded with zero columns to a multiple of 8, and ``csq`` of shape
 (k_pad,), ``||c||^2`` padded with +inf (padded centres never win). Scores
 are ``csq[j] + x.Ct[:, j]``: the ``||c||^2 - 2 x.c`` of ``Kernels.assign``.
-Products are summed feature by feature in X's dtype, the same order for
-every row (tiles and leftover rows alike), so a row's label does not
-depend on where it sits. Cluster sums, weights and inertia are float64.
+Each score starts at ``csq[j]`` and takes the products feature by feature
+in X's dtype, each a multiply-add, the same way for every row (tiles and
+leftover rows alike), so a row's label does not depend on where it sits.
+(With ``csq`` added last, one feature's lone product and that addition
+were fused into one multiply-add in some kernels and not in others.)
+Cluster sums, weights and inertia are float64.
+
+Up to 8 centres, float32 rows go 16 at a time in vector lanes
+(``_assign_lanes8``); otherwise 4 rows at a time in a register tile.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 __all__ = [
     "POTENTIAL_WIDTH",
@@ -65,7 +74,8 @@ def _tile_kernel(n_centers):
         ]
 
     body = ["u = np.uint64(j0)", "ui = np.uint64(i)", *loads(0)]
-    body += [f"a{r}_{j} = x{r} * c{j}" for r in rows for j in cols]
+    body += [f"e{j} = csq[u + np.uint64({j})]" for j in cols]
+    body += [f"a{r}_{j} = x{r} * c{j} + e{j}" for r in rows for j in cols]
     # Features FEATURE_UNROLL at a time, then one by one: each accumulator
     # still adds them in order.
     body += ["f = 1", f"while f + {FEATURE_UNROLL} <= d:"]
@@ -73,12 +83,11 @@ def _tile_kernel(n_centers):
         body += step(f"f + {q}", "    ")
     body += [f"    f += {FEATURE_UNROLL}", "while f < d:", *step("f", "    "), "    f += 1"]
     for r in rows:
-        body += [f"b{r} = a{r}_0 + csq[j0]", f"l{r} = j0"]
+        body += [f"b{r} = a{r}_0", f"l{r} = j0"]
         for j in cols[1:]:
             body += [
-                f"v = a{r}_{j} + csq[j0 + {j}]",
-                f"if v < b{r}:",
-                f"    b{r}, l{r} = v, j0 + {j}",
+                f"if a{r}_{j} < b{r}:",
+                f"    b{r}, l{r} = a{r}_{j}, j0 + {j}",
             ]
     body.append("return " + ", ".join(f"b{r}, l{r}" for r in rows))
     source = "def tile(X, i, Ct, j0, csq, d):\n" + "".join(f"    {line}\n" for line in body)
@@ -96,16 +105,209 @@ _tile8 = _tile_kernel(TILE_CENTERS)
 _tile16 = _tile_kernel(2 * TILE_CENTERS)
 
 
+#: Rows per lane tile (``_lanes8``): one vector of float32.
+LANE_ROWS = 16
+
+
+def _lane_kernel(n_centers):
+    """The lane tile: ``LANE_ROWS`` rows, transposed into ``T`` (features
+    by rows), against ``n_centers`` centres, ``tile(T, r0, Ct, csq, d, S)``:
+    the scores of rows ``r0:r0+16`` into ``S[:, r0:r0+16]`` (centres by
+    rows).
+
+    One accumulator per centre holds 16 rows, one per lane: ``n_centers``
+    independent multiply-add chains (the 4 x 8 tile has 4, latency-bound),
+    each row's products still summed feature by feature in order.
+    """
+    rows, cols = range(LANE_ROWS), range(n_centers)
+
+    def loads(f):
+        return [f"x{r} = T[{f}, ur + np.uint64({r})]" for r in rows] + [
+            f"c{j} = Ct[{f}, np.uint64({j})]" for j in cols
+        ]
+
+    body = ["ur = np.uint64(r0)", *loads(0)]
+    body += [f"e{j} = csq[np.uint64({j})]" for j in cols]
+    body += [f"a{r}_{j} = x{r} * c{j} + e{j}" for j in cols for r in rows]
+    body += ["f = 1", "while f < d:"]
+    body += ["    " + line for line in loads("f")]
+    body += [f"    a{r}_{j} += x{r} * c{j}" for j in cols for r in rows]
+    body += ["    f += 1"]
+    # Scores go to S (centres by rows), for ``_argmin_lanes``: with the
+    # argmin written here, as branches LLVM compared one scalar at a time,
+    # and as selects SLP vectorised it but unpacked the loop above.
+    body += [f"S[{j}, ur + np.uint64({r})] = a{r}_{j}" for j in cols for r in rows]
+    source = "def tile(T, r0, Ct, csq, d, S):\n" + "".join(
+        f"    {line}\n" for line in body)
+    namespace = {"np": np, "__name__": __name__}
+    exec(compile(source, f"<{__name__} lanes {LANE_ROWS}x{n_centers}>", "exec"), namespace)
+    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["tile"])
+
+
+_lanes8 = _lane_kernel(TILE_CENTERS)
+
+
+def _shuffle_masks():
+    """The in-register transpose of 16 rows by 8 features (``_transpose16x8``):
+    lane masks of its three rounds of two-source shuffles, low and high
+    output of each (the unpack, 4-wide shuffle and 128-bit-half moves of
+    the usual 8 x 8 transpose, done on both 256-bit halves at once)."""
+    def mask(pick):
+        return [pick(lane) for lane in range(16)]
+
+    unpack = [mask(lambda L, h=h: 16 * (L & 1) + (L & ~3) + ((L & 3) >> 1) + 2 * h)
+              for h in (0, 1)]
+    pairs = [mask(lambda L, h=h: 16 * ((L & 3) >> 1) + (L & ~3) + (L & 1) + 2 * h)
+             for h in (0, 1)]
+    halves = [mask(lambda L, h=h: 16 * ((L & 7) >> 2) + (L & 8) + 4 * h + (L & 3))
+              for h in (0, 1)]
+    return unpack, pairs, halves
+
+
+_MASKS = _shuffle_masks()
+
+
+def _load_run(context, builder, aryty, ary, inds, n):
+    """``n`` elements of ``ary`` from ``inds`` on along its last axis, as a
+    vector: one load where the array is C-contiguous, else one by one."""
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, inds)
+    vec = ir.VectorType(context.get_data_type(aryty.dtype), n)
+    if aryty.layout == "C":
+        return builder.load(builder.bitcast(ptr, vec.as_pointer()),
+                            align=aryty.dtype.bitwidth // 8)
+    step = cgutils.unpack_tuple(builder, ary.strides)[-1]
+    out = ir.Constant(vec, None)
+    base = builder.ptrtoint(ptr, step.type)
+    for q in range(n):
+        at = builder.add(base, builder.mul(step, ir.Constant(step.type, q)))
+        item = builder.load(builder.inttoptr(at, ptr.type))
+        out = builder.insert_element(out, item, ir.Constant(ir.IntType(32), q))
+    return out
+
+
+def _store_run(context, builder, aryty, ary, inds, value):
+    """``_load_run``'s converse: ``value``'s lanes stored from ``inds`` on."""
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, inds)
+    if aryty.layout == "C":
+        builder.store(value, builder.bitcast(ptr, value.type.as_pointer()),
+                      align=aryty.dtype.bitwidth // 8)
+        return
+    step = cgutils.unpack_tuple(builder, ary.strides)[-1]
+    base = builder.ptrtoint(ptr, step.type)
+    for q in range(value.type.count):
+        at = builder.add(base, builder.mul(step, ir.Constant(step.type, q)))
+        item = builder.extract_element(value, ir.Constant(ir.IntType(32), q))
+        builder.store(item, builder.inttoptr(at, ptr.type))
+
+
+@intrinsic
+def _transpose16x8(typingctx, X, i, f0, T, r0):
+    """``T[f0 + q, r0 + r] = X[i + r, f0 + q]`` for 16 rows ``r`` and 8
+    features ``q``: 16 vector loads, 24 two-source shuffles and 8 vector
+    stores (a scalar copy stored one element at a time and took longer than
+    the lane tiles it feeds)."""
+    sig = types.void(X, i, f0, T, r0)
+
+    def codegen(context, builder, signature, args):
+        xty, _, _, tty, _ = signature.args
+        xa = context.make_array(xty)(context, builder, args[0])
+        ta = context.make_array(tty)(context, builder, args[3])
+        intp = context.get_value_type(types.intp)
+        i_, f_, r_ = args[1], args[2], args[4]
+
+        def const(lanes):
+            return ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), lanes)
+
+        rows = [_load_run(context, builder, xty, xa,
+                          [builder.add(i_, ir.Constant(intp, r)), f_], 8) for r in range(16)]
+        z = [builder.shuffle_vector(rows[p], rows[p + 8], const(list(range(16))))
+             for p in range(8)]
+        unpack, pairs, halves = _MASKS
+        t = [None] * 8
+        for p in range(0, 8, 2):
+            for h in (0, 1):
+                t[p + h] = builder.shuffle_vector(z[p], z[p + 1], const(unpack[h]))
+        u = [None] * 8
+        for g in (0, 4):
+            for a, o in ((g, g), (g + 1, g + 2)):
+                for h in (0, 1):
+                    u[o + h] = builder.shuffle_vector(t[a], t[a + 2], const(pairs[h]))
+        for o in range(4):
+            for h in (0, 1):
+                w = builder.shuffle_vector(u[o], u[o + 4], const(halves[h]))
+                q = ir.Constant(intp, o + 4 * h)
+                _store_run(context, builder, tty, ta, [builder.add(f_, q), r_], w)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _argmin_lanes(typingctx, S, r0, labels, best, o):
+    """For 16 rows ``r``: ``best[o + r]``, ``labels[o + r]`` = the lowest of
+    ``S[:, r0 + r]`` and its index (the first on ties), in vector lanes."""
+    sig = types.void(S, r0, labels, best, o)
+
+    def codegen(context, builder, signature, args):
+        sty, _, lty, bty, _ = signature.args
+        sa = context.make_array(sty)(context, builder, args[0])
+        la = context.make_array(lty)(context, builder, args[2])
+        ba = context.make_array(bty)(context, builder, args[3])
+        lvec = ir.VectorType(context.get_data_type(lty.dtype), LANE_ROWS)
+        intp = context.get_value_type(types.intp)
+        low = lab = None
+        for j in range(TILE_CENTERS):
+            v = _load_run(context, builder, sty, sa, [ir.Constant(intp, j), args[1]], LANE_ROWS)
+            if j == 0:
+                low, lab = v, ir.Constant(lvec, [0] * LANE_ROWS)
+                continue
+            lt = builder.fcmp_ordered("<", v, low)
+            low = builder.select(lt, v, low)
+            lab = builder.select(lt, ir.Constant(lvec, [j] * LANE_ROWS), lab)
+        _store_run(context, builder, bty, ba, [args[4]], low)
+        _store_run(context, builder, lty, la, [args[4]], lab)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always", boundscheck=False)
+def _transpose_rows(X, i, T, r0, d):
+    """Rows ``i:i+16`` of X into columns ``r0:r0+16`` of ``T``."""
+    f = 0
+    while f + 8 <= d:
+        _transpose16x8(X, i, f, T, r0)
+        f += 8
+    while f < d:
+        for r in range(LANE_ROWS):
+            T[f, r0 + r] = X[i + r, f]
+        f += 1
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _assign_lanes8(X, T, S, Ct, csq, start, end, labels, partial, offset):
+    """``assign_range`` over rows ``start:end`` (a multiple of 16 rows)
+    against 8 centres, 16 rows at a time: transposed into ``T`` (d, 16),
+    lane tile, its scores in ``S`` (8, 16), lane-wise argmin."""
+    # One group's transpose, tile and argmin together: transposing SUB_ROWS
+    # rows first left the loads from memory waiting, not overlapped with
+    # the multiply-adds.
+    d = X.shape[1]
+    for i in range(start, end, LANE_ROWS):
+        _transpose_rows(X, i, T, 0, d)
+        _lanes8(T, 0, Ct, csq, d, S)
+        _argmin_lanes(S, 0, labels, partial, i - offset)
+
+
 @njit(inline="always", boundscheck=False, fastmath={"contract"})
 def _row_best(X, i, Ct, csq, k, d):
     """One row's lowest score and its centre, in the tiles' order of sums."""
     best = np.inf
     label = 0
     for j in range(k):
-        acc = X[i, 0] * Ct[0, j]
+        v = X[i, 0] * Ct[0, j] + csq[j]
         for f in range(1, d):
-            acc += X[i, f] * Ct[f, j]
-        v = acc + csq[j]
+            v += X[i, f] * Ct[f, j]
         if v < best or j == 0:
             best, label = v, j
     return best, label
@@ -136,13 +338,41 @@ def _tile_best(tile, n_centers, X, i, Ct, csq, k_pad, d):
 def assign_range(X, Ct, csq, k, start, stop, labels, partial, offset):
     """Labels and lowest scores of rows ``start:stop`` of X, written at
     rows ``start - offset:stop - offset`` of ``labels`` and ``partial``."""
+    T, S = _scratch(X, Ct)
+    _assign_block(X, Ct, csq, k, start, stop, labels, partial, offset, T, S)
+
+
+@njit(inline="always")
+def _lanes(X, Ct):
+    """Whether rows take the lane tiles: 8 centres (k_pad) and float32 (16
+    lanes a vector). float64 rows, 8 a vector, ran slower there than in
+    the 4 x 8 tile."""
+    return Ct.shape[1] == TILE_CENTERS and X.itemsize == 4
+
+
+@njit(inline="always")
+def _scratch(X, Ct):
+    """The lane tiles' scratch (``_assign_lanes8``): 16 rows transposed and
+    their scores; empty where rows take the register tiles."""
+    n = LANE_ROWS if _lanes(X, Ct) else 0
+    return np.empty((X.shape[1], n), dtype=X.dtype), np.empty((TILE_CENTERS, n), dtype=X.dtype)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _assign_block(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
+    """``assign_range`` with its scratch (``_scratch``)."""
     # Each tiles' loop alone in its function, the leftover rows in another:
     # with them inlined together the loop ran 4x slower on (200k, 32, 64).
-    end = start + (stop - start) // TILE_ROWS * TILE_ROWS
-    if Ct.shape[1] % (2 * TILE_CENTERS) == 0:
-        _assign_tiles16(X, Ct, csq, start, end, labels, partial, offset)
+    if _lanes(X, Ct):
+        # 8 centres, float32: rows in vector lanes.
+        end = start + (stop - start) // LANE_ROWS * LANE_ROWS
+        _assign_lanes8(X, T, S, Ct, csq, start, end, labels, partial, offset)
     else:
-        _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset)
+        end = start + (stop - start) // TILE_ROWS * TILE_ROWS
+        if Ct.shape[1] % (2 * TILE_CENTERS) == 0:
+            _assign_tiles16(X, Ct, csq, start, end, labels, partial, offset)
+        else:
+            _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset)
     _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
 
 
@@ -185,6 +415,46 @@ def _assign_rows(X, Ct, csq, k, start, stop, labels, partial, offset):
         partial[i - offset] = b
 
 
+#: Features per straight-line chunk of ``_add_row``: one vector of float64.
+ADD_CHUNK = 8
+
+
+def _row_adder(with_sq):
+    """``add_row(X, i, sums, label, w, d)``: row ``i`` of X times ``w`` added
+    to ``sums[label, :]`` in float64; returns the row's ``||x||^2`` (0.0
+    unless ``with_sq``).
+
+    Generated like ``_tile_kernel``: ``ADD_CHUNK`` features written out per
+    turn, all loads before the stores, which SLP packs into one vector load,
+    add and store (numba's loop vectorizer gave each row a wide loop that a
+    short row never entered, and scalar or narrow epilogues instead).
+    """
+    lanes = range(ADD_CHUNK)
+    body = ["u = np.uint64(label)", "ui = np.uint64(i)", "f = np.uint64(0)",
+            "ud = np.uint64(d)"]
+    body += [f"q{q} = 0.0" for q in lanes]
+    body.append(f"while f + np.uint64({ADD_CHUNK}) <= ud:")
+    body += [f"    x{q} = np.float64(X[ui, f + np.uint64({q})])" for q in lanes]
+    body += [f"    s{q} = sums[u, f + np.uint64({q})]" for q in lanes]
+    body += [f"    sums[u, f + np.uint64({q})] = s{q} + w * x{q}" for q in lanes]
+    if with_sq:
+        body += [f"    q{q} += x{q} * x{q}" for q in lanes]
+    body.append(f"    f += np.uint64({ADD_CHUNK})")
+    body.append("sq = " + " + ".join(f"q{q}" for q in lanes))
+    body += ["while f < ud:", "    x = np.float64(X[ui, f])", "    sums[u, f] += w * x"]
+    if with_sq:
+        body.append("    sq += x * x")
+    body += ["    f += np.uint64(1)", "return sq"]
+    source = "def add_row(X, i, sums, label, w, d):\n" + "".join(f"    {line}\n" for line in body)
+    namespace = {"np": np, "__name__": __name__}
+    exec(compile(source, f"<{__name__} add_row {ADD_CHUNK} {with_sq}>", "exec"), namespace)
+    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["add_row"])
+
+
+_add_row = _row_adder(True)
+_add_row_nosq = _row_adder(False)
+
+
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
 def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
     """Rows ``start:stop`` of X (times their weights) added to the sums and
@@ -192,26 +462,38 @@ def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, w
     Returns ``(inertia, n_changed)`` of these rows (inertia 0.0 unless
     ``want_inertia``; ``best`` are their lowest scores)."""
     d = X.shape[1]
-    unit = weights.shape[0] == 0
     inertia = 0.0
+    # Weighted and unit rows, with and without inertia, in separate loops:
+    # no branch per row, and no ||x||^2 where the inertia is not wanted.
+    if weights.shape[0] == 0:
+        if want_inertia:
+            for i in range(start, stop):
+                label = new_labels[i - start]
+                sq = _add_row(X, i, sums, label, 1.0, d)
+                counts[label] += 1.0
+                inertia += max(sq + np.float64(best[i - start]), 0.0)
+        else:
+            for i in range(start, stop):
+                label = new_labels[i - start]
+                _add_row_nosq(X, i, sums, label, 1.0, d)
+                counts[label] += 1.0
+    elif want_inertia:
+        for i in range(start, stop):
+            label = new_labels[i - start]
+            w = np.float64(weights[i])
+            sq = _add_row(X, i, sums, label, w, d)
+            counts[label] += w
+            inertia += w * max(sq + np.float64(best[i - start]), 0.0)
+    else:
+        for i in range(start, stop):
+            label = new_labels[i - start]
+            w = np.float64(weights[i])
+            _add_row_nosq(X, i, sums, label, w, d)
+            counts[label] += w
     changed = 0
     for i in range(start, stop):
-        label = new_labels[i - start]
-        w = 1.0 if unit else np.float64(weights[i])
-        for f in range(d):
-            sums[label, f] += w * np.float64(X[i, f])
-        counts[label] += w
-        if labels[i] != label:
-            changed += 1
-            labels[i] = label
-        if want_inertia:
-            # Reassociated (vectorised): the sum of squares is the one
-            # reduction here, and a sequential one cost 4x the step at d=16.
-            sq = 0.0
-            for f in range(d):
-                x = np.float64(X[i, f])
-                sq += x * x
-            inertia += w * max(sq + np.float64(best[i - start]), 0.0)
+        changed += labels[i] != new_labels[i - start]
+        labels[i] = new_labels[i - start]
     return inertia, changed
 
 
@@ -227,16 +509,35 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_
     # sums while still in the L1 cache. One read of X from memory.
     new_labels = np.empty(SUB_ROWS, dtype=labels.dtype)
     best = np.empty(SUB_ROWS, dtype=X.dtype)
+    T, S = _scratch(X, Ct)
+    acc = _aligned_sums(sums.shape[0], sums.shape[1])
     inertia = 0.0
     changed = 0
     for s0 in range(start, stop, SUB_ROWS):
         s1 = min(stop, s0 + SUB_ROWS)
-        assign_range(X, Ct, csq, k, s0, s1, new_labels, best, s0)
-        e, c = _add_rows(X, s0, s1, new_labels, best, weights, labels, sums, counts,
+        _assign_block(X, Ct, csq, k, s0, s1, new_labels, best, s0, T, S)
+        e, c = _add_rows(X, s0, s1, new_labels, best, weights, labels, acc, counts,
                          want_inertia)
         inertia += e
         changed += c
+    for j in range(sums.shape[0]):
+        for f in range(sums.shape[1]):
+            sums[j, f] += acc[j, f]
     return inertia, changed
+
+
+@njit(inline="always")
+def _aligned_sums(k, d):
+    """Zeroed float64 (k, >= d) sums whose rows start on 64-byte boundaries
+    (row stride rounded up to ADD_CHUNK): ``_add_row``'s vector loads and
+    stores then never straddle two cache lines, as they did on every row
+    of a caller's ``sums`` 8 bytes off a boundary."""
+    stride = -(-d // ADD_CHUNK) * ADD_CHUNK
+    buf = np.zeros(k * stride + ADD_CHUNK, dtype=np.float64)
+    o = (-buf.ctypes.data) % 64 // 8
+    # C order, columns d: unused: a (k, d) view would be non-contiguous,
+    # and numba's code for those indexes with strides it does not know.
+    return buf[o:o + k * stride].reshape((k, stride))
 
 
 @njit(parallel=True, nogil=True, cache=True, boundscheck=False)
