@@ -1,19 +1,24 @@
 """A fused assign-and-accumulate CPU kernel (numba), for numpy arrays.
 
-One pass over the rows finds, for a tile of 4 rows against 8 centres at a
-time, the scores ``||c||^2 - 2 x.c`` in registers, keeps each row's lowest
-score and its centre, and adds the row to its cluster's float64 sums right
-away, while it is in the L1 cache: the numpy kernels' separate product,
-argmin, gather and segment-sum passes become one. The whole-array passes
-run over fixed ranges of rows in parallel (numba ``prange``), each range
-with its own accumulators, added at the end.
+One pass over the rows finds the scores ``||c||^2 - 2 x.c`` in registers
+(16 float32 rows in vector lanes against up to 8 centres, else tiles of 4
+rows against 8 or 16 centres), keeps each row's lowest score and its
+centre, and adds the row to its cluster's float64 sums right away, while
+it is in the L1 cache: the numpy kernels' separate product, argmin,
+gather and segment-sum passes become one. Fits run it block by block on
+the block runner's threads (``FusedNumpyKernels.fused_step``), each thread
+with its own accumulators, added at the end; ``assign_labels`` and
+``lloyd_block_stats`` can also run over fixed ranges of rows in parallel
+(numba ``prange``). k-means++'s candidates take a fused pass of their own
+(``FusedNumpyKernels.fused_potentials``).
 
-numba is optional, and the fused kernels are opt-in for now: numpy fits
-take them where ``KMEANS_XP_NUMBA=1`` is set and numba is installed
-(``enabled()``); otherwise the numpy kernels serve, complete on their own. numba is imported on first use, never by
-``import kmeans_xp``. Where the scores are a large GEMM (many centres)
-BLAS stays faster: ``prefer_fused`` is the measured rule (see
-benchmarks/README.md, "Fused numba kernel").
+numba is optional. Where it is installed numpy fits take these kernels
+(``enabled()``) unless ``KMEANS_XP_NUMBA=0`` is set; otherwise the numpy
+kernels serve, complete on their own. numba is imported on first use,
+never by ``import kmeans_xp``; the kernels are compiled on first use and
+kept in numba's on-disk cache (``compile_kernels``). Where the scores are
+a large GEMM (many centres) BLAS stays faster: ``prefer_fused`` is the
+measured rule (see benchmarks/README.md, "Fused numba kernel").
 
 Inputs are trusted (validated by the public functions); arrays are
 numpy, and non-contiguous ones are copied to C order first.
