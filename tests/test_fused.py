@@ -182,6 +182,24 @@ def test_lloyd_block_stats_float32_sums_in_float64():
     np.testing.assert_array_equal(counts, np.bincount(labels, minlength=8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 7, 16, 19])
+@pytest.mark.parametrize("k", [3, 8, 13])
+def test_a_rows_result_does_not_depend_on_where_it_sits(dtype, d, k):
+    # Rows shifted by 1, 5 and 13 land in other lanes, tiles or leftover
+    # rows: the same labels and partial scores, bit for bit.
+    _numba()
+    X, centers = _data(1000, d, k, dtype, seed=d + k)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels, partial = np.empty(1000, np.int32), np.empty(1000, dtype)
+    _fused.assign_labels(X, centers, csq, labels, partial, parallel=False)
+    for shift in (1, 5, 13):
+        shifted = np.empty(1000 - shift, np.int32), np.empty(1000 - shift, dtype)
+        _fused.assign_labels(X[shift:], centers, csq, *shifted, parallel=False)
+        np.testing.assert_array_equal(shifted[0], labels[shift:])
+        np.testing.assert_array_equal(shifted[1], partial[shift:])
+
+
 def test_kernels_class_assign_matches_numpy_kernels():
     _numba()
     X, centers = _data(3001, 10, 20, np.float64)
