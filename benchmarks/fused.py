@@ -119,8 +119,8 @@ def rule_sweep(repeats: int) -> None:
 
     import array_api_compat.numpy as np_xp
 
-    from kmeans_xp._kernels import NumpyKernels, _blas_controller, _one_blas_thread
     from kmeans_xp._kernels.numba import _assign, prepare_centers
+    from kmeans_xp._kernels.numpy import NumpyKernels, _blas_controller, _one_blas_thread
 
     n = 50_000
     rng = np.random.default_rng(0)

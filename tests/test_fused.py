@@ -351,7 +351,9 @@ def test_prefer_fused_rule():
     assert _fused.prefer_fused(64, 32)
     assert _fused.prefer_fused(128, 128)
     assert not _fused.prefer_fused(1024, 128)
-    assert not _fused.prefer_fused(256, 8)
+    assert not _fused.prefer_fused(256, 16)
+    assert _fused.prefer_fused(1024, 8)  # few features: fused further
+    assert not _fused.prefer_fused(4096, 2)  # beyond what was measured
 
 
 # ------------------------------------------------------------ fallback

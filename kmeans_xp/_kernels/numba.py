@@ -128,15 +128,20 @@ def _run_parallel(name: str, *args):
             numba.set_parallel_chunksize(saved)
 
 
-#: The fused kernel is used up to this many centres, BLAS beyond: where
-#: one core assigned faster with it, at every d from 2 to 128
-#: (``python benchmarks/fused.py --rule``, benchmarks/README.md).
+#: The fused kernel is used up to this many centres at any d, and up to
+#: ``max_fused_clusters_few_features`` centres where there are at most
+#: ``max_fused_features`` features; BLAS otherwise (where one core
+#: assigned faster with it, over the range measured: ``python
+#: benchmarks/fused.py --rule``, benchmarks/README.md, "Selection rule").
 max_fused_clusters = 128
+max_fused_features = 8
+max_fused_clusters_few_features = 1024
 
 
 def prefer_fused(n_clusters: int, n_features: int) -> bool:
-    """The measured rule: fused kernel (True) or BLAS kernels (False).
-    ``n_features`` does not decide it on the machine measured (d <= 128)."""
+    """The measured rule: fused kernel (True) or BLAS kernels (False)."""
+    if n_features <= max_fused_features:
+        return n_clusters <= max_fused_clusters_few_features
     return n_clusters <= max_fused_clusters
 
 
