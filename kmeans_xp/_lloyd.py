@@ -130,9 +130,11 @@ def _lloyd_pass_into(
     n_clusters, n_features = centers.shape
     centers_sqnorm = kernels.sq_row_norms(centers)
     incremental = previous_sums is not None
-    # Summing every row afresh: one kernel for both, where the kernels fuse.
-    fused = None if incremental else kernels.fused_step(
-        centers, centers_sqnorm, want_inertia=want_inertia, compact=compact
+    # One kernel for both, where the kernels fuse them (moving the changed
+    # rows only, for incremental sums).
+    fused = kernels.fused_step(
+        centers, centers_sqnorm, want_inertia=want_inertia, compact=compact,
+        moves_only=incremental,
     )
     if fused is None:
         assign = kernels.assigner(centers, centers_sqnorm, partial=want_inertia, compact=compact)

@@ -243,6 +243,35 @@ def test_whole_fit_matches_numpy_path_float64(case):
     np.testing.assert_array_equal(X, X_before)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_running_sums_moved_in_the_kernel_match_numpy_moves(monkeypatch, weighted):
+    # Once few rows change cluster, Lloyd keeps running sums: the fused
+    # kernel moves the changed rows itself (fused_moves) or leaves them to
+    # numpy's ``move``; the same fit either way, and passes of both kinds ran.
+    _numba()
+    import kmeans_xp._lloyd
+
+    X, centers = _data(60_000, 16, 8, np.float64)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, X.shape[0]) if weighted else None
+    incremental = []
+    real_pass = kmeans_xp._lloyd._lloyd_pass_into
+
+    def logged_pass(problem, centers, **kwargs):
+        incremental.append(kwargs.get("previous_sums") is not None)
+        return real_pass(problem, centers, **kwargs)
+
+    monkeypatch.setattr(kmeans_xp._lloyd, "_lloyd_pass_into", logged_pass)
+    fits = {}
+    for in_kernel in (True, False):
+        monkeypatch.setattr(_fused.FusedNumpyKernels, "fused_moves", in_kernel)
+        fits[in_kernel] = _fit(X, centers, fused=True, sample_weight=w)
+    assert any(incremental) and not all(incremental)
+    np.testing.assert_array_equal(fits[True].labels_, fits[False].labels_)
+    np.testing.assert_allclose(fits[True].cluster_centers_, fits[False].cluster_centers_,
+                               rtol=1e-10, atol=1e-10)
+    assert fits[True].inertia_ == pytest.approx(fits[False].inertia_, rel=1e-10)
+
+
 def test_whole_fit_weighted_float64():
     _numba()
     X, centers = _data(30_000, 6, 10, np.float64)

@@ -60,28 +60,11 @@ def _tile_kernel(n_centers):
     (200k, 32, 64)).
     """
     rows, cols = range(TILE_ROWS), range(n_centers)
-
-    def loads(f):
-        # Unsigned indices: numba then emits no negative-index wraparound,
-        # and the loads of a row of Ct are seen as one vector.
-        return [f"x{r} = X[ui + np.uint64({r}), {f}]" for r in rows] + [
-            f"c{j} = Ct[{f}, u + np.uint64({j})]" for j in cols
-        ]
-
-    def step(f, indent):
-        return [indent + line for line in loads(f)] + [
-            f"{indent}a{r}_{j} += x{r} * c{j}" for r in rows for j in cols
-        ]
-
-    body = ["u = np.uint64(j0)", "ui = np.uint64(i)", *loads(0)]
+    body = ["u = np.uint64(j0)", "ui = np.uint64(i)"]
     body += [f"e{j} = csq[u + np.uint64({j})]" for j in cols]
-    body += [f"a{r}_{j} = x{r} * c{j} + e{j}" for r in rows for j in cols]
-    # Features FEATURE_UNROLL at a time, then one by one: each accumulator
-    # still adds them in order.
-    body += ["f = 1", f"while f + {FEATURE_UNROLL} <= d:"]
-    for q in range(FEATURE_UNROLL):
-        body += step(f"f + {q}", "    ")
-    body += [f"    f += {FEATURE_UNROLL}", "while f < d:", *step("f", "    "), "    f += 1"]
+    body += _tile_products(
+        n_centers, lambda f, j: f"Ct[{f}, u + np.uint64({j})]", lambda r, j: f"x{r} * c{j} + e{j}"
+    )
     for r in rows:
         body += [f"b{r} = a{r}_0", f"l{r} = j0"]
         for j in cols[1:]:
@@ -90,12 +73,47 @@ def _tile_kernel(n_centers):
                 f"    b{r}, l{r} = a{r}_{j}, j0 + {j}",
             ]
     body.append("return " + ", ".join(f"b{r}, l{r}" for r in rows))
-    source = "def tile(X, i, Ct, j0, csq, d):\n" + "".join(f"    {line}\n" for line in body)
+    return _jit_inline("tile(X, i, Ct, j0, csq, d)", body, f"tile {TILE_ROWS}x{n_centers}")
+
+
+def _tile_products(n_centers, centre, first):
+    """Source lines of a register tile's products: rows ``ui:ui+4`` of X
+    (``x{r}``) against ``n_centers`` columns (``c{j}``, feature ``f``'s
+    being the expression ``centre(f, j)``), summed into one scalar per
+    (row, column), ``a{r}_{j}``: the first feature's term is the
+    expression ``first(r, j)``, then the features in order, each a
+    multiply-add, ``FEATURE_UNROLL`` at a time, then one by one (one at a
+    time, LLVM fetched the rows' values with a gather every turn)."""
+    rows, cols = range(TILE_ROWS), range(n_centers)
+
+    def loads(f, indent=""):
+        # Unsigned indices: numba then emits no negative-index wraparound,
+        # and the loads of a row of centres are seen as one vector.
+        lines = [f"x{r} = X[ui + np.uint64({r}), {f}]" for r in rows]
+        lines += [f"c{j} = {centre(f, j)}" for j in cols]
+        return [indent + line for line in lines]
+
+    def step(f, indent):
+        return loads(f, indent) + [f"{indent}a{r}_{j} += x{r} * c{j}" for r in rows for j in cols]
+
+    body = loads(0) + [f"a{r}_{j} = {first(r, j)}" for r in rows for j in cols]
+    body += ["f = 1", f"while f + {FEATURE_UNROLL} <= d:"]
+    for q in range(FEATURE_UNROLL):
+        body += step(f"f + {q}", "    ")
+    body += [f"    f += {FEATURE_UNROLL}", "while f < d:", *step("f", "    "), "    f += 1"]
+    return body
+
+
+def _jit_inline(signature, body, label):
+    """Generated source (``def signature:`` and ``body``) compiled by numba,
+    to be inlined into its callers."""
+    source = f"def {signature}:\n" + "".join(f"    {line}\n" for line in body)
     # The module's name: numba's on-disk cache rebuilds the callers'
     # environments by importing it.
     namespace = {"np": np, "__name__": __name__}
-    exec(compile(source, f"<{__name__} tile {TILE_ROWS}x{n_centers}>", "exec"), namespace)
-    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["tile"])
+    exec(compile(source, f"<{__name__} {label}>", "exec"), namespace)
+    name = signature.split("(")[0]
+    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace[name])
 
 
 # 4 x 16 tiles keep 8 independent multiply-add chains, enough to hide the
@@ -456,6 +474,35 @@ _add_row_nosq = _row_adder(False)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
+def _move_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
+    """``_add_rows`` for running sums: only the rows whose label changes
+    are added (times their weights) to their new cluster and taken from
+    their old one; the inertia still covers every row."""
+    d = X.shape[1]
+    unit = weights.shape[0] == 0
+    inertia = 0.0
+    changed = 0
+    for i in range(start, stop):
+        new = new_labels[i - start]
+        old = labels[i]
+        w = 1.0 if unit else np.float64(weights[i])
+        if want_inertia:
+            sq = 0.0
+            for f in range(d):
+                x = np.float64(X[i, f])
+                sq += x * x
+            inertia += w * max(sq + np.float64(best[i - start]), 0.0)
+        if new != old:
+            _add_row_nosq(X, i, sums, new, w, d)
+            _add_row_nosq(X, i, sums, old, -w, d)
+            counts[new] += w
+            counts[old] -= w
+            labels[i] = new
+            changed += 1
+    return inertia, changed
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
 def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
     """Rows ``start:stop`` of X (times their weights) added to the sums and
     counts of ``new_labels`` (indexed from 0), which replace ``labels``.
@@ -498,12 +545,17 @@ def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, w
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
-def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_inertia):
+def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_inertia,
+                moves_only):
     """One fused Lloyd step over rows ``start:stop``: nearest centre, the
     row added (times its weight, unit weights when ``weights`` is empty)
     to its cluster's ``sums`` and ``counts`` (float64, in place), the label
     compared with ``labels`` and written there. Returns ``(inertia,
-    n_changed)`` of these rows (inertia 0.0 unless ``want_inertia``)."""
+    n_changed)`` of these rows (inertia 0.0 unless ``want_inertia``).
+
+    ``moves_only``: the sums are running sums of ``labels``, and only the
+    rows that change cluster move from their old cluster's to their new
+    one's (``_move_rows``)."""
     # Rows go in groups of SUB_ROWS: labelled by ``assign_range`` (the
     # tiles' loop vectorises only alone in its function), then added to the
     # sums while still in the L1 cache. One read of X from memory.
@@ -516,8 +568,12 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_
     for s0 in range(start, stop, SUB_ROWS):
         s1 = min(stop, s0 + SUB_ROWS)
         _assign_block(X, Ct, csq, k, s0, s1, new_labels, best, s0, T, S)
-        e, c = _add_rows(X, s0, s1, new_labels, best, weights, labels, acc, counts,
-                         want_inertia)
+        if moves_only:
+            e, c = _move_rows(X, s0, s1, new_labels, best, weights, labels, acc, counts,
+                              want_inertia)
+        else:
+            e, c = _add_rows(X, s0, s1, new_labels, best, weights, labels, acc, counts,
+                             want_inertia)
         inertia += e
         changed += c
     for j in range(sums.shape[0]):
@@ -556,7 +612,7 @@ def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia):
         start = n * c // n_chunks
         stop = n * (c + 1) // n_chunks
         e, m = lloyd_range(
-            X, Ct, csq, k, weights, start, stop, labels, sums[c], counts[c], want_inertia
+            X, Ct, csq, k, weights, start, stop, labels, sums[c], counts[c], want_inertia, False
         )
         inertia[c] = e
         changed[c] = m
@@ -584,29 +640,13 @@ def _scores_tile_kernel():
     writes ``x.Pt[:, j]`` of rows ``i:i+4`` into rows ``i - offset:`` of
     ``out``. Generated as ``_tile_kernel`` is (same order of sums)."""
     rows, cols = range(TILE_ROWS), range(POTENTIAL_WIDTH)
-
-    def loads(f):
-        return [f"x{r} = X[ui + np.uint64({r}), {f}]" for r in rows] + [
-            f"c{j} = Pt[{f}, np.uint64({j})]" for j in cols
-        ]
-
-    def step(f, indent):
-        return [indent + line for line in loads(f)] + [
-            f"{indent}a{r}_{j} += x{r} * c{j}" for r in rows for j in cols
-        ]
-
-    body = ["ui = np.uint64(i)", *loads(0)]
-    body += [f"a{r}_{j} = x{r} * c{j}" for r in rows for j in cols]
-    body += ["f = 1", f"while f + {FEATURE_UNROLL} <= d:"]
-    for q in range(FEATURE_UNROLL):
-        body += step(f"f + {q}", "    ")
-    body += [f"    f += {FEATURE_UNROLL}", "while f < d:", *step("f", "    "), "    f += 1"]
+    body = ["ui = np.uint64(i)"]
+    body += _tile_products(
+        POTENTIAL_WIDTH, lambda f, j: f"Pt[{f}, np.uint64({j})]", lambda r, j: f"x{r} * c{j}"
+    )
     body.append("o = np.uint64(i - offset)")
     body += [f"out[o + np.uint64({r}), np.uint64({j})] = a{r}_{j}" for r in rows for j in cols]
-    source = "def tile(X, i, Pt, d, out, offset):\n" + "".join(f"    {line}\n" for line in body)
-    namespace = {"np": np, "__name__": __name__}
-    exec(compile(source, f"<{__name__} scores tile>", "exec"), namespace)
-    return njit(inline="always", boundscheck=False, fastmath={"contract"})(namespace["tile"])
+    return _jit_inline("tile(X, i, Pt, d, out, offset)", body, "scores tile")
 
 
 _scores_tile = _scores_tile_kernel()

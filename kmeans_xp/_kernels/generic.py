@@ -154,10 +154,11 @@ class Kernels:
             xp.zeros((n_clusters,), dtype=dtype, device=device),
         )
 
-    def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False):
+    def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False,
+                   moves_only: bool = False):
         """``assign`` and ``accumulate`` of a block fused into one kernel,
         where a backend has one for these centres; None (here) means Lloyd
-        runs ``assigner`` then ``accumulate``.
+        runs ``assigner`` then ``accumulate`` (or ``move``).
 
         Returns ``step(X, weights, previous, sums, counts) -> (labels,
         sums, counts, inertia, n_changed)``: the block's labels (a smaller
@@ -165,8 +166,10 @@ class Kernels:
         ``counts`` (of ``sum_dtype``; only once nothing is left to
         allocate, so a block that runs out of memory can be retried), the
         block's inertia (0.0 unless ``want_inertia``) and how many labels
-        differ from ``previous`` (0 where it is None). See
-        ``numba.FusedNumpyKernels``.
+        differ from ``previous`` (0 where it is None). With ``moves_only``
+        (incremental sums, see ``move``) only the rows whose label differs
+        from ``previous`` are added to their new cluster and taken from
+        their old one. See ``numba.FusedNumpyKernels``.
         """
         return None
 

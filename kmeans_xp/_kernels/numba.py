@@ -248,16 +248,17 @@ def lloyd_block_stats(X, centers, centers_sqnorm, weights, sums, counts, labels_
                         want_inertia=want_inertia)
 
 
-def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, want_inertia):
+def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, want_inertia,
+                 moves_only=False):
     import numpy as np
 
     X = _c_order(X)
     Ct, csq, k = prepared
     w = np.empty(0, dtype=X.dtype) if weights is None else _c_order(weights)
-    if not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
+    if moves_only or not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
         inertia, changed = _run(
             "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0], labels_out, sums, counts,
-            want_inertia,
+            want_inertia, moves_only,
         )
         return float(inertia), int(changed)
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
@@ -301,10 +302,15 @@ class FusedNumpyKernels(NumpyKernels):
     def assign(self, X, centers, centers_sqnorm):
         return self.assigner(centers, centers_sqnorm)(X)
 
-    def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False):
+    #: Whether incremental passes move the changed rows in the kernel
+    #: (else the fused assignment and numpy's ``move``).
+    fused_moves = True
+
+    def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False,
+                   moves_only: bool = False):
         import numpy as np
 
-        if not prefer_fused(*centers.shape):
+        if not prefer_fused(*centers.shape) or (moves_only and not self.fused_moves):
             return None
         prepared = prepare_centers(centers, centers_sqnorm)
 
@@ -318,7 +324,7 @@ class FusedNumpyKernels(NumpyKernels):
             # Serial, as in ``assigner``; allocates before it adds.
             inertia, changed = _lloyd_stats(
                 Xb, prepared, weights, sums, counts, labels, parallel=False,
-                want_inertia=want_inertia,
+                want_inertia=want_inertia, moves_only=moves_only,
             )
             if not compact:
                 labels = labels.astype(np.intp)
