@@ -4,9 +4,9 @@ Each test that takes ``xp`` runs once per backend below. A backend whose
 library is not installed, or whose hardware is absent, is skipped with a
 reason, never failed. numpy runs twice: ``numpy`` takes the fused numba
 kernels where numba is installed (as users get them), ``numpy-plain`` the
-plain numpy kernels (as without numba). ``array_api_strict`` runs twice: on its default device
-and on ``Device("device1")``, which refuses to mix devices and to convert to
-numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
+plain numpy kernels (as without numba). ``array_api_strict`` runs twice:
+on its default device and on ``Device("device1")``, which refuses to mix
+devices and to convert to numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
 CPU-only machine just as they would on a GPU. ``torch-gpusim`` and
 ``cupy-sim`` run every test through the GPU code path on CPU arrays, under
 ``kmeans_xp._testing.simulated_gpu()``: torch CPU tensors take the CUDA

@@ -278,6 +278,10 @@ class FusedNumpyKernels(NumpyKernels):
     its candidates in one fused pass (``fused_potentials``).
     """
 
+    #: Whether incremental passes move the changed rows in the kernel
+    #: (else the fused assignment and numpy's ``move``).
+    fused_moves = True
+
     def sum_dtype(self, dtype):
         import numpy as np
 
@@ -301,10 +305,6 @@ class FusedNumpyKernels(NumpyKernels):
 
     def assign(self, X, centers, centers_sqnorm):
         return self.assigner(centers, centers_sqnorm)(X)
-
-    #: Whether incremental passes move the changed rows in the kernel
-    #: (else the fused assignment and numpy's ``move``).
-    fused_moves = True
 
     def fused_step(self, centers, centers_sqnorm, *, want_inertia: bool, compact: bool = False,
                    moves_only: bool = False):
@@ -331,7 +331,6 @@ class FusedNumpyKernels(NumpyKernels):
             return labels, sums, counts, inertia, (0 if previous is None else changed)
 
         return step
-
 
     def fused_potentials(self, points):
         import numpy as np
