@@ -6,9 +6,9 @@ reason, never failed. numpy runs twice: ``numpy`` takes the fused numba
 kernels where numba is installed (as users get them), ``numpy-plain`` the
 plain numpy kernels (as without numba). ``array_api_strict`` runs twice:
 on its default device and on ``Device("device1")``, which refuses to mix
-devices and to convert to numpy, so forgotten ``device=`` arguments and hidden host copies fail on a
-CPU-only machine just as they would on a GPU. ``torch-gpusim`` and
-``cupy-sim`` run every test through the GPU code path on CPU arrays, under
+devices and to convert to numpy, so forgotten ``device=`` arguments and
+hidden host copies fail on a CPU-only machine just as they would on a GPU.
+``torch-gpusim`` and ``cupy-sim`` run every test through the GPU code path on CPU arrays, under
 ``kmeans_xp._testing.simulated_gpu()``: torch CPU tensors take the CUDA
 path, numpy arrays take CuPy's kernels through stand-ins.
 ``gpu_class_kernels`` runs the kernel classes of the GPU backends on CPU
