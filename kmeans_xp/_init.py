@@ -92,17 +92,12 @@ def _kmeans_plusplus(problem: Problem, n_clusters: int, rng, n_local_trials: int
         """Each row's squared distance to ``points`` (one row), capped at
         ``closest`` where given."""
         nonlocal block
-        fused = problem.kernels.fused_potentials(points)
-        if fused is None:
-            plain = distances_to(problem, points)
+        # One point: a product per block (kernels fuse two or more points).
+        plain = distances_to(problem, points)
 
-            def distances(Xb, Xb_sqnorm, start=0, stop=None):
-                d2 = plain(Xb, Xb_sqnorm)
-                return d2 if closest is None else xp.minimum(d2, closest[start:stop, None])
-        else:
-            def distances(Xb, Xb_sqnorm, start=0, stop=None):
-                cap = None if closest is None else closest[start:stop]
-                return fused(Xb, Xb_sqnorm, cap, None)[1]
+        def distances(Xb, Xb_sqnorm, start=0, stop=None):
+            d2 = plain(Xb, Xb_sqnorm)
+            return d2 if closest is None else xp.minimum(d2, closest[start:stop, None])
         if block is not None:
             try:
                 return distances(block, block_sqnorm)[:, 0]
