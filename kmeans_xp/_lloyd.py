@@ -138,13 +138,23 @@ def _lloyd_pass_into(
     )
     if fused is None:
         assign = kernels.assigner(centers, centers_sqnorm, partial=want_inertia, compact=compact)
+        pass_labels = None
+    elif compact:
+        # The fused kernel writes each block's labels into the pass's array
+        # (host kernels, written in place): no labels to join at the end.
+        pass_labels = xp.empty((problem.X.shape[0],), dtype=xp.int32, device=problem.device)
+    else:
+        pass_labels = None
 
     def step(Xb, start, stop, acc):
         w = problem.block_weights(start, stop)
         sums, counts, inertia, changed = acc
         if fused is not None:
             old = None if previous is None else previous[start:stop]
-            labels, sums, counts, block_inertia, block_changed = fused(Xb, w, old, sums, counts)
+            out = None if pass_labels is None else pass_labels[start:stop]
+            labels, sums, counts, block_inertia, block_changed = fused(
+                Xb, w, old, sums, counts, out
+            )
             return (sums, counts, inertia + block_inertia, changed + block_changed), labels
         # Everything that allocates runs before the accumulation, so a block
         # that runs out of memory can be retried (see _blocks).
@@ -196,7 +206,8 @@ def _lloyd_pass_into(
     # Left on the device: the loop reads it with the iteration's other
     # figures, in one sync (see ``lloyd``).
     n_changed = None if previous is None else changed
-    return _concat(xp, labels), sums, counts, inertia, n_changed
+    labels = _concat(xp, labels) if pass_labels is None else pass_labels
+    return labels, sums, counts, inertia, n_changed
 
 
 def _one_block_pass(problem: Problem, block, assign, previous, want_inertia: bool, n_clusters):

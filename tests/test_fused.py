@@ -335,6 +335,58 @@ def test_fused_step_is_assign_then_accumulate(weighted, compact):
     assert kernels.sum_dtype(np.float32) == np.float64
 
 
+@pytest.mark.parametrize("moves_only", [False, True])
+def test_fused_step_writes_labels_into_out_and_leaves_previous(moves_only):
+    # Lloyd hands each block its rows of the pass's label array: the labels
+    # land there, the previous labels (the last pass's result) stay as
+    # they were, and the changes are counted against them.
+    _numba()
+    X, centers = _data(1500, 6, 9, np.float64)
+    kernels = _fused.FusedNumpyKernels(np_xp)
+    csq = kernels.sq_row_norms(centers)
+    ref_labels, _, ref_sums, ref_counts, _ = _reference(X, centers, None)
+    previous = ref_labels.astype(np.int32)
+    previous[::7] = (previous[::7] + 1) % 9
+    kept = previous.copy()
+    # Running sums of ``previous`` for the moves; zeros when summing afresh.
+    if moves_only:
+        sums, counts = kernels.cluster_sums(X, previous, None, 9)
+    else:
+        sums, counts = np.zeros((9, 6)), np.zeros(9)
+    out = np.full(2000, -1, dtype=np.int32)
+    step = kernels.fused_step(centers, csq, want_inertia=False, compact=True,
+                              moves_only=moves_only)
+    labels, sums, counts, _, changed = step(X, None, previous, sums, counts, out[100:1600])
+    assert labels.base is out
+    np.testing.assert_array_equal(out[100:1600], ref_labels)
+    assert (out[:100] == -1).all() and (out[1600:] == -1).all()
+    np.testing.assert_array_equal(previous, kept)
+    assert changed == np.count_nonzero(ref_labels != kept)
+    np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(counts, ref_counts, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("label_dtype", [np.uint8, np.int32, np.intp])
+@pytest.mark.parametrize("d", [1, 2, 16, 33])
+def test_sq_distances_to_matches_numpy_kernels(dtype, label_dtype, d):
+    # The exact distances of the final assignment, in one pass: numpy's
+    # gathered differences, in X's dtype, for any labels' dtype and for
+    # rows that are not C-ordered.
+    _numba()
+    X, centers = _data(777, d, 5, dtype)
+    labels = np.random.default_rng(d).integers(0, 5, X.shape[0]).astype(label_dtype)
+    fused = _fused.FusedNumpyKernels(np_xp)
+    with fused_kernels(False):
+        plain = get_kernels(np_xp, "cpu")
+    for rows in (X, np.asfortranarray(X), X[::2]):
+        got = fused.sq_distances_to(rows, centers, labels[: rows.shape[0]])
+        ref = plain.sq_distances_to(rows, centers, labels[: rows.shape[0]])
+        assert got.dtype == dtype
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol)
+
+
 @pytest.mark.parametrize("n_rows", [1, 3, 257, 1030])
 @pytest.mark.parametrize("n_points", [2, 5, 8])
 @pytest.mark.parametrize("capped", [False, True])

@@ -28,6 +28,7 @@ __all__ = [
     "POTENTIAL_WIDTH",
     "assign_chunks",
     "assign_range",
+    "labelled_sq_distances",
     "lloyd_chunks",
     "lloyd_range",
     "potentials_range",
@@ -474,7 +475,8 @@ _add_row_nosq = _row_adder(False)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
-def _move_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
+def _move_rows(X, start, stop, new_labels, best, weights, previous, labels, sums, counts,
+               want_inertia):
     """``_add_rows`` for running sums: only the rows whose label changes
     are added (times their weights) to their new cluster and taken from
     their old one; the inertia still covers every row."""
@@ -484,7 +486,8 @@ def _move_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, 
     changed = 0
     for i in range(start, stop):
         new = new_labels[i - start]
-        old = labels[i]
+        old = previous[i]
+        labels[i] = new
         w = 1.0 if unit else np.float64(weights[i])
         if want_inertia:
             sq = 0.0
@@ -497,15 +500,16 @@ def _move_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, 
             _add_row_nosq(X, i, sums, old, -w, d)
             counts[new] += w
             counts[old] -= w
-            labels[i] = new
             changed += 1
     return inertia, changed
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
-def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, want_inertia):
+def _add_rows(X, start, stop, new_labels, best, weights, previous, labels, sums, counts,
+              want_inertia):
     """Rows ``start:stop`` of X (times their weights) added to the sums and
-    counts of ``new_labels`` (indexed from 0), which replace ``labels``.
+    counts of ``new_labels`` (indexed from 0), which are written to
+    ``labels`` and compared with ``previous`` (none where it is empty).
     Returns ``(inertia, n_changed)`` of these rows (inertia 0.0 unless
     ``want_inertia``; ``best`` are their lowest scores)."""
     d = X.shape[1]
@@ -538,24 +542,27 @@ def _add_rows(X, start, stop, new_labels, best, weights, labels, sums, counts, w
             _add_row_nosq(X, i, sums, label, w, d)
             counts[label] += w
     changed = 0
+    if previous.shape[0]:
+        for i in range(start, stop):
+            changed += previous[i] != new_labels[i - start]
     for i in range(start, stop):
-        changed += labels[i] != new_labels[i - start]
         labels[i] = new_labels[i - start]
     return inertia, changed
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
-def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_inertia,
-                moves_only):
+def lloyd_range(X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
+                want_inertia, moves_only):
     """One fused Lloyd step over rows ``start:stop``: nearest centre, the
     row added (times its weight, unit weights when ``weights`` is empty)
     to its cluster's ``sums`` and ``counts`` (float64, in place), the label
-    compared with ``labels`` and written there. Returns ``(inertia,
+    compared with ``previous`` (none where it is empty) and written to
+    ``labels`` (which may be ``previous`` itself). Returns ``(inertia,
     n_changed)`` of these rows (inertia 0.0 unless ``want_inertia``).
 
-    ``moves_only``: the sums are running sums of ``labels``, and only the
-    rows that change cluster move from their old cluster's to their new
-    one's (``_move_rows``)."""
+    ``moves_only``: the sums are running sums of ``previous``, and only
+    the rows that change cluster move from their old cluster's to their
+    new one's (``_move_rows``)."""
     # Rows go in groups of SUB_ROWS: labelled by ``assign_range`` (the
     # tiles' loop vectorises only alone in its function), then added to the
     # sums while still in the L1 cache. One read of X from memory.
@@ -569,11 +576,11 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, labels, sums, counts, want_
         s1 = min(stop, s0 + SUB_ROWS)
         _assign_block(X, Ct, csq, k, s0, s1, new_labels, best, s0, T, S)
         if moves_only:
-            e, c = _move_rows(X, s0, s1, new_labels, best, weights, labels, acc, counts,
-                              want_inertia)
+            e, c = _move_rows(X, s0, s1, new_labels, best, weights, previous, labels, acc,
+                              counts, want_inertia)
         else:
-            e, c = _add_rows(X, s0, s1, new_labels, best, weights, labels, acc, counts,
-                             want_inertia)
+            e, c = _add_rows(X, s0, s1, new_labels, best, weights, previous, labels, acc,
+                             counts, want_inertia)
         inertia += e
         changed += c
     for j in range(sums.shape[0]):
@@ -612,7 +619,8 @@ def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia):
         start = n * c // n_chunks
         stop = n * (c + 1) // n_chunks
         e, m = lloyd_range(
-            X, Ct, csq, k, weights, start, stop, labels, sums[c], counts[c], want_inertia, False
+            X, Ct, csq, k, weights, start, stop, labels, labels, sums[c], counts[c],
+            want_inertia, False,
         )
         inertia[c] = e
         changed[c] = m
@@ -625,6 +633,22 @@ def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks):
     n = X.shape[0]
     for c in prange(n_chunks):
         assign_range(X, Ct, csq, k, n * c // n_chunks, n * (c + 1) // n_chunks, labels, partial, 0)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
+def labelled_sq_distances(X, C, labels, out):
+    """``out[i] = sum((X[i] - C[labels[i]])**2)`` in X's dtype: the exact
+    distances of ``Kernels.sq_distances_to`` in one pass over the rows
+    (numpy gathers the centres, subtracts and sums: three). The sum is
+    reassociated into vector lanes."""
+    d = X.shape[1]
+    for i in range(X.shape[0]):
+        label = labels[i]
+        acc = X[i, 0] - X[i, 0]
+        for f in range(d):
+            t = X[i, f] - C[label, f]
+            acc += t * t
+        out[i] = acc
 
 
 # ---------------------------------------------------------------- k-means++

@@ -160,7 +160,7 @@ class Kernels:
         where a backend has one for these centres; None (here) means Lloyd
         runs ``assigner`` then ``accumulate`` (or ``move``).
 
-        Returns ``step(X, weights, previous, sums, counts) -> (labels,
+        Returns ``step(X, weights, previous, sums, counts, out=None) -> (labels,
         sums, counts, inertia, n_changed)``: the block's labels (a smaller
         integer dtype where ``compact``), its rows added into ``sums`` and
         ``counts`` (of ``sum_dtype``; only once nothing is left to
@@ -169,7 +169,9 @@ class Kernels:
         differ from ``previous`` (0 where it is None). With ``moves_only``
         (incremental sums, see ``move``) only the rows whose label differs
         from ``previous`` are added to their new cluster and taken from
-        their old one. See ``numba.FusedNumpyKernels``.
+        their old one. ``out`` (int32, the block's rows of the pass's
+        labels, with ``compact``) receives the labels, then returned. See
+        ``numba.FusedNumpyKernels``.
         """
         return None
 

@@ -249,7 +249,10 @@ def lloyd_block_stats(X, centers, centers_sqnorm, weights, sums, counts, labels_
 
 
 def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, want_inertia,
-                 moves_only=False):
+                 moves_only=False, previous=None):
+    """``lloyd_block_stats`` on prepared centres; ``previous`` (int32, or
+    an empty array: no previous labels) is compared with the new labels,
+    ``labels_out`` by default (compared, then overwritten)."""
     import numpy as np
 
     X = _c_order(X)
@@ -257,7 +260,8 @@ def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, wa
     w = np.empty(0, dtype=X.dtype) if weights is None else _c_order(weights)
     if moves_only or not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
         inertia, changed = _run(
-            "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0], labels_out, sums, counts,
+            "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0],
+            labels_out if previous is None else previous, labels_out, sums, counts,
             want_inertia, moves_only,
         )
         return float(inertia), int(changed)
@@ -314,23 +318,36 @@ class FusedNumpyKernels(NumpyKernels):
             return None
         prepared = prepare_centers(centers, centers_sqnorm)
 
-        def step(Xb, weights, previous, sums, counts):
-            # The kernel counts changes against the labels it overwrites
-            # (int32 labels: compact enough, and one compiled signature).
+        def step(Xb, weights, previous, sums, counts, out=None):
+            # int32 labels: compact enough, and one compiled signature. The
+            # kernel reads the previous labels and writes the new ones into
+            # ``out`` (the pass's own array): nothing copied.
+            labels = np.empty(Xb.shape[0], dtype=np.int32) if out is None else out
             if previous is None:
-                labels = np.empty(Xb.shape[0], dtype=np.int32)
-            else:
-                labels = previous.astype(np.int32, copy=True)
+                previous = np.empty(0, dtype=np.int32)
+            elif previous.dtype != np.int32:
+                previous = previous.astype(np.int32)
             # Serial, as in ``assigner``; allocates before it adds.
             inertia, changed = _lloyd_stats(
                 Xb, prepared, weights, sums, counts, labels, parallel=False,
-                want_inertia=want_inertia, moves_only=moves_only,
+                want_inertia=want_inertia, moves_only=moves_only, previous=_c_order(previous),
             )
             if not compact:
                 labels = labels.astype(np.intp)
             return labels, sums, counts, inertia, (0 if previous is None else changed)
 
         return step
+
+    def sq_distances_to(self, X, centers, labels):
+        import numpy as np
+
+        if centers.dtype != X.dtype:
+            return super().sq_distances_to(X, centers, labels)
+        # The final assignment's inertia (and every exact inertia): one pass
+        # over the rows, 2-4x faster than numpy's three (benchmarks/README.md).
+        out = np.empty(X.shape[0], dtype=X.dtype)
+        _run("labelled_sq_distances", _c_order(X), _c_order(centers), _c_order(labels), out)
+        return out
 
     def fused_potentials(self, points):
         import numpy as np
@@ -381,6 +398,8 @@ def compile_kernels(dtypes=("float32", "float64")) -> None:
             step = kernels.fused_step(centers, sqnorm, want_inertia=True)
             step(X, None, None, np.zeros((n_clusters, 3)), np.zeros(n_clusters))
         kernels.fused_potentials(X[:2])(X, None, None, None)
+        for label_dtype in (np.int32, np.intp):  # the passes' and the final labels
+            kernels.sq_distances_to(X, X[:2], np.zeros(16, dtype=label_dtype))
 
 
 def kernels(xp, device=None):
