@@ -182,6 +182,38 @@ def test_lloyd_block_stats_float32_sums_in_float64():
     np.testing.assert_array_equal(counts, np.bincount(labels, minlength=8))
 
 
+@pytest.mark.parametrize(("dtype", "k", "variant"), [
+    (np.float32, 3, "lanes8"), (np.float32, 8, "lanes8"), (np.float32, 9, "tiles16"),
+    (np.float64, 8, "tiles8"), (np.float64, 13, "tiles16"), (np.float32, 40, "tiles16"),
+])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_each_kernel_variant_matches_numpy(dtype, k, variant, parallel):
+    # A fit compiles only the block kernel its centres and dtype take: each
+    # one, serial and over numba's threads, labels and sums as numpy does.
+    _numba()
+    assert _fused.kernel_variant(np.dtype(dtype), _fused.prepare_centers(
+        np.zeros((k, 3), dtype=dtype), np.zeros(k, dtype=dtype))[0].shape[1]) == variant
+    X, centers = _data(5003, 6, k, dtype)  # over _PARALLEL_MIN_ROWS, a ragged tail
+    csq = np.einsum("ij,ij->i", centers, centers)
+    ref_labels, _, ref_sums, ref_counts, _ = _reference(X, centers)
+    labels, _ = _fused.assign_labels(X, centers, csq, np.empty(5003, dtype=np.int32),
+                                     parallel=parallel)
+    step_labels = np.zeros(5003, dtype=np.int32)
+    sums, counts = np.zeros((k, 6)), np.zeros(k)
+    _fused.lloyd_block_stats(X, centers, csq, None, sums, counts, step_labels,
+                             parallel=parallel)
+    np.testing.assert_array_equal(step_labels, labels)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_allclose(sums, ref_sums, rtol=1e-10, atol=1e-10)
+    else:
+        assert np.mean(labels == ref_labels) > 0.999
+    expect = np.zeros((k, 6))
+    np.add.at(expect, labels, X.astype(np.float64))
+    np.testing.assert_allclose(sums, expect, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=k))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 7, 16, 19])
 @pytest.mark.parametrize("k", [3, 8, 13])

@@ -26,11 +26,16 @@ from numba.extending import intrinsic
 
 __all__ = [
     "POTENTIAL_WIDTH",
+    "VARIANTS",
     "assign_chunks",
-    "assign_range",
+    "assign_range_lanes8",
+    "assign_range_tiles16",
+    "assign_range_tiles8",
     "labelled_sq_distances",
     "lloyd_chunks",
-    "lloyd_range",
+    "lloyd_range_lanes8",
+    "lloyd_range_tiles16",
+    "lloyd_range_tiles8",
     "potentials_range",
 ]
 
@@ -305,7 +310,7 @@ def _transpose_rows(X, i, T, r0, d):
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
 def _assign_lanes8(X, T, S, Ct, csq, start, end, labels, partial, offset):
-    """``assign_range`` over rows ``start:end`` (a multiple of 16 rows)
+    """``assign_range_*`` over rows ``start:end`` (a multiple of 16 rows)
     against 8 centres, 16 rows at a time: transposed into ``T`` (d, 16),
     lane tile, its scores in ``S`` (8, 16), lane-wise argmin."""
     # One group's transpose, tile and argmin together: transposing SUB_ROWS
@@ -353,12 +358,13 @@ def _tile_best(tile, n_centers, X, i, Ct, csq, k_pad, d):
     return b0, l0, b1, l1, b2, l2, b3, l3
 
 
-@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
-def assign_range(X, Ct, csq, k, start, stop, labels, partial, offset):
+@njit(inline="always")
+def _assign_range(block, X, Ct, csq, k, start, stop, labels, partial, offset):
     """Labels and lowest scores of rows ``start:stop`` of X, written at
-    rows ``start - offset:stop - offset`` of ``labels`` and ``partial``."""
+    rows ``start - offset:stop - offset`` of ``labels`` and ``partial``,
+    by ``block`` (one of the ``_block_*`` kernels)."""
     T, S = _scratch(X, Ct)
-    _assign_block(X, Ct, csq, k, start, stop, labels, partial, offset, T, S)
+    block(X, Ct, csq, k, start, stop, labels, partial, offset, T, S)
 
 
 @njit(inline="always")
@@ -377,27 +383,58 @@ def _scratch(X, Ct):
     return np.empty((X.shape[1], n), dtype=X.dtype), np.empty((TILE_CENTERS, n), dtype=X.dtype)
 
 
+# One kernel per tile, each with the leftover rows (``_assign_rows``), and
+# each entry point below in one version per kernel: a fit compiles only the
+# tile its centres and dtype take (27-32 s per dtype for all three, before).
+# Each tiles' loop alone in its function, the leftover rows in another:
+# with them inlined together the loop ran 4x slower on (200k, 32, 64).
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
-def _assign_block(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
-    """``assign_range`` with its scratch (``_scratch``)."""
-    # Each tiles' loop alone in its function, the leftover rows in another:
-    # with them inlined together the loop ran 4x slower on (200k, 32, 64).
-    if _lanes(X, Ct):
-        # 8 centres, float32: rows in vector lanes.
-        end = start + (stop - start) // LANE_ROWS * LANE_ROWS
-        _assign_lanes8(X, T, S, Ct, csq, start, end, labels, partial, offset)
-    else:
-        end = start + (stop - start) // TILE_ROWS * TILE_ROWS
-        if Ct.shape[1] % (2 * TILE_CENTERS) == 0:
-            _assign_tiles16(X, Ct, csq, start, end, labels, partial, offset)
-        else:
-            _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset)
+def _block_lanes8(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
+    """``assign_range_*`` with its scratch (``_scratch``), up to 8 centres in
+    float32: rows in vector lanes."""
+    end = start + (stop - start) // LANE_ROWS * LANE_ROWS
+    _assign_lanes8(X, T, S, Ct, csq, start, end, labels, partial, offset)
     _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _block_tiles8(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
+    """``_block_lanes8`` in 4 x 8 register tiles (float64, up to 8 centres)."""
+    end = start + (stop - start) // TILE_ROWS * TILE_ROWS
+    _assign_tiles8(X, Ct, csq, start, end, labels, partial, offset)
+    _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _block_tiles16(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
+    """``_block_lanes8`` in 4 x 16 register tiles (more than 8 centres)."""
+    end = start + (stop - start) // TILE_ROWS * TILE_ROWS
+    _assign_tiles16(X, Ct, csq, start, end, labels, partial, offset)
+    _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
+
+
+#: The block kernels by name (``numba.kernel_variant`` picks one).
+VARIANTS = ("lanes8", "tiles8", "tiles16")
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def assign_range_lanes8(X, Ct, csq, k, start, stop, labels, partial, offset):
+    _assign_range(_block_lanes8, X, Ct, csq, k, start, stop, labels, partial, offset)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def assign_range_tiles8(X, Ct, csq, k, start, stop, labels, partial, offset):
+    _assign_range(_block_tiles8, X, Ct, csq, k, start, stop, labels, partial, offset)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def assign_range_tiles16(X, Ct, csq, k, start, stop, labels, partial, offset):
+    _assign_range(_block_tiles16, X, Ct, csq, k, start, stop, labels, partial, offset)
 
 
 @njit(inline="always", boundscheck=False, fastmath={"contract"})
 def _assign_tiles(tile, n_centers, X, Ct, csq, start, end, labels, partial, offset):
-    """``assign_range`` over whole tiles of rows, ``n_centers`` at a time."""
+    """``assign_range_*`` over whole tiles of rows, ``n_centers`` at a time."""
     d = X.shape[1]
     k_pad = Ct.shape[1]
     for i in range(start, end, TILE_ROWS):
@@ -426,7 +463,7 @@ def _assign_tiles16(X, Ct, csq, start, end, labels, partial, offset):
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
 def _assign_rows(X, Ct, csq, k, start, stop, labels, partial, offset):
-    """``assign_range`` one row at a time (the rows short of a tile)."""
+    """``assign_range_*`` one row at a time (the rows short of a tile)."""
     d = X.shape[1]
     for i in range(start, stop):
         b, lab = _row_best(X, i, Ct, csq, k, d)
@@ -550,9 +587,9 @@ def _add_rows(X, start, stop, new_labels, best, weights, previous, labels, sums,
     return inertia, changed
 
 
-@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
-def lloyd_range(X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
-                want_inertia, moves_only):
+@njit(inline="always", boundscheck=False, fastmath={"contract"})
+def _lloyd_range(block, X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
+                 want_inertia, moves_only):
     """One fused Lloyd step over rows ``start:stop``: nearest centre, the
     row added (times its weight, unit weights when ``weights`` is empty)
     to its cluster's ``sums`` and ``counts`` (float64, in place), the label
@@ -563,9 +600,9 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, previous, labels, sums, cou
     ``moves_only``: the sums are running sums of ``previous``, and only
     the rows that change cluster move from their old cluster's to their
     new one's (``_move_rows``)."""
-    # Rows go in groups of SUB_ROWS: labelled by ``assign_range`` (the
-    # tiles' loop vectorises only alone in its function), then added to the
-    # sums while still in the L1 cache. One read of X from memory.
+    # Rows go in groups of SUB_ROWS: labelled by ``block`` (the tiles' loop
+    # vectorises only alone in its function), then added to the sums while
+    # still in the L1 cache. One read of X from memory.
     new_labels = np.empty(SUB_ROWS, dtype=labels.dtype)
     best = np.empty(SUB_ROWS, dtype=X.dtype)
     T, S = _scratch(X, Ct)
@@ -574,7 +611,7 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, previous, labels, sums, cou
     changed = 0
     for s0 in range(start, stop, SUB_ROWS):
         s1 = min(stop, s0 + SUB_ROWS)
-        _assign_block(X, Ct, csq, k, s0, s1, new_labels, best, s0, T, S)
+        block(X, Ct, csq, k, s0, s1, new_labels, best, s0, T, S)
         if moves_only:
             e, c = _move_rows(X, s0, s1, new_labels, best, weights, previous, labels, acc,
                               counts, want_inertia)
@@ -587,6 +624,27 @@ def lloyd_range(X, Ct, csq, k, weights, start, stop, previous, labels, sums, cou
         for f in range(sums.shape[1]):
             sums[j, f] += acc[j, f]
     return inertia, changed
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def lloyd_range_lanes8(X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
+                       want_inertia, moves_only):
+    return _lloyd_range(_block_lanes8, X, Ct, csq, k, weights, start, stop, previous, labels,
+                        sums, counts, want_inertia, moves_only)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def lloyd_range_tiles8(X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
+                       want_inertia, moves_only):
+    return _lloyd_range(_block_tiles8, X, Ct, csq, k, weights, start, stop, previous, labels,
+                        sums, counts, want_inertia, moves_only)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def lloyd_range_tiles16(X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
+                        want_inertia, moves_only):
+    return _lloyd_range(_block_tiles16, X, Ct, csq, k, weights, start, stop, previous, labels,
+                        sums, counts, want_inertia, moves_only)
 
 
 @njit(inline="always")
@@ -604,8 +662,9 @@ def _aligned_sums(k, d):
 
 
 @njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia):
-    """``lloyd_range`` over ``n_chunks`` equal ranges of rows in parallel,
+def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia, variant):
+    """``lloyd_range_*`` (``VARIANTS[variant]``; all three compiled here)
+    over ``n_chunks`` equal ranges of rows in parallel,
     each with its own float64 accumulators. Returns ``(sums, counts,
     inertia, changed)`` of shapes (n_chunks, k, d), (n_chunks, k),
     (n_chunks,) and (n_chunks,): fixed ranges, so the same result for any
@@ -618,21 +677,33 @@ def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia):
     for c in prange(n_chunks):
         start = n * c // n_chunks
         stop = n * (c + 1) // n_chunks
-        e, m = lloyd_range(
-            X, Ct, csq, k, weights, start, stop, labels, labels, sums[c], counts[c],
-            want_inertia, False,
-        )
+        if variant == 0:
+            e, m = lloyd_range_lanes8(X, Ct, csq, k, weights, start, stop, labels, labels,
+                                      sums[c], counts[c], want_inertia, False)
+        elif variant == 1:
+            e, m = lloyd_range_tiles8(X, Ct, csq, k, weights, start, stop, labels, labels,
+                                      sums[c], counts[c], want_inertia, False)
+        else:
+            e, m = lloyd_range_tiles16(X, Ct, csq, k, weights, start, stop, labels, labels,
+                                       sums[c], counts[c], want_inertia, False)
         inertia[c] = e
         changed[c] = m
     return sums, counts, inertia, changed
 
 
 @njit(parallel=True, nogil=True, cache=True, boundscheck=False)
-def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks):
-    """``assign_range`` over ``n_chunks`` equal ranges of rows in parallel."""
+def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks, variant):
+    """``assign_range_*`` (``VARIANTS[variant]``) over ``n_chunks`` equal
+    ranges of rows in parallel."""
     n = X.shape[0]
     for c in prange(n_chunks):
-        assign_range(X, Ct, csq, k, n * c // n_chunks, n * (c + 1) // n_chunks, labels, partial, 0)
+        start, stop = n * c // n_chunks, n * (c + 1) // n_chunks
+        if variant == 0:
+            assign_range_lanes8(X, Ct, csq, k, start, stop, labels, partial, 0)
+        elif variant == 1:
+            assign_range_tiles8(X, Ct, csq, k, start, stop, labels, partial, 0)
+        else:
+            assign_range_tiles16(X, Ct, csq, k, start, stop, labels, partial, 0)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})
@@ -679,7 +750,7 @@ _scores_tile = _scores_tile_kernel()
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
 def _score_tiles(X, Pt, start, end, out, offset):
     """Every score of rows ``start:end`` (whole tiles), alone in its
-    function for the tile's loop to vectorise (see ``assign_range``)."""
+    function for the tile's loop to vectorise (see ``assign_range_*``)."""
     d = X.shape[1]
     for i in range(start, end, TILE_ROWS):
         _scores_tile(X, i, Pt, d, out, offset)

@@ -37,6 +37,7 @@ __all__ = [
     "available",
     "compile_kernels",
     "enabled",
+    "kernel_variant",
     "kernels",
     "lloyd_block_stats",
     "prefer_fused",
@@ -167,6 +168,15 @@ def prepare_centers(centers, centers_sqnorm):
     return Ct, csq, n_clusters
 
 
+def kernel_variant(dtype, k_pad: int) -> str:
+    """The block kernel rows of ``dtype`` take against ``k_pad`` prepared
+    centres (``_numba_jit.VARIANTS``): "lanes8" up to 8 centres in
+    float32, "tiles8" up to 8 in float64, "tiles16" beyond."""
+    if k_pad == TILE_WIDTHS[0]:
+        return "lanes8" if dtype.itemsize == 4 else "tiles8"
+    return "tiles16"
+
+
 #: Fewer rows than this run on the calling thread: waking numba's threads
 #: costs more than they save.
 _PARALLEL_MIN_ROWS = 4096
@@ -206,11 +216,13 @@ def _assign(X, prepared, labels_out, min_out, *, parallel):
     X = _c_order(X)
     Ct, csq, k = prepared
     partial = min_out if min_out is not None else np.empty(X.shape[0], dtype=X.dtype)
+    variant = kernel_variant(X.dtype, Ct.shape[1])
     if not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
-        _run("assign_range", X, Ct, csq, k, 0, X.shape[0], labels_out, partial, 0)
+        _run(f"assign_range_{variant}", X, Ct, csq, k, 0, X.shape[0], labels_out, partial, 0)
         return labels_out, min_out
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
-    _run_parallel("assign_chunks", X, Ct, csq, k, labels_out, partial, n_chunks)
+    _run_parallel("assign_chunks", X, Ct, csq, k, labels_out, partial, n_chunks,
+                  _module().VARIANTS.index(variant))
     return labels_out, min_out
 
 
@@ -258,16 +270,18 @@ def _lloyd_stats(X, prepared, weights, sums, counts, labels_out, *, parallel, wa
     X = _c_order(X)
     Ct, csq, k = prepared
     w = np.empty(0, dtype=X.dtype) if weights is None else _c_order(weights)
+    variant = kernel_variant(X.dtype, Ct.shape[1])
     if moves_only or not parallel or X.shape[0] < _PARALLEL_MIN_ROWS:
         inertia, changed = _run(
-            "lloyd_range", X, Ct, csq, k, w, 0, X.shape[0],
+            f"lloyd_range_{variant}", X, Ct, csq, k, w, 0, X.shape[0],
             labels_out if previous is None else previous, labels_out, sums, counts,
             want_inertia, moves_only,
         )
         return float(inertia), int(changed)
     n_chunks = _n_chunks(X.shape[0], k, X.shape[1])
     part_sums, part_counts, inertia, changed = _run_parallel(
-        "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks, want_inertia
+        "lloyd_chunks", X, Ct, csq, k, w, labels_out, n_chunks, want_inertia,
+        _module().VARIANTS.index(variant),
     )
     np.add(sums, part_sums.sum(axis=0), out=sums)
     np.add(counts, part_counts.sum(axis=0), out=counts)
