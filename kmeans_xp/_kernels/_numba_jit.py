@@ -385,7 +385,8 @@ def _scratch(X, Ct):
 
 # One kernel per tile, each with the leftover rows (``_assign_rows``), and
 # each entry point below in one version per kernel: a fit compiles only the
-# tile its centres and dtype take (27-32 s per dtype for all three, before).
+# tile its centres and dtype take, not all three (benchmarks/README.md,
+# "First use: one tile compiled, not three").
 # Each tiles' loop alone in its function, the leftover rows in another:
 # with them inlined together the loop ran 4x slower on (200k, 32, 64).
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
