@@ -95,7 +95,7 @@ def test_assign_float32_close_to_float64(shape):
     np.testing.assert_allclose(partial, ref_partial, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("k", [3, 9, 17])
+@pytest.mark.parametrize("k", [3, 9, 17, 40])
 def test_ties_go_to_the_first_centre(k):
     _numba()
     X, centers = _data(600, 4, k, np.float64)
@@ -109,10 +109,27 @@ def test_ties_go_to_the_first_centre(k):
     np.testing.assert_array_equal(labels, _reference(X, centers)[0])
 
 
-def test_all_centres_equal_give_label_zero():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ties_within_a_row_group_tile_go_to_the_first_centre(dtype):
+    # The row groups (k >= 32) keep a minimum per lane: a centre repeated
+    # in another lane of the same tile of 16, and in the next tile, never
+    # wins over the first.
+    _numba()
+    X, centers = _data(600, 5, 40, dtype, seed=3)
+    centers[20] = centers[18]
+    centers[39] = centers[18]
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(600, dtype=np.int32)
+    _fused.assign_labels(X, centers, csq, labels)
+    assert not np.any((labels == 20) | (labels == 39))
+    assert np.any(labels == 18)
+
+
+@pytest.mark.parametrize("k", [10, 40])
+def test_all_centres_equal_give_label_zero(k):
     _numba()
     X, _ = _data(50, 3, 1, np.float64)
-    centers = np.repeat(X[:1], 10, axis=0)
+    centers = np.repeat(X[:1], k, axis=0)
     labels = np.empty(50, dtype=np.int32)
     _fused.assign_labels(X, centers, np.einsum("ij,ij->i", centers, centers), labels)
     np.testing.assert_array_equal(labels, 0)
@@ -184,7 +201,8 @@ def test_lloyd_block_stats_float32_sums_in_float64():
 
 @pytest.mark.parametrize(("dtype", "k", "variant"), [
     (np.float32, 3, "lanes8"), (np.float32, 8, "lanes8"), (np.float32, 9, "tiles16"),
-    (np.float64, 8, "tiles8"), (np.float64, 13, "tiles16"), (np.float32, 40, "tiles16"),
+    (np.float64, 8, "tiles8"), (np.float64, 13, "tiles16"), (np.float32, 16, "tiles16"),
+    (np.float32, 17, "rows16"), (np.float32, 40, "rows16"), (np.float64, 33, "rows16"),
 ])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_each_kernel_variant_matches_numpy(dtype, k, variant, parallel):
@@ -216,7 +234,7 @@ def test_each_kernel_variant_matches_numpy(dtype, k, variant, parallel):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 7, 16, 19])
-@pytest.mark.parametrize("k", [3, 8, 13])
+@pytest.mark.parametrize("k", [3, 8, 13, 40])
 def test_a_rows_result_does_not_depend_on_where_it_sits(dtype, d, k):
     # Rows shifted by 1, 5 and 13 land in other lanes, tiles or leftover
     # rows: the same labels and partial scores, bit for bit.
@@ -463,10 +481,15 @@ def test_prefer_fused_rule():
     assert _fused.prefer_fused(8, 16)
     assert _fused.prefer_fused(64, 32)
     assert _fused.prefer_fused(128, 128)
+    assert _fused.prefer_fused(1024, 16)  # few features: fused further
+    assert not _fused.prefer_fused(1024, 32)
+    assert _fused.prefer_fused(512, 64)
+    assert not _fused.prefer_fused(512, 128)
+    assert _fused.prefer_fused(256, 128)
     assert not _fused.prefer_fused(1024, 128)
-    assert not _fused.prefer_fused(256, 16)
-    assert _fused.prefer_fused(1024, 8)  # few features: fused further
-    assert not _fused.prefer_fused(4096, 2)  # beyond what was measured
+    assert not _fused.prefer_fused(256, 200)  # beyond the features measured
+    assert _fused.prefer_fused(128, 200)
+    assert not _fused.prefer_fused(4096, 2)  # beyond the centres measured
 
 
 # ------------------------------------------------------------ fallback
@@ -529,3 +552,13 @@ def _lloyd_reference(X, centers, max_iter=30):
             for j in range(centers.shape[0])
         ])
     return labels, centers
+
+
+def test_lloyd_groups_hold_whole_tiles_and_row_groups():
+    # The fused step labels SUB_ROWS rows at a time: a multiple of every
+    # block kernel's rows leaves no rows of a group to the one-row loop.
+    _numba()
+    from kmeans_xp._kernels import _numba_jit as jit
+
+    for rows in (jit.LANE_ROWS, jit.TILE_ROWS, jit.GROUP_ROWS_FLOAT32, jit.GROUP_ROWS_FLOAT64):
+        assert jit.SUB_ROWS % rows == 0

@@ -13,7 +13,9 @@ were fused into one multiply-add in some kernels and not in others.)
 Cluster sums, weights and inertia are float64.
 
 Up to 8 centres, float32 rows go 16 at a time in vector lanes
-(``_assign_lanes8``); otherwise 4 rows at a time in a register tile.
+(``_assign_lanes8``); from 32 centres, a few rows at a time against every
+centre, their minima in vector lanes (``_rows_lowest``); otherwise 4 rows
+at a time in a register tile.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ __all__ = [
     "VARIANTS",
     "assign_chunks",
     "assign_range_lanes8",
+    "assign_range_rows16",
     "assign_range_tiles16",
     "assign_range_tiles8",
     "labelled_sq_distances",
     "lloyd_chunks",
     "lloyd_range_lanes8",
+    "lloyd_range_rows16",
     "lloyd_range_tiles16",
     "lloyd_range_tiles8",
     "potentials_range",
@@ -43,8 +47,10 @@ __all__ = [
 #: the centres, for more than 8 centres).
 TILE_ROWS = 4
 TILE_CENTERS = 8
-#: Rows labelled at a time by the fused Lloyd step before they are summed.
-SUB_ROWS = 256
+#: Rows labelled at a time by the fused Lloyd step before they are summed:
+#: a multiple of every block kernel's rows (16 lanes, 4-row tiles, 6- and
+#: 4-row groups), so no rows are left to the one-row loop but a pass's last.
+SUB_ROWS = 240
 #: Features per turn of a tile's loop. One at a time, LLVM fetched the
 #: tile's row values with a gather every turn; 2 and 8 were slower than 4
 #: (benchmarks/README.md, "Fused kernel: four features per loop turn").
@@ -169,6 +175,108 @@ def _lane_kernel(n_centers):
 
 
 _lanes8 = _lane_kernel(TILE_CENTERS)
+
+
+#: Centres per vector of the row groups (``_rows_lowest``).
+GROUP_CENTERS = 16
+#: Rows per group: 6 float32 rows (one vector of 16 scores each) or 4
+#: float64 rows (two each) keep 6 or 8 vector accumulators, enough
+#: independent multiply-adds for the FMA latency; 4, 8, 10 and 12 float32
+#: rows ran slower (benchmarks/README.md, "Row groups").
+GROUP_ROWS_FLOAT32 = 6
+GROUP_ROWS_FLOAT64 = 4
+
+
+def _splat(builder, value, n):
+    """``value`` in every lane of an ``n``-lane vector."""
+    vec = ir.VectorType(value.type, n)
+    one = builder.insert_element(ir.Constant(vec, None), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, None),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
+
+
+@intrinsic
+def _rows_lowest(typingctx, X, i, Ct, csq, labels, best, o):
+    """Rows ``i:i+GROUP_ROWS_FLOAT*`` of X against every centre: their
+    lowest ``csq[j] + x.Ct[:, j]`` into ``best[o + r]`` and its ``j`` (the
+    first on ties) into ``labels[o + r]``.
+
+    Centres go ``GROUP_CENTERS`` at a time: per feature, one vector load
+    of ``Ct`` and one multiply-add per row with the row's value in every
+    lane, in the order of ``_tile_kernel`` (``csq[j]`` first, then the
+    features). Each row's lowest score and its centre stay in vector lanes
+    across centre tiles (a compare and two selects per tile); one
+    reduction per row at the end. LLVM, given the same in scalars
+    (``_tile16``), reduced every tile to one minimum per row.
+    """
+    sig = types.void(X, i, Ct, csq, labels, best, o)
+
+    def codegen(context, builder, signature, args):
+        xty, _, cty, qty, lty, bty, _ = signature.args
+        xa, ca, qa, la, ba = (context.make_array(t)(context, builder, a) for t, a in
+                              zip((xty, cty, qty, lty, bty), (args[0], args[2], args[3],
+                                                              args[4], args[5])))
+        intp = context.get_value_type(types.intp)
+        width = GROUP_CENTERS
+        n_rows = GROUP_ROWS_FLOAT32 if xty.dtype.bitwidth == 32 else GROUP_ROWS_FLOAT64
+        real = context.get_data_type(xty.dtype)
+        vec, ivec = ir.VectorType(real, width), ir.VectorType(ir.IntType(32), width)
+        suffix = f"v{width}f{xty.dtype.bitwidth}"
+        module = builder.module
+        fma = cgutils.get_or_insert_function(
+            module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.{suffix}")
+        fmin = cgutils.get_or_insert_function(
+            module, ir.FunctionType(real, [vec]), f"llvm.vector.reduce.fmin.{suffix}")
+        umin = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.IntType(32), [ivec]), f"llvm.vector.reduce.umin.v{width}i32")
+        zero, one = ir.Constant(intp, 0), ir.Constant(intp, 1)
+        d = cgutils.unpack_tuple(builder, xa.shape)[1]
+        k_pad = cgutils.unpack_tuple(builder, ca.shape)[1]
+        rows = [builder.add(args[1], ir.Constant(intp, r)) for r in range(n_rows)]
+
+        def value(r, f):
+            ptr = cgutils.get_item_pointer(context, builder, xty, xa, [rows[r], f])
+            return _splat(builder, builder.load(ptr), width)
+
+        # Stack slots that LLVM promotes to registers.
+        lowest = [cgutils.alloca_once_value(builder, ir.Constant(vec, [float("inf")] * width))
+                  for _ in rows]
+        where = [cgutils.alloca_once_value(builder, ir.Constant(ivec, [0] * width)) for _ in rows]
+        acc = [cgutils.alloca_once(builder, vec) for _ in rows]
+        with cgutils.for_range_slice(builder, zero, k_pad, ir.Constant(intp, width)) as (j0, _):
+            first = _load_run(context, builder, qty, qa, [j0], width)
+            c = _load_run(context, builder, cty, ca, [zero, j0], width)
+            for r in range(n_rows):
+                builder.store(builder.call(fma, [value(r, zero), c, first]), acc[r])
+            with cgutils.for_range_slice(builder, one, d, one) as (f, _):
+                c = _load_run(context, builder, cty, ca, [f, j0], width)
+                for r in range(n_rows):
+                    builder.store(builder.call(fma, [value(r, f), c, builder.load(acc[r])]),
+                                  acc[r])
+            centre = builder.add(_splat(builder, builder.trunc(j0, ir.IntType(32)), width),
+                                 ir.Constant(ivec, list(range(width))))
+            for r in range(n_rows):
+                a, low = builder.load(acc[r]), builder.load(lowest[r])
+                lower = builder.fcmp_ordered("<", a, low)
+                builder.store(builder.select(lower, a, low), lowest[r])
+                builder.store(builder.select(lower, centre, builder.load(where[r])), where[r])
+        label_type = context.get_data_type(lty.dtype)
+        for r in range(n_rows):
+            low = builder.load(lowest[r])
+            m = builder.call(fmin, [low])
+            # The first centre on ties: the smallest index among the lanes
+            # that hold the minimum.
+            at_min = builder.fcmp_ordered("==", low, _splat(builder, m, width))
+            label = builder.call(umin, [builder.select(
+                at_min, builder.load(where[r]), ir.Constant(ivec, [2**31 - 1] * width))])
+            if label_type.width > 32:
+                label = builder.zext(label, label_type)
+            out = builder.add(args[6], ir.Constant(intp, r))
+            builder.store(label, cgutils.get_item_pointer(context, builder, lty, la, [out]))
+            builder.store(m, cgutils.get_item_pointer(context, builder, bty, ba, [out]))
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 def _shuffle_masks():
@@ -385,7 +493,7 @@ def _scratch(X, Ct):
 
 # One kernel per tile, each with the leftover rows (``_assign_rows``), and
 # each entry point below in one version per kernel: a fit compiles only the
-# tile its centres and dtype take, not all three (benchmarks/README.md,
+# tile its centres and dtype take, not all four (benchmarks/README.md,
 # "First use: one tile compiled, not three").
 # Each tiles' loop alone in its function, the leftover rows in another:
 # with them inlined together the loop ran 4x slower on (200k, 32, 64).
@@ -414,8 +522,19 @@ def _block_tiles16(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
     _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
 
 
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def _block_rows16(X, Ct, csq, k, start, stop, labels, partial, offset, T, S):
+    """``_block_lanes8`` in row groups against every centre (``_rows_lowest``;
+    32 centres or more)."""
+    rows = GROUP_ROWS_FLOAT32 if X.itemsize == 4 else GROUP_ROWS_FLOAT64
+    end = start + (stop - start) // rows * rows
+    for i in range(start, end, rows):
+        _rows_lowest(X, i, Ct, csq, labels, partial, i - offset)
+    _assign_rows(X, Ct, csq, k, end, stop, labels, partial, offset)
+
+
 #: The block kernels by name (``numba.kernel_variant`` picks one).
-VARIANTS = ("lanes8", "tiles8", "tiles16")
+VARIANTS = ("lanes8", "tiles8", "tiles16", "rows16")
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
@@ -431,6 +550,11 @@ def assign_range_tiles8(X, Ct, csq, k, start, stop, labels, partial, offset):
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
 def assign_range_tiles16(X, Ct, csq, k, start, stop, labels, partial, offset):
     _assign_range(_block_tiles16, X, Ct, csq, k, start, stop, labels, partial, offset)
+
+
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def assign_range_rows16(X, Ct, csq, k, start, stop, labels, partial, offset):
+    _assign_range(_block_rows16, X, Ct, csq, k, start, stop, labels, partial, offset)
 
 
 @njit(inline="always", boundscheck=False, fastmath={"contract"})
@@ -648,6 +772,13 @@ def lloyd_range_tiles16(X, Ct, csq, k, weights, start, stop, previous, labels, s
                         sums, counts, want_inertia, moves_only)
 
 
+@njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract"})
+def lloyd_range_rows16(X, Ct, csq, k, weights, start, stop, previous, labels, sums, counts,
+                       want_inertia, moves_only):
+    return _lloyd_range(_block_rows16, X, Ct, csq, k, weights, start, stop, previous, labels,
+                        sums, counts, want_inertia, moves_only)
+
+
 @njit(inline="always")
 def _aligned_sums(k, d):
     """Zeroed float64 (k, >= d) sums whose rows start on 64-byte boundaries
@@ -664,7 +795,7 @@ def _aligned_sums(k, d):
 
 @njit(parallel=True, nogil=True, cache=True, boundscheck=False)
 def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia, variant):
-    """``lloyd_range_*`` (``VARIANTS[variant]``; all three compiled here)
+    """``lloyd_range_*`` (``VARIANTS[variant]``; all four compiled here)
     over ``n_chunks`` equal ranges of rows in parallel,
     each with its own float64 accumulators. Returns ``(sums, counts,
     inertia, changed)`` of shapes (n_chunks, k, d), (n_chunks, k),
@@ -684,9 +815,12 @@ def lloyd_chunks(X, Ct, csq, k, weights, labels, n_chunks, want_inertia, variant
         elif variant == 1:
             e, m = lloyd_range_tiles8(X, Ct, csq, k, weights, start, stop, labels, labels,
                                       sums[c], counts[c], want_inertia, False)
-        else:
+        elif variant == 2:
             e, m = lloyd_range_tiles16(X, Ct, csq, k, weights, start, stop, labels, labels,
                                        sums[c], counts[c], want_inertia, False)
+        else:
+            e, m = lloyd_range_rows16(X, Ct, csq, k, weights, start, stop, labels, labels,
+                                      sums[c], counts[c], want_inertia, False)
         inertia[c] = e
         changed[c] = m
     return sums, counts, inertia, changed
@@ -703,8 +837,10 @@ def assign_chunks(X, Ct, csq, k, labels, partial, n_chunks, variant):
             assign_range_lanes8(X, Ct, csq, k, start, stop, labels, partial, 0)
         elif variant == 1:
             assign_range_tiles8(X, Ct, csq, k, start, stop, labels, partial, 0)
-        else:
+        elif variant == 2:
             assign_range_tiles16(X, Ct, csq, k, start, stop, labels, partial, 0)
+        else:
+            assign_range_rows16(X, Ct, csq, k, start, stop, labels, partial, 0)
 
 
 @njit(nogil=True, cache=True, boundscheck=False, fastmath={"contract", "reassoc"})

@@ -129,20 +129,20 @@ def _run_parallel(name: str, *args):
             numba.set_parallel_chunksize(saved)
 
 
-#: The fused kernel is used up to this many centres at any d, and up to
-#: ``max_fused_clusters_few_features`` centres where there are at most
-#: ``max_fused_features`` features; BLAS otherwise (where one core
-#: assigned faster with it, over the range measured: ``python
-#: benchmarks/fused.py --rule``, benchmarks/README.md, "Selection rule").
+#: ``(features, centres)``: the fused kernel up to ``centres`` centres for
+#: at most ``features`` features, BLAS beyond, where one core assigned
+#: faster with it over the range measured (``python benchmarks/fused.py
+#: --rule``, benchmarks/README.md, "Selection rule with row groups").
+fused_limits = ((16, 1024), (64, 512), (128, 256))
+#: Beyond the features swept (128): up to this many centres.
 max_fused_clusters = 128
-max_fused_features = 8
-max_fused_clusters_few_features = 1024
 
 
 def prefer_fused(n_clusters: int, n_features: int) -> bool:
     """The measured rule: fused kernel (True) or BLAS kernels (False)."""
-    if n_features <= max_fused_features:
-        return n_clusters <= max_fused_clusters_few_features
+    for features, centres in fused_limits:
+        if n_features <= features:
+            return n_clusters <= centres
     return n_clusters <= max_fused_clusters
 
 
@@ -171,10 +171,12 @@ def prepare_centers(centers, centers_sqnorm):
 def kernel_variant(dtype, k_pad: int) -> str:
     """The block kernel rows of ``dtype`` take against ``k_pad`` prepared
     centres (``_numba_jit.VARIANTS``): "lanes8" up to 8 centres in
-    float32, "tiles8" up to 8 in float64, "tiles16" beyond."""
+    float32, "tiles8" up to 8 in float64, "tiles16" up to 16, "rows16"
+    beyond (its reduction per row outweighs its faster tiles when the
+    centres are one tile: benchmarks/README.md, "Row groups")."""
     if k_pad == TILE_WIDTHS[0]:
         return "lanes8" if dtype.itemsize == 4 else "tiles8"
-    return "tiles16"
+    return "tiles16" if k_pad == TILE_WIDTHS[1] else "rows16"
 
 
 #: Fewer rows than this run on the calling thread: waking numba's threads
