@@ -11,6 +11,7 @@ Usage::
     python benchmarks/fused.py --quick          # fewer iterations and repeats
     python benchmarks/fused.py --configs 1M-16-8 --repeats 7
     python benchmarks/fused.py --rule           # the fused/BLAS sweep over k and d
+    python benchmarks/fused.py --variants       # each block kernel on one core, by shape
 
 numpy fits take the fused kernel where numba is installed (unless
 ``KMEANS_XP_NUMBA=0``); this script switches it on and off around each fit.
@@ -164,12 +165,61 @@ def rule_sweep(repeats: int) -> None:
         print(f"{d:<7d}" + "".join(f"{r:7.2f}" for r in ratios), flush=True)
 
 
+#: (n, d, k, dtype) of ``--variants``: the Lloyd rows' shapes and the
+#: edges of the rule (one tile of centres, many centres, few features).
+VARIANT_SHAPES = ((200_000, 32, 64, "float32"), (200_000, 32, 64, "float64"),
+                  (1_000_000, 16, 8, "float32"), (1_000_000, 16, 8, "float64"),
+                  (200_000, 16, 16, "float32"), (200_000, 8, 32, "float32"),
+                  (100_000, 64, 64, "float32"), (50_000, 32, 256, "float32"),
+                  (50_000, 2, 64, "float32"), (20_000, 128, 1024, "float32"))
+
+
+def variant_sweep(repeats: int) -> None:
+    """Each block kernel that can take the shape's centres, one assignment
+    pass on one core (thread CPU time, best of ``repeats``), in ms and
+    GFLOP/s (2nkd): the choice ``kernel_variant`` makes, measured."""
+    import time
+
+    from kmeans_xp._kernels import _numba_jit
+    from kmeans_xp._kernels.numba import _run, kernel_variant, prepare_centers
+
+    print(f"\n== block kernels: one assignment pass on one core, best of {repeats}; "
+          "* = the one kmeans_xp takes where the rule picks the fused kernel ==")
+    rng = np.random.default_rng(0)
+    for n, d, k, dtype in VARIANT_SHAPES:
+        X = rng.standard_normal((n, d)).astype(dtype)
+        centers = X[rng.choice(n, size=k, replace=False)]
+        Ct, csq, _ = prepare_centers(centers, (centers * centers).sum(1))
+        labels, partial = np.empty(n, np.int32), np.empty(n, X.dtype)
+        chosen = kernel_variant(X.dtype, Ct.shape[1])
+        # lanes8 and tiles8 take 8 centres only; tiles16 and rows16 any
+        # multiple of 16 (rows16 is not picked at 16, but can run there).
+        usable = (("lanes8", "tiles8") if Ct.shape[1] == 8 else ("tiles16", "rows16"))
+        cells = []
+        for variant in _numba_jit.VARIANTS:
+            if variant not in usable or (variant == "lanes8" and X.itemsize != 4):
+                continue
+            name = f"assign_range_{variant}"
+            args = (X, Ct, csq, k, 0, n, labels, partial, 0)
+            _run(name, *args)
+            best = np.inf
+            for _ in range(repeats):
+                t0 = time.thread_time()
+                _run(name, *args)
+                best = min(best, time.thread_time() - t0)
+            mark = "*" if variant == chosen else " "
+            cells.append(f"{variant}{mark} {best * 1e3:8.2f} ms {2 * n * k * d / best / 1e9:6.1f} GF/s")
+        print(f"({n}, {d}, {k}) {dtype:8s} " + "   ".join(cells), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
     parser.add_argument("--configs", default="200k-32-64,1M-16-8,100k-128-1024,latency-1k-2-3")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--rule", action="store_true", help="only the fused/BLAS sweep")
+    parser.add_argument("--variants", action="store_true",
+                        help="only each block kernel on one core, by shape")
     args = parser.parse_args(argv)
 
     from kmeans_xp._kernels import numba as fused_kernels
@@ -181,6 +231,9 @@ def main(argv=None) -> int:
     print(f"{os.cpu_count()} CPUs, {run._cpu_name()}")
     if args.rule:
         rule_sweep(repeats)
+        return 0
+    if args.variants:
+        variant_sweep(repeats)
         return 0
     limits = run.cpu_limits(args.quick)
     print(f"limit: float32 GEMM {limits['gemm_flops'] / 1e9:.1f} GFLOP/s, "
