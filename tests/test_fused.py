@@ -562,3 +562,16 @@ def test_lloyd_groups_hold_whole_tiles_and_row_groups():
 
     for rows in (jit.LANE_ROWS, jit.TILE_ROWS, jit.GROUP_ROWS_FLOAT32, jit.GROUP_ROWS_FLOAT64):
         assert jit.SUB_ROWS % rows == 0
+
+
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int16, np.uint8])
+@pytest.mark.parametrize("k", [8, 13, 40])
+def test_labels_in_other_integer_dtypes(label_dtype, k):
+    # Each block kernel stores its labels in the output's integer width.
+    _numba()
+    X, centers = _data(1001, 7, k, np.float32)
+    csq = np.einsum("ij,ij->i", centers, centers)
+    expect, _ = _fused.assign_labels(X, centers, csq, np.empty(1001, np.int32), parallel=False)
+    labels, _ = _fused.assign_labels(X, centers, csq, np.empty(1001, label_dtype),
+                                     parallel=False)
+    np.testing.assert_array_equal(labels, expect)

@@ -271,6 +271,8 @@ def _rows_lowest(typingctx, X, i, Ct, csq, labels, best, o):
                 at_min, builder.load(where[r]), ir.Constant(ivec, [2**31 - 1] * width))])
             if label_type.width > 32:
                 label = builder.zext(label, label_type)
+            elif label_type.width < 32:
+                label = builder.trunc(label, label_type)
             out = builder.add(args[6], ir.Constant(intp, r))
             builder.store(label, cgutils.get_item_pointer(context, builder, lty, la, [out]))
             builder.store(m, cgutils.get_item_pointer(context, builder, bty, ba, [out]))
