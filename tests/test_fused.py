@@ -562,6 +562,8 @@ def test_lloyd_groups_hold_whole_tiles_and_row_groups():
 
     for rows in (jit.LANE_ROWS, jit.TILE_ROWS, jit.GROUP_ROWS_FLOAT32, jit.GROUP_ROWS_FLOAT64):
         assert jit.SUB_ROWS % rows == 0
+    # The row groups read whole vectors of centres: the padding holds them.
+    assert _fused.TILE_WIDTHS[1] % jit.GROUP_CENTERS == 0
 
 
 @pytest.mark.parametrize("label_dtype", [np.int64, np.int16, np.uint8])

@@ -177,7 +177,8 @@ def _lane_kernel(n_centers):
 _lanes8 = _lane_kernel(TILE_CENTERS)
 
 
-#: Centres per vector of the row groups (``_rows_lowest``).
+#: Centres per vector of the row groups (``_rows_lowest``): the centres
+#: come padded to a multiple of it (``numba.TILE_WIDTHS``).
 GROUP_CENTERS = 16
 #: Rows per group: 6 float32 rows (one vector of 16 scores each) or 4
 #: float64 rows (two each) keep 6 or 8 vector accumulators, enough

@@ -132,7 +132,8 @@ def _run_parallel(name: str, *args):
 #: ``(features, centres)``: the fused kernel up to ``centres`` centres for
 #: at most ``features`` features, BLAS beyond, where one core assigned
 #: faster with it over the range measured (``python benchmarks/fused.py
-#: --rule``, benchmarks/README.md, "Selection rule with row groups").
+#: --rule``, benchmarks/README.md, "The fused/BLAS rule re-swept" under
+#: "Row groups").
 fused_limits = ((16, 1024), (64, 512), (128, 256))
 #: Beyond the features swept (128): up to this many centres.
 max_fused_clusters = 128
