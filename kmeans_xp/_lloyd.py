@@ -142,7 +142,10 @@ def _lloyd_pass_into(
     elif compact:
         # The fused kernel writes each block's labels into the pass's array
         # (host kernels, written in place): no labels to join at the end.
-        pass_labels = xp.empty((problem.X.shape[0],), dtype=xp.int32, device=problem.device)
+        pass_labels = xp.empty(
+            (problem.X.shape[0],), dtype=kernels.fused_label_dtype(n_clusters),
+            device=problem.device,
+        )
     else:
         pass_labels = None
 

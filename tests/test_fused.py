@@ -376,7 +376,7 @@ def test_fused_step_is_assign_then_accumulate(weighted, compact):
     labels, got_sums, got_counts, inertia, changed = step(X, w, previous, sums, counts)
     ref_labels, _, ref_sums, ref_counts, ref_inertia = _reference(X, centers, w)
     np.testing.assert_array_equal(labels, ref_labels)
-    assert labels.dtype == (np.int32 if compact else np.intp)
+    assert labels.dtype == (np.uint8 if compact else np.intp)
     assert got_sums is sums and got_counts is counts  # added in place
     np.testing.assert_allclose(sums, ref_sums + 1, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(counts, ref_counts + 1, rtol=1e-12)
@@ -577,3 +577,26 @@ def test_labels_in_other_integer_dtypes(label_dtype, k):
     labels, _ = _fused.assign_labels(X, centers, csq, np.empty(1001, label_dtype),
                                      parallel=False)
     np.testing.assert_array_equal(labels, expect)
+
+
+@pytest.mark.parametrize(("k", "dtype"), [(255, np.uint8), (256, np.int32), (300, np.int32)])
+def test_compact_labels_fit_the_centres(k, dtype):
+    # A fused pass's labels are uint8 up to 255 centres and int32 beyond,
+    # in the step, the assigner and through a whole fit.
+    _numba()
+    X, centers = _data(3000, 4, k, np.float32, seed=k)
+    kernels = _fused.FusedNumpyKernels(np_xp)
+    assert kernels.fused_label_dtype(k) == dtype
+    csq = kernels.sq_row_norms(centers)
+    ref_labels = _reference(X, centers)[0]
+    step = kernels.fused_step(centers, csq, want_inertia=False, compact=True)
+    labels = step(X, None, None, np.zeros((k, 4)), np.zeros(k))[0]
+    assert labels.dtype == dtype
+    assert np.mean(labels == ref_labels) > 0.999
+    assigned, _ = kernels.assigner(centers, csq, partial=False, compact=True)(X)
+    assert assigned.dtype == dtype
+    np.testing.assert_array_equal(assigned, labels)
+    with fused_kernels(True):
+        model = KMeans(k, init=centers, n_init=1, max_iter=3).fit(X)
+    assert model.labels_.dtype == np.int64
+    assert model.labels_.max() < k

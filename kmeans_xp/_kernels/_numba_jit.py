@@ -647,25 +647,33 @@ def _move_rows(X, start, stop, new_labels, best, weights, previous, labels, sums
     their old one; the inertia still covers every row."""
     d = X.shape[1]
     unit = weights.shape[0] == 0
-    inertia = 0.0
+    # Counted first, without branches (vectorised): once a fit settles,
+    # most groups of rows have no row to move and skip the loop below.
     changed = 0
     for i in range(start, stop):
-        new = new_labels[i - start]
-        old = previous[i]
-        labels[i] = new
-        w = 1.0 if unit else np.float64(weights[i])
-        if want_inertia:
+        changed += new_labels[i - start] != previous[i]
+    if changed:
+        for i in range(start, stop):
+            new = new_labels[i - start]
+            old = previous[i]
+            if new != old:
+                w = 1.0 if unit else np.float64(weights[i])
+                _add_row_nosq(X, i, sums, new, w, d)
+                _add_row_nosq(X, i, sums, old, -w, d)
+                counts[new] += w
+                counts[old] -= w
+    inertia = 0.0
+    if want_inertia:
+        for i in range(start, stop):
+            w = 1.0 if unit else np.float64(weights[i])
             sq = 0.0
             for f in range(d):
                 x = np.float64(X[i, f])
                 sq += x * x
             inertia += w * max(sq + np.float64(best[i - start]), 0.0)
-        if new != old:
-            _add_row_nosq(X, i, sums, new, w, d)
-            _add_row_nosq(X, i, sums, old, -w, d)
-            counts[new] += w
-            counts[old] -= w
-            changed += 1
+    # Last: ``labels`` may be ``previous`` itself.
+    for i in range(start, stop):
+        labels[i] = new_labels[i - start]
     return inertia, changed
 
 

@@ -169,11 +169,16 @@ class Kernels:
         differ from ``previous`` (0 where it is None). With ``moves_only``
         (incremental sums, see ``move``) only the rows whose label differs
         from ``previous`` are added to their new cluster and taken from
-        their old one. ``out`` (int32, the block's rows of the pass's
-        labels, with ``compact``) receives the labels, then returned. See
-        ``numba.FusedNumpyKernels``.
+        their old one. ``out`` (of ``fused_label_dtype``, the block's rows
+        of the pass's labels, with ``compact``) receives the labels, then
+        returned. See ``numba.FusedNumpyKernels``.
         """
         return None
+
+    def fused_label_dtype(self, n_clusters: int):
+        """The integer dtype of ``fused_step``'s compact labels for
+        ``n_clusters`` centres (the pass's labels array is made in it)."""
+        return self.xp.int32
 
     def fused_potentials(self, points):
         """k-means++'s evaluation of candidate ``points`` in one kernel,
