@@ -344,10 +344,12 @@ def _relocate_empty_clusters(problem: Problem, centers, labels, sums, counts, n_
 
 
 def _update_centers(sums, counts, centers, xp):
-    """M-step: weighted means; a cluster with no weight keeps its centre."""
+    """M-step: weighted means; a cluster with no weight keeps its centre.
+    ``sums`` and ``centers`` of shape (..., k, d), ``counts`` (..., k): one
+    problem or a batch of them (``batched``)."""
     has_weight = counts > 0
     safe = xp.where(has_weight, counts, xp.ones_like(counts))
-    return xp.where(has_weight[:, None], sums / safe[:, None], centers)
+    return xp.where(has_weight[..., None], sums / safe[..., None], centers)
 
 
 def _normalize_rows(centers, fallback, xp):

@@ -32,6 +32,7 @@ from ._array_api import (
     to_host,
 )
 from ._kernels import get_kernels
+from ._lloyd import _update_centers
 from ._validation import (
     _check_int,
     check_array,
@@ -560,13 +561,6 @@ def _lloyd_pass(data: _Batch, problems, shift, centers):
         xp.reshape(sums, (n_active, n_clusters, n_features)),
         xp.reshape(counts, (n_active, n_clusters)),
     )
-
-
-def _update_centers(sums, counts, centers, xp):
-    """M-step: weighted means; a cluster with no weight keeps its centre."""
-    has_weight = counts > 0
-    safe = xp.where(has_weight, counts, xp.ones_like(counts))
-    return xp.where(has_weight[:, :, None], sums / safe[:, :, None], centers)
 
 
 def _sq_distances_to_labels(data: _Batch, problems, shift, centers, labels, start, stop):
